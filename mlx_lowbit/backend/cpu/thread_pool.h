@@ -1,0 +1,19 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// The CPU kernels' worker threads. MLX runs a CPU stream's tasks on one
+// thread; a matmul splits its rows or columns over these workers and waits.
+#pragma once
+
+#include <functional>
+
+namespace mlx_lowbit::cpu {
+
+// Workers used by parallel_for (default: MLX_LOWBIT_NUM_THREADS or all cores).
+int num_threads();
+void set_num_threads(int n);
+
+// Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
+// worker, and returns when all are done. Nested calls run inline.
+void parallel_for(int n, const std::function<void(int, int)>& fn);
+
+} // namespace mlx_lowbit::cpu

@@ -1,0 +1,166 @@
+// Copyright © 2026 mlx-lowbit contributors.
+
+#include "mlx_lowbit/ops.h"
+
+#include <memory>
+
+#include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/primitives.h"
+
+namespace mlx_lowbit {
+
+namespace {
+
+bool is_supported_float(mx::Dtype t) {
+  return t == mx::float16 || t == mx::bfloat16 || t == mx::float32;
+}
+
+FormatSpec make_spec(
+    const std::string& format,
+    int group_size,
+    int vector_size,
+    int index_bits,
+    std::string_view tag) {
+  FormatSpec spec{parse_format(format, tag), group_size, vector_size, index_bits};
+  validate_spec(spec, tag);
+  return spec;
+}
+
+std::vector<mx::array> collect(
+    const mx::array& packed,
+    const mx::array& scales,
+    const std::optional<mx::array>& biases,
+    const std::optional<mx::array>& codebook) {
+  std::vector<mx::array> w = {packed, scales};
+  if (biases) {
+    w.push_back(*biases);
+  }
+  if (codebook) {
+    w.push_back(*codebook);
+  }
+  return w;
+}
+
+// Row-contiguous copies (no-ops when already so), so every backend can index
+// the arrays directly.
+std::vector<mx::array> contiguous_all(std::vector<mx::array> arrays, mx::StreamOrDevice s) {
+  for (auto& a : arrays) {
+    a = mx::contiguous(a, false, s);
+  }
+  return arrays;
+}
+
+std::optional<mx::array> bias_of(const FormatSpec& spec, const std::vector<mx::array>& w) {
+  // biases, when present, sit right after scales; a codebook never has them.
+  if (spec.format == Format::Binary && w.size() == 3) {
+    return w[2];
+  }
+  return std::nullopt;
+}
+
+std::optional<mx::array> codebook_of(const FormatSpec& spec, const std::vector<mx::array>& w) {
+  if (spec.format == Format::Codebook && w.size() == 3) {
+    return w[2];
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+mx::array lowbit_matmul(
+    const mx::array& x,
+    const std::vector<mx::array>& weight,
+    const FormatSpec& spec,
+    bool transpose,
+    const ScheduleRequest& schedule,
+    mx::StreamOrDevice s) {
+  constexpr std::string_view tag = "lowbit_matmul";
+  // 1. validate
+  if (weight.size() < 2 || weight.size() > 3) {
+    throw_invalid(tag, "Expected packed, scales and optionally biases or codebook.");
+  }
+  auto biases = bias_of(spec, weight);
+  auto codebook = codebook_of(spec, weight);
+  int K = validate_weight(spec, weight[0], weight[1], biases, codebook, tag);
+  int N = weight[0].shape(0);
+  if (!is_supported_float(x.dtype())) {
+    throw_invalid(
+        tag, "x must be float16, bfloat16 or float32, got ", x.dtype(), ".");
+  }
+  if (x.ndim() < 1) {
+    throw_invalid(tag, "x must have at least one dimension, got a scalar.");
+  }
+  int in_dim = transpose ? K : N;
+  if (x.shape(-1) != in_dim) {
+    throw_invalid(
+        tag, "The last dimension of x with shape ", shape_str(x), " must be ",
+        transpose ? "K" : "N", "=", in_dim, " of the ", format_name(spec.format),
+        " weight (N=", N, ", K=", K, ", group_size=", spec.group_size, ").");
+  }
+  if (schedule.split_k < 0) {
+    throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", schedule.split_k, ".");
+  }
+  // 2-4. x keeps its dtype (the output's); all inputs row-contiguous.
+  std::vector<mx::array> inputs = {x};
+  inputs.insert(inputs.end(), weight.begin(), weight.end());
+  inputs = contiguous_all(std::move(inputs), s);
+  // 5. shape
+  auto shape = x.shape();
+  shape.back() = transpose ? N : K;
+  // 6. the array
+  return mx::array(
+      std::move(shape),
+      x.dtype(),
+      std::make_shared<LowBitMatmul>(
+          mx::to_stream(s), spec, biases.has_value(), transpose, schedule),
+      std::move(inputs));
+}
+
+mx::array lowbit_matmul(
+    const mx::array& x,
+    const mx::array& packed,
+    const mx::array& scales,
+    const std::optional<mx::array>& biases,
+    const std::optional<mx::array>& codebook,
+    const std::string& format,
+    int group_size,
+    int vector_size /* = 0 */,
+    int index_bits /* = 0 */,
+    bool transpose /* = true */,
+    const std::string& schedule /* = "auto" */,
+    const std::string& streamk_fixup /* = "deterministic" */,
+    int split_k /* = 0 */,
+    mx::StreamOrDevice s /* = {} */) {
+  constexpr std::string_view tag = "lowbit_matmul";
+  FormatSpec spec = make_spec(format, group_size, vector_size, index_bits, tag);
+  ScheduleRequest request{
+      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k};
+  return lowbit_matmul(
+      x, collect(packed, scales, biases, codebook), spec, transpose, request, s);
+}
+
+mx::array lowbit_dequantize(
+    const mx::array& packed,
+    const mx::array& scales,
+    const std::optional<mx::array>& biases,
+    const std::optional<mx::array>& codebook,
+    const std::string& format,
+    int group_size,
+    int vector_size /* = 0 */,
+    int index_bits /* = 0 */,
+    mx::Dtype dtype /* = mx::float32 */,
+    mx::StreamOrDevice s /* = {} */) {
+  constexpr std::string_view tag = "dequantize";
+  FormatSpec spec = make_spec(format, group_size, vector_size, index_bits, tag);
+  int K = validate_weight(spec, packed, scales, biases, codebook, tag);
+  if (!is_supported_float(dtype)) {
+    throw_invalid(tag, "dtype must be float16, bfloat16 or float32, got ", dtype, ".");
+  }
+  return mx::array(
+      {packed.shape(0), K},
+      dtype,
+      std::make_shared<LowBitDequantize>(mx::to_stream(s), spec, biases.has_value()),
+      contiguous_all(collect(packed, scales, biases, codebook), s));
+}
+
+} // namespace mlx_lowbit

@@ -1,0 +1,53 @@
+// Copyright © 2026 mlx-lowbit contributors.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "mlx/ops.h"
+#include "mlx_lowbit/format_spec.h"
+#include "mlx_lowbit/schedule.h"
+
+namespace mlx_lowbit {
+
+// x @ dequantize(w).T for x of shape (..., K) (transpose = true), or
+// x @ dequantize(w) for x of shape (..., N); output in x's dtype.
+mx::array lowbit_matmul(
+    const mx::array& x,
+    const mx::array& packed,
+    const mx::array& scales,
+    const std::optional<mx::array>& biases,
+    const std::optional<mx::array>& codebook,
+    const std::string& format,
+    int group_size,
+    int vector_size = 0,
+    int index_bits = 0,
+    bool transpose = true,
+    const std::string& schedule = "auto",
+    const std::string& streamk_fixup = "deterministic",
+    int split_k = 0,
+    mx::StreamOrDevice s = {});
+
+// The same op for callers that already hold a parsed spec (vjp, tests).
+mx::array lowbit_matmul(
+    const mx::array& x,
+    const std::vector<mx::array>& weight, // packed, scales, [biases], [codebook]
+    const FormatSpec& spec,
+    bool transpose,
+    const ScheduleRequest& schedule,
+    mx::StreamOrDevice s = {});
+
+// The (N, K) weight, in dtype (a float type).
+mx::array lowbit_dequantize(
+    const mx::array& packed,
+    const mx::array& scales,
+    const std::optional<mx::array>& biases,
+    const std::optional<mx::array>& codebook,
+    const std::string& format,
+    int group_size,
+    int vector_size = 0,
+    int index_bits = 0,
+    mx::Dtype dtype = mx::float32,
+    mx::StreamOrDevice s = {});
+
+} // namespace mlx_lowbit

@@ -1,0 +1,71 @@
+// Copyright © 2026 mlx-lowbit contributors.
+#pragma once
+
+#include <tuple>
+
+#include "mlx/primitives.h"
+#include "mlx_lowbit/format_spec.h"
+#include "mlx_lowbit/schedule.h"
+
+namespace mlx_lowbit {
+
+using mx::array; // the DEFINE_* macros name it unqualified
+
+// out = x @ w.T (transpose) or x @ w, w the dequantized (N, K) weight.
+// Inputs: x, packed, scales, [biases], [codebook]. Accumulates in fp32.
+class LowBitMatmul : public mx::UnaryPrimitive {
+ public:
+  LowBitMatmul(
+      mx::Stream stream,
+      FormatSpec spec,
+      bool has_bias,
+      bool transpose,
+      ScheduleRequest schedule)
+      : mx::UnaryPrimitive(stream),
+        spec_(spec),
+        has_bias_(has_bias),
+        transpose_(transpose),
+        schedule_(schedule) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  void eval_gpu(const std::vector<array>& inputs, array& out) override;
+
+  DEFINE_VMAP()
+  DEFINE_GRADS()
+  DEFINE_NAME(LowBitMatmul)
+  bool is_equivalent(const mx::Primitive& other) const override;
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override;
+  auto state() const {
+    return std::make_tuple(spec_, has_bias_, transpose_, schedule_);
+  }
+
+ private:
+  FormatSpec spec_;
+  bool has_bias_;
+  bool transpose_;
+  ScheduleRequest schedule_;
+};
+
+// The (N, K) weight in a float dtype: the values the kernels multiply with.
+// Inputs: packed, scales, [biases], [codebook].
+class LowBitDequantize : public mx::UnaryPrimitive {
+ public:
+  LowBitDequantize(mx::Stream stream, FormatSpec spec, bool has_bias)
+      : mx::UnaryPrimitive(stream), spec_(spec), has_bias_(has_bias) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  void eval_gpu(const std::vector<array>& inputs, array& out) override;
+
+  DEFINE_NAME(LowBitDequantize)
+  bool is_equivalent(const mx::Primitive& other) const override;
+  std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override;
+  auto state() const {
+    return std::make_tuple(spec_, has_bias_);
+  }
+
+ private:
+  FormatSpec spec_;
+  bool has_bias_;
+};
+
+} // namespace mlx_lowbit

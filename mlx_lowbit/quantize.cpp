@@ -1,0 +1,378 @@
+// Copyright © 2026 mlx-lowbit contributors.
+
+#include "mlx_lowbit/quantize.h"
+
+#include <cmath>
+#include <vector>
+
+#include "mlx/allocator.h"
+#include "mlx/ops.h"
+#include "mlx/types/half_types.h"
+#include "mlx_lowbit/backend/cpu/thread_pool.h"
+#include "mlx_lowbit/codebook_cluster.h"
+#include "mlx_lowbit/errors.h"
+
+namespace mlx_lowbit {
+
+namespace {
+
+using cpu::parallel_for;
+
+// An evaluated array with room for its data, to be filled in place.
+mx::array empty_array(mx::Shape shape, mx::Dtype dtype) {
+  size_t n = 1;
+  for (auto d : shape) {
+    n *= d;
+  }
+  return mx::array(mx::allocator::malloc(n * mx::size_of(dtype)), std::move(shape), dtype);
+}
+
+// The weight as evaluated, row-contiguous float32 on the CPU, checked for
+// shape, group size and non-finite values.
+mx::array load_weight(const mx::array& w, int group_size, std::string_view tag) {
+  if (w.ndim() != 2) {
+    throw_invalid(tag, "The weight must be 2-D (N, K), got shape ", shape_str(w), ".");
+  }
+  if (!mx::issubdtype(w.dtype(), mx::floating)) {
+    throw_invalid(tag, "The weight must be a float array, got ", w.dtype(), ".");
+  }
+  if (group_size <= 0 || group_size % lowbit::kKMultiple != 0 || w.shape(1) % group_size != 0) {
+    throw_invalid(
+        tag, "group_size must be a positive multiple of ", lowbit::kKMultiple,
+        " that divides K=", w.shape(1), ", got ", group_size, ".");
+  }
+  auto cpu = mx::Device(mx::Device::cpu);
+  mx::array w32 = mx::contiguous(mx::astype(w, mx::float32, cpu), false, cpu);
+  w32.eval();
+  const float* p = w32.data<float>();
+  int K = w.shape(1);
+  for (size_t i = 0; i < w32.size(); ++i) {
+    if (!std::isfinite(p[i])) {
+      throw_invalid(
+          tag, "The weight contains ", std::isnan(p[i]) ? "NaN" : "Inf", " (first at row ",
+          i / K, ", column ", i % K, ").");
+    }
+  }
+  return w32;
+}
+
+void check_scale_dtype(mx::Dtype t, std::string_view tag) {
+  if (t != mx::float16 && t != mx::float32) {
+    throw_invalid(tag, "scale_dtype must be float16 or float32, got ", t, ".");
+  }
+}
+
+// Writes per-group floats into an fp16 or fp32 array, refusing values fp16
+// cannot hold rather than storing Inf.
+struct ScaleWriter {
+  mx::array arr;
+  void set(size_t i, float value, std::string_view tag) {
+    if (arr.dtype() == mx::float32) {
+      arr.data<float>()[i] = value;
+      return;
+    }
+    if (std::fabs(value) > 65504.0f) {
+      throw_invalid(
+          tag, "A scale or bias of ", value, " does not fit in float16; pass scale_dtype=float32.");
+    }
+    arr.data<mx::float16_t>()[i] = static_cast<mx::float16_t>(value);
+  }
+};
+
+void pack_ternary_row(const int8_t* t, int K, uint32_t* dst) {
+  namespace tf = lowbit::ternary;
+  for (int w = 0; w < tf::words_per_row(K); ++w) {
+    uint32_t word = 0;
+    for (int i = 0; i < tf::kPerWord; ++i) {
+      word |= tf::code_of(t[w * tf::kPerWord + i]) << (tf::kBits * i);
+    }
+    dst[w] = word;
+  }
+}
+
+void pack_binary_row(const uint8_t* bits, int K, uint32_t* dst) {
+  namespace bf = lowbit::binary;
+  for (int w = 0; w < bf::words_per_row(K); ++w) {
+    uint32_t word = 0;
+    for (int i = 0; i < bf::kPerWord; ++i) {
+      word |= uint32_t(bits[w * bf::kPerWord + i] & 1u) << i;
+    }
+    dst[w] = word;
+  }
+}
+
+void pack_codebook_row(const uint32_t* idx, int runs, int c, int words, uint32_t* dst) {
+  std::fill(dst, dst + words, 0u);
+  for (int j = 0; j < runs; ++j) {
+    // The inverse of codebook::index_from_words: bits [j*c, j*c + c).
+    uint64_t bits = uint64_t(idx[j]) << ((j * c) % lowbit::kWordBits);
+    int w = lowbit::codebook::first_word_of(j, c);
+    dst[w] |= uint32_t(bits);
+    if (bits >> 32) {
+      dst[w + 1] |= uint32_t(bits >> 32);
+    }
+  }
+}
+
+mx::array unpacked_input(const mx::array& a, mx::Dtype dtype, std::string_view tag) {
+  if (a.ndim() != 2) {
+    throw_invalid(tag, "Expected a 2-D array, got shape ", shape_str(a), ".");
+  }
+  auto cpu = mx::Device(mx::Device::cpu);
+  mx::array c = mx::contiguous(mx::astype(a, dtype, cpu), false, cpu);
+  c.eval();
+  return c;
+}
+
+} // namespace
+
+QuantizedArrays quantize_ternary(const mx::array& w, int gs, mx::Dtype scale_dtype) {
+  constexpr std::string_view tag = "quantize";
+  check_scale_dtype(scale_dtype, tag);
+  mx::array w32 = load_weight(w, gs, tag);
+  const int N = w.shape(0), K = w.shape(1), G = K / gs;
+  const float* wp = w32.data<float>();
+  mx::array packed = empty_array({N, lowbit::ternary::words_per_row(K)}, mx::uint32);
+  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
+  parallel_for(N, [&](int n0, int n1) {
+    std::vector<int8_t> t(K);
+    for (int n = n0; n < n1; ++n) {
+      const float* row = wp + size_t(n) * K;
+      for (int g = 0; g < G; ++g) {
+        const float* x = row + size_t(g) * gs;
+        int8_t* tg = t.data() + size_t(g) * gs;
+        double absmean = 0.0;
+        for (int i = 0; i < gs; ++i) {
+          absmean += std::fabs(x[i]);
+        }
+        absmean /= gs;
+        double wt = 0.0, tt = 0.0;
+        for (int i = 0; i < gs; ++i) {
+          double q = absmean > 0.0 ? std::nearbyint(x[i] / absmean) : 0.0;
+          tg[i] = int8_t(std::clamp(q, -1.0, 1.0));
+          wt += double(x[i]) * tg[i];
+          tt += tg[i] * tg[i];
+        }
+        scales.set(size_t(n) * G + g, tt > 0.0 ? float(wt / tt) : 0.0f, tag);
+      }
+      pack_ternary_row(t.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::ternary::words_per_row(K));
+    }
+  });
+  return {packed, scales.arr, std::nullopt, std::nullopt};
+}
+
+QuantizedArrays
+quantize_binary(const mx::array& w, int gs, bool with_bias, mx::Dtype scale_dtype) {
+  constexpr std::string_view tag = "quantize";
+  check_scale_dtype(scale_dtype, tag);
+  mx::array w32 = load_weight(w, gs, tag);
+  const int N = w.shape(0), K = w.shape(1), G = K / gs;
+  const float* wp = w32.data<float>();
+  mx::array packed = empty_array({N, lowbit::binary::words_per_row(K)}, mx::uint32);
+  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
+  std::optional<ScaleWriter> biases;
+  if (with_bias) {
+    biases = ScaleWriter{empty_array({N, G}, scale_dtype)};
+  }
+  constexpr int kLloydIters = 8;
+  parallel_for(N, [&](int n0, int n1) {
+    std::vector<uint8_t> bits(K);
+    for (int n = n0; n < n1; ++n) {
+      const float* row = wp + size_t(n) * K;
+      for (int g = 0; g < G; ++g) {
+        const float* x = row + size_t(g) * gs;
+        uint8_t* bg = bits.data() + size_t(g) * gs;
+        size_t at = size_t(n) * G + g;
+        if (!with_bias) {
+          double absmean = 0.0;
+          for (int i = 0; i < gs; ++i) {
+            bg[i] = x[i] >= 0.0f;
+            absmean += std::fabs(x[i]);
+          }
+          scales.set(at, float(absmean / gs), tag);
+          continue;
+        }
+        // Two levels bias +- scale: threshold at the midpoint, refit the
+        // two means, repeat until the split stops changing.
+        double mean = 0.0;
+        for (int i = 0; i < gs; ++i) {
+          mean += x[i];
+        }
+        double threshold = mean / gs, scale = 0.0, bias = threshold;
+        for (int it = 0; it < kLloydIters; ++it) {
+          double hi = 0.0, lo = 0.0;
+          int n_hi = 0;
+          bool changed = false;
+          for (int i = 0; i < gs; ++i) {
+            uint8_t b = x[i] >= threshold;
+            changed |= it == 0 || b != bg[i];
+            bg[i] = b;
+            (b ? hi : lo) += x[i];
+            n_hi += b;
+          }
+          if (n_hi == 0 || n_hi == gs) {
+            scale = 0.0; // a constant group: bias alone reproduces it
+            bias = mean / gs;
+            break;
+          }
+          hi /= n_hi;
+          lo /= gs - n_hi;
+          scale = (hi - lo) / 2.0;
+          bias = (hi + lo) / 2.0;
+          if (!changed) {
+            break;
+          }
+          threshold = bias;
+        }
+        scales.set(at, float(scale), tag);
+        biases->set(at, float(bias), tag);
+      }
+      pack_binary_row(bits.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::binary::words_per_row(K));
+    }
+  });
+  return {
+      packed,
+      scales.arr,
+      biases ? std::optional<mx::array>(biases->arr) : std::nullopt,
+      std::nullopt};
+}
+
+QuantizedArrays quantize_codebook(
+    const mx::array& w,
+    int gs,
+    int v,
+    int c,
+    uint64_t seed,
+    int max_iters,
+    mx::Dtype scale_dtype) {
+  constexpr std::string_view tag = "quantize";
+  check_scale_dtype(scale_dtype, tag);
+  FormatSpec spec{Format::Codebook, gs, v, c};
+  validate_spec(spec, tag);
+  if (max_iters < 0) {
+    throw_invalid(tag, "max_iters must be >= 0, got ", max_iters, ".");
+  }
+  mx::array w32 = load_weight(w, gs, tag);
+  const int N = w.shape(0), K = w.shape(1), G = K / gs, runs = K / v;
+  const float* wp = w32.data<float>();
+
+  // Sign pattern of every run of v weights (bit i set: weight i >= 0).
+  std::vector<uint32_t> patterns(size_t(N) * runs);
+  parallel_for(N, [&](int n0, int n1) {
+    for (size_t r = size_t(n0) * runs; r < size_t(n1) * runs; ++r) {
+      const float* x = wp + r * v;
+      uint32_t p = 0;
+      for (int i = 0; i < v; ++i) {
+        p |= uint32_t(x[i] >= 0.0f) << i;
+      }
+      patterns[r] = p;
+    }
+  });
+  std::vector<uint64_t> hist(size_t(1) << v, 0);
+  for (uint32_t p : patterns) {
+    ++hist[p];
+  }
+  PatternClustering cl = cluster_patterns(hist, v, c, seed, max_iters);
+
+  mx::array codebook = empty_array({1 << c}, spec.codebook_dtype());
+  for (size_t i = 0; i < cl.centroids.size(); ++i) {
+    if (v == 8) {
+      codebook.data<uint8_t>()[i] = uint8_t(cl.centroids[i]);
+    } else {
+      codebook.data<uint16_t>()[i] = uint16_t(cl.centroids[i]);
+    }
+  }
+  const int words = spec.packed_words_per_row(K);
+  mx::array packed = empty_array({N, words}, mx::uint32);
+  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
+  parallel_for(N, [&](int n0, int n1) {
+    std::vector<uint32_t> idx(runs);
+    for (int n = n0; n < n1; ++n) {
+      const float* row = wp + size_t(n) * K;
+      for (int j = 0; j < runs; ++j) {
+        idx[j] = cl.nearest[patterns[size_t(n) * runs + j]];
+      }
+      // Least-squares scale for the chosen +-1 patterns: mean of w * p.
+      for (int g = 0; g < G; ++g) {
+        double acc = 0.0;
+        for (int j = g * gs / v; j < (g + 1) * gs / v; ++j) {
+          uint32_t pattern = cl.centroids[idx[j]];
+          for (int i = 0; i < v; ++i) {
+            acc += (lowbit::codebook::pattern_bit(pattern, i) ? 1.0 : -1.0) * row[j * v + i];
+          }
+        }
+        scales.set(size_t(n) * G + g, float(acc / gs), tag);
+      }
+      pack_codebook_row(idx.data(), runs, c, words, packed.data<uint32_t>() + size_t(n) * words);
+    }
+  });
+  return {packed, scales.arr, std::nullopt, codebook};
+}
+
+mx::array pack_ternary(const mx::array& t) {
+  constexpr std::string_view tag = "pack_ternary";
+  mx::array t8 = unpacked_input(t, mx::int8, tag);
+  const int N = t.shape(0), K = t.shape(1);
+  if (K % lowbit::ternary::kPerWord != 0) {
+    throw_invalid(tag, "K must be a multiple of ", lowbit::ternary::kPerWord, ", got ", K, ".");
+  }
+  const int8_t* tp = t8.data<int8_t>();
+  for (size_t i = 0; i < t8.size(); ++i) {
+    if (tp[i] < -1 || tp[i] > 1) {
+      throw_invalid(tag, "Ternary values must be -1, 0 or 1, found ", int(tp[i]), ".");
+    }
+  }
+  mx::array packed = empty_array({N, lowbit::ternary::words_per_row(K)}, mx::uint32);
+  parallel_for(N, [&](int n0, int n1) {
+    for (int n = n0; n < n1; ++n) {
+      pack_ternary_row(tp + size_t(n) * K, K, packed.data<uint32_t>() + size_t(n) * lowbit::ternary::words_per_row(K));
+    }
+  });
+  return packed;
+}
+
+mx::array pack_binary(const mx::array& bits) {
+  constexpr std::string_view tag = "pack_binary";
+  mx::array b8 = unpacked_input(bits, mx::uint8, tag);
+  const int N = bits.shape(0), K = bits.shape(1);
+  if (K % lowbit::binary::kPerWord != 0) {
+    throw_invalid(tag, "K must be a multiple of ", lowbit::binary::kPerWord, ", got ", K, ".");
+  }
+  const uint8_t* bp = b8.data<uint8_t>();
+  for (size_t i = 0; i < b8.size(); ++i) {
+    if (bp[i] > 1) {
+      throw_invalid(tag, "Binary values must be 0 or 1, found ", int(bp[i]), ".");
+    }
+  }
+  mx::array packed = empty_array({N, lowbit::binary::words_per_row(K)}, mx::uint32);
+  parallel_for(N, [&](int n0, int n1) {
+    for (int n = n0; n < n1; ++n) {
+      pack_binary_row(bp + size_t(n) * K, K, packed.data<uint32_t>() + size_t(n) * lowbit::binary::words_per_row(K));
+    }
+  });
+  return packed;
+}
+
+mx::array pack_codebook(const mx::array& indices, int v, int c) {
+  constexpr std::string_view tag = "pack_codebook";
+  FormatSpec spec{Format::Codebook, lowbit::kKMultiple, v, c};
+  validate_spec(spec, tag);
+  mx::array idx = unpacked_input(indices, mx::uint32, tag);
+  const int N = indices.shape(0), runs = indices.shape(1), K = runs * v;
+  const uint32_t* ip = idx.data<uint32_t>();
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (ip[i] >> c) {
+      throw_invalid(tag, "Index ", ip[i], " does not fit in index_bits=", c, ".");
+    }
+  }
+  const int words = spec.packed_words_per_row(K);
+  mx::array packed = empty_array({N, words}, mx::uint32);
+  parallel_for(N, [&](int n0, int n1) {
+    for (int n = n0; n < n1; ++n) {
+      pack_codebook_row(ip + size_t(n) * runs, runs, c, words, packed.data<uint32_t>() + size_t(n) * words);
+    }
+  });
+  return packed;
+}
+
+} // namespace mlx_lowbit

@@ -1,0 +1,40 @@
+// Copyright © 2026 mlx-lowbit contributors.
+
+#include "mlx_lowbit/schedule.h"
+
+#include "mlx_lowbit/enum_names.h"
+
+namespace mlx_lowbit {
+
+namespace {
+
+constexpr EnumNames<Schedule, 6> kSchedules = {{
+    {Schedule::Auto, "auto"},
+    {Schedule::Gemv, "gemv"},
+    {Schedule::DataParallel, "dataparallel"},
+    {Schedule::SplitK, "splitk"},
+    {Schedule::StreamK, "streamk"},
+    {Schedule::Hybrid, "hybrid"},
+}};
+
+constexpr EnumNames<FixUp, 2> kFixUps = {{
+    {FixUp::Atomic, "atomic"},
+    {FixUp::Deterministic, "deterministic"},
+}};
+
+} // namespace
+
+Schedule parse_schedule(std::string_view name, std::string_view tag) {
+  return parse_enum(kSchedules, name, "schedule", tag);
+}
+const char* schedule_name(Schedule schedule) {
+  return enum_name(kSchedules, schedule);
+}
+FixUp parse_fixup(std::string_view name, std::string_view tag) {
+  return parse_enum(kFixUps, name, "streamk_fixup", tag);
+}
+const char* fixup_name(FixUp fixup) {
+  return enum_name(kFixUps, fixup);
+}
+
+} // namespace mlx_lowbit

@@ -1,0 +1,31 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// How a product is split into work: the caller's request. The GPU backend
+// turns it into a dispatch plan; the CPU backend needs only gemv vs tiled.
+#pragma once
+
+#include <string_view>
+
+namespace mlx_lowbit {
+
+enum class Schedule { Auto, Gemv, DataParallel, SplitK, StreamK, Hybrid };
+
+// How tiles split between threadgroups are summed: fp32 atomics into a
+// workspace (fast, order varies run to run) or a second pass over fp32
+// partials in a fixed order (bitwise reproducible).
+enum class FixUp { Atomic, Deterministic };
+
+struct ScheduleRequest {
+  Schedule schedule = Schedule::Auto;
+  FixUp fixup = FixUp::Deterministic;
+  int split_k = 0; // 0: chosen by the planner
+
+  bool operator==(const ScheduleRequest&) const = default;
+};
+
+Schedule parse_schedule(std::string_view name, std::string_view tag);
+const char* schedule_name(Schedule schedule);
+FixUp parse_fixup(std::string_view name, std::string_view tag);
+const char* fixup_name(FixUp fixup);
+
+} // namespace mlx_lowbit
