@@ -1,0 +1,18 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Ternary, binary and sub-1-bit weights for MLX."""
+
+import mlx.core  # noqa: F401  (loads libmlx before the extension needs it)
+
+from ._ext import num_threads, set_num_threads
+from .ops import FORMAT_OPTIONS, dequantize, matmul, quantize
+from .quantized_weight import QuantizedWeight
+
+__all__ = [
+    "FORMAT_OPTIONS",
+    "QuantizedWeight",
+    "dequantize",
+    "matmul",
+    "num_threads",
+    "quantize",
+    "set_num_threads",
+]

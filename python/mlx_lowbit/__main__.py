@@ -1,0 +1,4 @@
+# Copyright © 2026 mlx-lowbit contributors.
+from .cli import main
+
+main()

@@ -1,0 +1,149 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""quantize, dequantize and matmul on QuantizedWeight."""
+
+from typing import Any, Dict, Optional, Union
+
+import mlx.core as mx
+
+from . import _ext
+from .quantized_weight import QuantizedWeight
+
+# Per-format options of quantize() and their defaults.
+FORMAT_OPTIONS: Dict[str, Dict[str, Any]] = {
+    "ternary": {},
+    "binary": {"bias": False},
+    "codebook": {"vector_size": 16, "index_bits": 12, "seed": 0, "max_iters": 30},
+}
+
+StreamOrDevice = Union[None, mx.Stream, mx.Device]
+
+
+def quantize(
+    w: mx.array,
+    fmt: str,
+    group_size: int = 128,
+    *,
+    scale_dtype: mx.Dtype = mx.float16,
+    **fmt_options: Any,
+) -> QuantizedWeight:
+    """Round-to-nearest quantization of a (N, K) weight.
+
+    Args:
+        w (mx.array): The weight, any float dtype, shape (N, K).
+        fmt (str): ``"ternary"``, ``"binary"`` or ``"codebook"``.
+        group_size (int): Weights per scale along K; a multiple of 32 that
+          divides K. Default: ``128``.
+        scale_dtype (mx.Dtype): ``mx.float16`` (default) or ``mx.float32``.
+        **fmt_options: ``binary``: ``bias`` (bool, default False).
+          ``codebook``: ``vector_size`` (8 or 16, default 16), ``index_bits``
+          (4..vector_size, default 12), ``seed`` (default 0), ``max_iters``
+          (default 30).
+
+    Returns:
+        QuantizedWeight: deterministic for given inputs and seed.
+
+    Raises:
+        ValueError: unknown format or option, bad group size, non-finite weight.
+    """
+    if fmt not in FORMAT_OPTIONS:
+        raise ValueError(
+            f"[quantize] Unknown format {fmt!r}; supported formats are "
+            f"{', '.join(_ext.formats())}."
+        )
+    unknown = set(fmt_options) - set(FORMAT_OPTIONS[fmt])
+    if unknown:
+        accepted = ", ".join(FORMAT_OPTIONS[fmt]) or "none"
+        raise ValueError(
+            f"[quantize] Unknown option(s) {', '.join(sorted(unknown))} for format "
+            f"{fmt!r}; accepted: {accepted}."
+        )
+    opts = {**FORMAT_OPTIONS[fmt], **fmt_options}
+    if fmt == "ternary":
+        packed, scales, biases, codebook = _ext.quantize_ternary(w, group_size, scale_dtype)
+    elif fmt == "binary":
+        packed, scales, biases, codebook = _ext.quantize_binary(
+            w, group_size, bool(opts["bias"]), scale_dtype
+        )
+    else:
+        packed, scales, biases, codebook = _ext.quantize_codebook(
+            w,
+            group_size,
+            opts["vector_size"],
+            opts["index_bits"],
+            opts["seed"],
+            opts["max_iters"],
+            scale_dtype,
+        )
+    return QuantizedWeight(
+        fmt=fmt,
+        group_size=group_size,
+        packed=packed,
+        scales=scales,
+        biases=biases,
+        codebook=codebook,
+        vector_size=opts.get("vector_size", 0),
+        index_bits=opts.get("index_bits", 0),
+    )
+
+
+def dequantize(
+    qw: QuantizedWeight, dtype: mx.Dtype = mx.float32, *, stream: StreamOrDevice = None
+) -> mx.array:
+    """The (N, K) weight: exactly the values the kernels multiply with."""
+    return _ext.dequantize(
+        qw.packed,
+        qw.scales,
+        qw.biases,
+        qw.codebook,
+        **_meta(qw),
+        dtype=dtype,
+        stream=stream,
+    )
+
+
+def matmul(
+    x: mx.array,
+    qw: QuantizedWeight,
+    *,
+    schedule: str = "auto",
+    streamk_fixup: str = "deterministic",
+    split_k: int = 0,
+    transpose: bool = True,
+    stream: StreamOrDevice = None,
+) -> mx.array:
+    """``x @ dequantize(qw).T`` with fp32 accumulation, in x's dtype.
+
+    Args:
+        x (mx.array): Shape (..., K); float16, bfloat16 or float32; any strides.
+        qw (QuantizedWeight): The weight.
+        schedule (str): ``"auto"``, ``"gemv"``, ``"dataparallel"``, ``"splitk"``,
+          ``"streamk"`` or ``"hybrid"`` (see docs/KERNELS.md). All give the same
+          result within fp32 rounding.
+        streamk_fixup (str): ``"deterministic"`` (default) or ``"atomic"``.
+        split_k (int): K splits for ``splitk``; 0 lets the planner choose.
+        transpose (bool): ``x @ w.T`` (default) or, with x of shape (..., N),
+          ``x @ w``.
+        stream: Stream or device.
+    """
+    return _ext.lowbit_matmul(
+        x,
+        qw.packed,
+        qw.scales,
+        qw.biases,
+        qw.codebook,
+        **_meta(qw),
+        transpose=transpose,
+        schedule=schedule,
+        streamk_fixup=streamk_fixup,
+        split_k=split_k,
+        stream=stream,
+    )
+
+
+def _meta(qw: QuantizedWeight) -> Dict[str, Any]:
+    return {
+        "format": qw.fmt,
+        "group_size": qw.group_size,
+        "vector_size": qw.vector_size,
+        "index_bits": qw.index_bits,
+    }

@@ -1,0 +1,205 @@
+// Copyright © 2026 mlx-lowbit contributors.
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include "mlx_lowbit/backend/cpu/thread_pool.h"
+#include "mlx_lowbit/format_spec.h"
+#include "mlx_lowbit/ops.h"
+#include "mlx_lowbit/quantize.h"
+
+namespace mx = mlx::core;
+namespace nb = nanobind;
+namespace lb = mlx_lowbit;
+using namespace nb::literals;
+
+namespace {
+
+using Quantized = std::tuple<
+    mx::array,
+    mx::array,
+    std::optional<mx::array>,
+    std::optional<mx::array>>;
+
+Quantized as_tuple(lb::QuantizedArrays q) {
+  return {q.packed, q.scales, q.biases, q.codebook};
+}
+
+} // namespace
+
+NB_MODULE(_ext, m) {
+  m.doc() = "mlx-lowbit C++ core: low-bit matmul primitive, quantizers, packers.";
+
+  m.def(
+      "lowbit_matmul",
+      nb::overload_cast<
+          const mx::array&,
+          const mx::array&,
+          const mx::array&,
+          const std::optional<mx::array>&,
+          const std::optional<mx::array>&,
+          const std::string&,
+          int,
+          int,
+          int,
+          bool,
+          const std::string&,
+          const std::string&,
+          int,
+          mx::StreamOrDevice>(&lb::lowbit_matmul),
+      nb::arg(),
+      "packed"_a,
+      "scales"_a,
+      "biases"_a = nb::none(),
+      "codebook"_a = nb::none(),
+      nb::kw_only(),
+      "format"_a,
+      "group_size"_a,
+      "vector_size"_a = 0,
+      "index_bits"_a = 0,
+      "transpose"_a = true,
+      "schedule"_a = "auto",
+      "streamk_fixup"_a = "deterministic",
+      "split_k"_a = 0,
+      "stream"_a = nb::none(),
+      nb::sig(
+          "def lowbit_matmul(x: mlx.core.array, /, packed: mlx.core.array, "
+          "scales: mlx.core.array, biases: Optional[mlx.core.array] = None, "
+          "codebook: Optional[mlx.core.array] = None, *, format: str, "
+          "group_size: int, vector_size: int = 0, index_bits: int = 0, "
+          "transpose: bool = True, schedule: str = 'auto', "
+          "streamk_fixup: str = 'deterministic', split_k: int = 0, "
+          "stream: Union[None, mlx.core.Stream, mlx.core.Device] = None) -> mlx.core.array"),
+      R"pbdoc(
+        ``x @ w.T`` (or ``x @ w`` with ``transpose=False``) for a low-bit weight
+        ``w`` given by its packed arrays; fp32 accumulation, output in x's dtype.
+
+        Args:
+            x (array): Activations of shape ``(..., K)``; float16, bfloat16 or float32.
+            packed (array): uint32 codes, bits or indices (docs/FORMATS.md).
+            scales (array): Per-group scales, float16 or float32, ``(N, K / group_size)``.
+            biases (array, optional): Per-group biases (binary only).
+            codebook (array, optional): Patterns (codebook only).
+            format (str): ``"ternary"``, ``"binary"`` or ``"codebook"``.
+            group_size (int): Weights per scale along K.
+            vector_size (int): Codebook weights per index (8 or 16).
+            index_bits (int): Codebook bits per index.
+            transpose (bool): Multiply by ``w.T`` (default) or ``w``.
+            schedule (str): Work decomposition; the CPU backend distinguishes only
+              ``gemv`` and the tiled kernel, the GPU all of them.
+            streamk_fixup (str): ``"atomic"`` or ``"deterministic"``.
+            split_k (int): K splits for ``splitk`` (0: chosen).
+            stream (Stream, optional): Stream or device.
+
+        Returns:
+            array: The product.
+      )pbdoc");
+
+  m.def(
+      "dequantize",
+      &lb::lowbit_dequantize,
+      "packed"_a,
+      "scales"_a,
+      "biases"_a = nb::none(),
+      "codebook"_a = nb::none(),
+      nb::kw_only(),
+      "format"_a,
+      "group_size"_a,
+      "vector_size"_a = 0,
+      "index_bits"_a = 0,
+      "dtype"_a = mx::float32,
+      "stream"_a = nb::none(),
+      R"pbdoc(
+        The (N, K) weight in ``dtype``: exactly the values the kernels multiply with.
+      )pbdoc");
+
+  m.def(
+      "formats",
+      &lb::format_names,
+      "The names of the supported formats.");
+
+  m.def(
+      "validate_weight",
+      [](const mx::array& packed,
+         const mx::array& scales,
+         const std::optional<mx::array>& biases,
+         const std::optional<mx::array>& codebook,
+         const std::string& format,
+         int group_size,
+         int vector_size,
+         int index_bits,
+         const std::string& tag) {
+        lb::FormatSpec spec{
+            lb::parse_format(format, tag), group_size, vector_size, index_bits};
+        return lb::validate_weight(spec, packed, scales, biases, codebook, tag);
+      },
+      "packed"_a,
+      "scales"_a,
+      "biases"_a.none(),
+      "codebook"_a.none(),
+      nb::kw_only(),
+      "format"_a,
+      "group_size"_a,
+      "vector_size"_a = 0,
+      "index_bits"_a = 0,
+      "tag"_a = "QuantizedWeight",
+      "Check a quantized weight's arrays against its metadata; returns K.");
+
+  m.def(
+      "quantize_ternary",
+      [](const mx::array& w, int group_size, mx::Dtype scale_dtype) {
+        return as_tuple(lb::quantize_ternary(w, group_size, scale_dtype));
+      },
+      "w"_a,
+      "group_size"_a,
+      "scale_dtype"_a);
+  m.def(
+      "quantize_binary",
+      [](const mx::array& w, int group_size, bool bias, mx::Dtype scale_dtype) {
+        return as_tuple(lb::quantize_binary(w, group_size, bias, scale_dtype));
+      },
+      "w"_a,
+      "group_size"_a,
+      "bias"_a,
+      "scale_dtype"_a);
+  m.def(
+      "quantize_codebook",
+      [](const mx::array& w,
+         int group_size,
+         int vector_size,
+         int index_bits,
+         uint64_t seed,
+         int max_iters,
+         mx::Dtype scale_dtype) {
+        return as_tuple(lb::quantize_codebook(
+            w, group_size, vector_size, index_bits, seed, max_iters, scale_dtype));
+      },
+      "w"_a,
+      "group_size"_a,
+      "vector_size"_a,
+      "index_bits"_a,
+      "seed"_a,
+      "max_iters"_a,
+      "scale_dtype"_a);
+
+  m.def("pack_ternary", &lb::pack_ternary, "t"_a, "Pack int8 values in {-1, 0, 1} of shape (N, K).");
+  m.def("pack_binary", &lb::pack_binary, "bits"_a, "Pack 0/1 values of shape (N, K); 1 means +1.");
+  m.def(
+      "pack_codebook",
+      &lb::pack_codebook,
+      "indices"_a,
+      "vector_size"_a,
+      "index_bits"_a,
+      "Pack codebook indices of shape (N, K / vector_size).");
+
+  m.def("num_threads", &lb::cpu::num_threads, "Worker threads of the CPU kernels.");
+  m.def(
+      "set_num_threads",
+      &lb::cpu::set_num_threads,
+      "n"_a,
+      "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");
+}

@@ -1,0 +1,14 @@
+# Copyright © 2026 mlx-lowbit contributors.
+
+from mlx import extension
+from setuptools import setup
+
+if __name__ == "__main__":
+    setup(
+        packages=["mlx_lowbit"],
+        package_dir={"": "python"},
+        ext_modules=[extension.CMakeExtension("mlx_lowbit._ext", sourcedir=".")],
+        cmdclass={"build_ext": extension.CMakeBuild},
+        package_data={"mlx_lowbit": ["*.metallib"]},
+        zip_safe=False,
+    )
