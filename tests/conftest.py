@@ -1,0 +1,47 @@
+# Copyright © 2026 mlx-lowbit contributors.
+
+import itertools
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+# Every format with the options worth covering: binary with and without
+# bias, codebook at both vector sizes and a straddling index width.
+FORMATS = [
+    ("ternary", {}),
+    ("binary", {}),
+    ("binary", {"bias": True}),
+    ("codebook", {"vector_size": 16, "index_bits": 12}),
+    ("codebook", {"vector_size": 8, "index_bits": 5}),
+]
+DTYPES = [mx.float16, mx.bfloat16, mx.float32]
+
+# Relative tolerance of a result in each dtype against an fp32 reference:
+# dominated by rounding the output itself.
+RTOL = {mx.float32: 2e-5, mx.float16: 2e-3, mx.bfloat16: 1.6e-2}
+
+
+def format_id(f):
+    fmt, opts = f
+    return fmt + "".join(f"-{k}{v}" for k, v in opts.items())
+
+
+def assert_close(out: mx.array, ref, dtype, what=""):
+    """out vs ref, relative to ref's largest magnitude (entries near zero
+    carry the rounding of much larger partial sums)."""
+    out = np.asarray(out.astype(mx.float32), dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert out.shape == ref.shape, f"{what}: shape {out.shape} != {ref.shape}"
+    scale = max(np.abs(ref).max(), 1e-30)
+    err = np.abs(out - ref).max() / scale
+    assert err <= RTOL[dtype], f"{what}: max relative error {err:.3g} > {RTOL[dtype]}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def product(*axes):
+    return list(itertools.product(*axes))
