@@ -73,6 +73,7 @@ mx::array lowbit_matmul(
     const FormatSpec& spec,
     bool transpose,
     const ScheduleRequest& schedule,
+    int activation_bits,
     mx::StreamOrDevice s) {
   constexpr std::string_view tag = "lowbit_matmul";
   // 1. validate
@@ -100,6 +101,16 @@ mx::array lowbit_matmul(
   if (schedule.split_k < 0) {
     throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", schedule.split_k, ".");
   }
+  if (schedule.bm < 0 || schedule.bn < 0 || schedule.bk < 0) {
+    throw_invalid(
+        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
+        schedule.bm, ", ", schedule.bn, ", ", schedule.bk, ".");
+  }
+  if (activation_bits != 0 && activation_bits != 8) {
+    throw_invalid(
+        tag, "activation_bits must be 0 (float activations) or 8 (per-token int8), got ",
+        activation_bits, ".");
+  }
   // 2-4. x keeps its dtype (the output's); all inputs row-contiguous.
   std::vector<mx::array> inputs = {x};
   inputs.insert(inputs.end(), weight.begin(), weight.end());
@@ -112,7 +123,7 @@ mx::array lowbit_matmul(
       std::move(shape),
       x.dtype(),
       std::make_shared<LowBitMatmul>(
-          mx::to_stream(s), spec, biases.has_value(), transpose, schedule),
+          mx::to_stream(s), spec, biases.has_value(), transpose, schedule, activation_bits),
       std::move(inputs));
 }
 
@@ -130,13 +141,17 @@ mx::array lowbit_matmul(
     const std::string& schedule /* = "auto" */,
     const std::string& streamk_fixup /* = "deterministic" */,
     int split_k /* = 0 */,
+    int bm /* = 0 */,
+    int bn /* = 0 */,
+    int bk /* = 0 */,
+    int activation_bits /* = 0 */,
     mx::StreamOrDevice s /* = {} */) {
   constexpr std::string_view tag = "lowbit_matmul";
   FormatSpec spec = make_spec(format, group_size, vector_size, index_bits, tag);
   ScheduleRequest request{
-      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k};
+      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
   return lowbit_matmul(
-      x, collect(packed, scales, biases, codebook), spec, transpose, request, s);
+      x, collect(packed, scales, biases, codebook), spec, transpose, request, activation_bits, s);
 }
 
 mx::array lowbit_dequantize(

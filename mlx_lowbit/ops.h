@@ -26,6 +26,10 @@ mx::array lowbit_matmul(
     const std::string& schedule = "auto",
     const std::string& streamk_fixup = "deterministic",
     int split_k = 0,
+    int bm = 0,
+    int bn = 0,
+    int bk = 0,
+    int activation_bits = 0,
     mx::StreamOrDevice s = {});
 
 // The same op for callers that already hold a parsed spec (vjp, tests).
@@ -35,6 +39,7 @@ mx::array lowbit_matmul(
     const FormatSpec& spec,
     bool transpose,
     const ScheduleRequest& schedule,
+    int activation_bits = 0,
     mx::StreamOrDevice s = {});
 
 // The (N, K) weight, in dtype (a float type).

@@ -42,9 +42,14 @@ std::vector<array> LowBitMatmul::vjp(
           "[LowBitMatmul::vjp] No gradient with respect to the quantized weight; "
           "only x is differentiable (freeze the low-bit layer, e.g. for LoRA).");
     }
+    if (activation_bits_ != 0) {
+      throw std::invalid_argument(
+          "[LowBitMatmul::vjp] Rounding x to int8 has no useful gradient; "
+          "differentiate with activation_bits=0.");
+    }
     // d(x @ W.T)/dx = g @ W and d(x @ W)/dx = g @ W.T: the same op, flipped.
     vjps.push_back(lowbit_matmul(
-        cotangents[0], weight_of(primals), spec_, !transpose_, ScheduleRequest{}, stream()));
+        cotangents[0], weight_of(primals), spec_, !transpose_, ScheduleRequest{}, 0, stream()));
   }
   return vjps;
 }
@@ -57,8 +62,13 @@ std::vector<array> LowBitMatmul::jvp(
     throw std::invalid_argument(
         "[LowBitMatmul::jvp] Only x is differentiable, not the quantized weight.");
   }
+  if (activation_bits_ != 0) {
+    throw std::invalid_argument(
+        "[LowBitMatmul::jvp] Rounding x to int8 has no useful derivative; "
+        "differentiate with activation_bits=0.");
+  }
   return {lowbit_matmul(
-      tangents[0], weight_of(primals), spec_, transpose_, schedule_, stream())};
+      tangents[0], weight_of(primals), spec_, transpose_, schedule_, 0, stream())};
 }
 
 std::pair<std::vector<array>, std::vector<int>> LowBitMatmul::vmap(
@@ -74,7 +84,8 @@ std::pair<std::vector<array>, std::vector<int>> LowBitMatmul::vmap(
   // moves to the front.
   array x = axes[0] > 0 ? mx::moveaxis(inputs[0], axes[0], 0, stream()) : inputs[0];
   return {
-      {lowbit_matmul(x, weight_of(inputs), spec_, transpose_, schedule_, stream())},
+      {lowbit_matmul(
+          x, weight_of(inputs), spec_, transpose_, schedule_, activation_bits_, stream())},
       {axes[0] >= 0 ? 0 : -1}};
 }
 

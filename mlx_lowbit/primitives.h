@@ -20,12 +20,14 @@ class LowBitMatmul : public mx::UnaryPrimitive {
       FormatSpec spec,
       bool has_bias,
       bool transpose,
-      ScheduleRequest schedule)
+      ScheduleRequest schedule,
+      int activation_bits)
       : mx::UnaryPrimitive(stream),
         spec_(spec),
         has_bias_(has_bias),
         transpose_(transpose),
-        schedule_(schedule) {}
+        schedule_(schedule),
+        activation_bits_(activation_bits) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override;
   void eval_gpu(const std::vector<array>& inputs, array& out) override;
@@ -36,7 +38,7 @@ class LowBitMatmul : public mx::UnaryPrimitive {
   bool is_equivalent(const mx::Primitive& other) const override;
   std::vector<mx::Shape> output_shapes(const std::vector<array>& inputs) override;
   auto state() const {
-    return std::make_tuple(spec_, has_bias_, transpose_, schedule_);
+    return std::make_tuple(spec_, has_bias_, transpose_, schedule_, activation_bits_);
   }
 
  private:
@@ -44,6 +46,9 @@ class LowBitMatmul : public mx::UnaryPrimitive {
   bool has_bias_;
   bool transpose_;
   ScheduleRequest schedule_;
+  // 0: float activations; 8: each row of x quantized to int8 by its absmax
+  // (BitNet b1.58's activation quantization) before the product.
+  int activation_bits_;
 };
 
 // The (N, K) weight in a float dtype: the values the kernels multiply with.

@@ -19,6 +19,10 @@ struct ScheduleRequest {
   Schedule schedule = Schedule::Auto;
   FixUp fixup = FixUp::Deterministic;
   int split_k = 0; // 0: chosen by the planner
+  // GPU tile overrides for ablations (0: the planner's choice).
+  int bm = 0;
+  int bn = 0;
+  int bk = 0;
 
   bool operator==(const ScheduleRequest&) const = default;
 };

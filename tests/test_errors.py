@@ -200,3 +200,10 @@ def test_packers_reject_out_of_range_values():
         _ext.pack_binary(mx.full((2, 32), 3, dtype=mx.uint8))
     with pytest.raises(ValueError, match="Index 64 does not fit in index_bits=6"):
         _ext.pack_codebook(mx.full((2, 4), 64, dtype=mx.uint32), 8, 6)
+
+
+def test_matmul_rejects_bad_tiles_and_activation_bits(ternary):
+    with pytest.raises(ValueError, match="Tile overrides bm, bn, bk must be >= 0"):
+        lb.matmul(mx.zeros((1, 64)), ternary, tile=(32, -1, 32))
+    with pytest.raises(ValueError, match="activation_bits must be 0 .* or 8 .*, got 4"):
+        lb.matmul(mx.zeros((1, 64)), ternary, activation_bits=4)

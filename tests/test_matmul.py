@@ -168,3 +168,29 @@ def test_thread_count_does_not_change_results():
     np.testing.assert_array_equal(one, three)
     with pytest.raises(ValueError, match="at least 1"):
         lb.set_num_threads(0)
+
+
+def int8_rows(x: np.ndarray) -> np.ndarray:
+    """BitNet's per-token absmax rounding, from its definition."""
+    amax = np.abs(x).max(-1, keepdims=True)
+    q = np.clip(np.round(x * 127.0 / np.where(amax == 0, 1, amax)), -127, 127)
+    return q * amax / 127.0
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_int8_activations(f, dtype):
+    qw = make_weight(f, 19, 256, 64)
+    x = make_x((6, 256), dtype)
+    x = mx.concatenate([x, mx.zeros((1, 256), dtype=dtype)])  # an all-zero row
+    out = lb.matmul(x, qw, activation_bits=8)
+    xs = int8_rows(np.asarray(x.astype(mx.float32), dtype=np.float64))
+    assert_close(out, xs @ reference.dequantize(qw).T, dtype)
+    # It is a different product from the float one, not a no-op.
+    assert not np.allclose(np.asarray(out.astype(mx.float32)), np.asarray(lb.matmul(x, qw).astype(mx.float32)), rtol=1e-6, atol=0)
+
+
+def test_int8_activations_have_no_gradient():
+    qw = make_weight(FORMATS[0], 8, 64, 32)
+    with pytest.raises(ValueError, match="activation_bits=0"):
+        mx.grad(lambda x: lb.matmul(x, qw, activation_bits=8).sum())(mx.ones((2, 64)))

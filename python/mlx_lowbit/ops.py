@@ -1,7 +1,7 @@
 # Copyright © 2026 mlx-lowbit contributors.
 """quantize, dequantize and matmul on QuantizedWeight."""
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import mlx.core as mx
 
@@ -108,6 +108,8 @@ def matmul(
     schedule: str = "auto",
     streamk_fixup: str = "deterministic",
     split_k: int = 0,
+    tile: Optional[Tuple[int, int, int]] = None,
+    activation_bits: int = 0,
     transpose: bool = True,
     stream: StreamOrDevice = None,
 ) -> mx.array:
@@ -121,10 +123,16 @@ def matmul(
           result within fp32 rounding.
         streamk_fixup (str): ``"deterministic"`` (default) or ``"atomic"``.
         split_k (int): K splits for ``splitk``; 0 lets the planner choose.
+        tile (tuple, optional): ``(bm, bn, bk)`` GPU tile override for
+          ablations; ``None`` lets the planner choose.
+        activation_bits (int): ``0`` (default) multiplies the float
+          activations; ``8`` first rounds each row of x to int8 by its absmax
+          (``round(x * 127 / max|x|)``), as BitNet b1.58 was trained.
         transpose (bool): ``x @ w.T`` (default) or, with x of shape (..., N),
           ``x @ w``.
         stream: Stream or device.
     """
+    bm, bn, bk = tile or (0, 0, 0)
     return _ext.lowbit_matmul(
         x,
         qw.packed,
@@ -136,6 +144,10 @@ def matmul(
         schedule=schedule,
         streamk_fixup=streamk_fixup,
         split_k=split_k,
+        bm=bm,
+        bn=bn,
+        bk=bk,
+        activation_bits=activation_bits,
         stream=stream,
     )
 

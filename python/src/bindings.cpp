@@ -50,6 +50,10 @@ NB_MODULE(_ext, m) {
           const std::string&,
           const std::string&,
           int,
+          int,
+          int,
+          int,
+          int,
           mx::StreamOrDevice>(&lb::lowbit_matmul),
       nb::arg(),
       "packed"_a,
@@ -65,6 +69,10 @@ NB_MODULE(_ext, m) {
       "schedule"_a = "auto",
       "streamk_fixup"_a = "deterministic",
       "split_k"_a = 0,
+      "bm"_a = 0,
+      "bn"_a = 0,
+      "bk"_a = 0,
+      "activation_bits"_a = 0,
       "stream"_a = nb::none(),
       nb::sig(
           "def lowbit_matmul(x: mlx.core.array, /, packed: mlx.core.array, "
@@ -73,6 +81,7 @@ NB_MODULE(_ext, m) {
           "group_size: int, vector_size: int = 0, index_bits: int = 0, "
           "transpose: bool = True, schedule: str = 'auto', "
           "streamk_fixup: str = 'deterministic', split_k: int = 0, "
+          "bm: int = 0, bn: int = 0, bk: int = 0, activation_bits: int = 0, "
           "stream: Union[None, mlx.core.Stream, mlx.core.Device] = None) -> mlx.core.array"),
       R"pbdoc(
         ``x @ w.T`` (or ``x @ w`` with ``transpose=False``) for a low-bit weight
@@ -93,6 +102,9 @@ NB_MODULE(_ext, m) {
               ``gemv`` and the tiled kernel, the GPU all of them.
             streamk_fixup (str): ``"atomic"`` or ``"deterministic"``.
             split_k (int): K splits for ``splitk`` (0: chosen).
+            bm, bn, bk (int): GPU tile overrides for ablations (0: chosen).
+            activation_bits (int): 0 (float activations, default) or 8: each row
+              of x rounded to int8 by its absmax first, as BitNet b1.58 was trained.
             stream (Stream, optional): Stream or device.
 
         Returns:

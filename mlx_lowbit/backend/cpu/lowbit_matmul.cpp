@@ -8,6 +8,7 @@
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/types/half_types.h"
+#include "mlx_lowbit/backend/cpu/activation_quant.h"
 #include "mlx_lowbit/backend/cpu/kernels.h"
 #include "mlx_lowbit/backend/cpu/thread_pool.h"
 #include "mlx_lowbit/primitives.h"
@@ -74,7 +75,8 @@ void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
                     out = array::unsafe_weak_copy(out),
                     spec = spec_,
                     has_bias = has_bias_,
-                    transpose = transpose_]() mutable {
+                    transpose = transpose_,
+                    activation_bits = activation_bits_]() mutable {
     if (out.size() == 0) {
       return;
     }
@@ -82,6 +84,21 @@ void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
     int M = int(x.size() / x.shape(-1));
     std::vector<float> x_storage, out_storage;
     const float* xf = as_float(x, x_storage);
+    if (activation_bits == 8) {
+      // The portable path multiplies the int8-rounded values in float: the
+      // same result as integer dot products, up to fp32 rounding.
+      int K = x.shape(-1);
+      if (xf != x_storage.data()) {
+        x_storage.assign(xf, xf + x.size());
+      }
+      cpu::parallel_for(M, [&](int m0, int m1) {
+        std::vector<int8_t> scratch(K);
+        for (int m = m0; m < m1; ++m) {
+          cpu::round_row_to_int8_grid(x_storage.data() + size_t(m) * K, K, scratch.data());
+        }
+      });
+      xf = x_storage.data();
+    }
     float* of = out.data<float>();
     if (out.dtype() != mx::float32) {
       out_storage.resize(out.size());
