@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -141,7 +142,9 @@ def lint_ir(ir: str) -> list[Finding]:
     findings = []
     for cycle in _cycles(calls):
         names = [describe(f) for f in cycle]
-        path = " -> ".join(f"{n} ({f}:{l})" for n, f, l in names + names[:1])
+        first = min(range(len(names)), key=lambda i: (names[i][1], names[i][2]))  # start at the earliest line
+        names = names[first:] + names[:first]
+        path = " -> ".join(f"{n} ({os.path.basename(f)}:{l})" for n, f, l in names + names[:1])
         findings.append(Finding(names[0][1], names[0][2], f"recursion is not allowed in MSL: {path}"))
     return findings
 

@@ -159,6 +159,9 @@ class _Rewriter:
         self.kernels: dict[str, Kernel] = {}
         self.instantiations: list[Instantiation] = []
         self.tg_keys = 0
+        self.vector_aliases: set[str] = set()  # typedef/using names of vector types
+        # Template type parameters in scope: [names, brace depth of the template, body opened?]
+        self.template_scopes: list[list] = []
 
     # Helpers over significant tokens (k indexes self.sig).
     def text(self, k: int) -> str:
@@ -166,6 +169,9 @@ class _Rewriter:
 
     def tok(self, k: int) -> Token:
         return self.tokens[self.sig[k]]
+
+    def kind(self, k: int) -> str:
+        return self.tokens[self.sig[k]].kind if 0 <= k < len(self.sig) else ""
 
     def set(self, k: int, text: str) -> None:
         self.out[self.sig[k]] = text
@@ -266,6 +272,7 @@ class _Rewriter:
                 if t == "template":
                     if self.text(k + 1) == "<":
                         template_close = self.match_angle(k + 1)
+                        self.template_scopes.append([self.template_type_params(k + 1, template_close), len(braces), False])
                     elif self.text(k - 1) in ("", ";", "{", "}", "extern"):
                         k = self.instantiation(k, braces)
                         continue
@@ -285,6 +292,14 @@ class _Rewriter:
                     self.vector_constructor(k)
                 elif t == "static_cast":
                     self.vector_static_cast(k)
+                elif t in ("typedef", "using"):
+                    self.record_alias(k)
+                elif self.text(k + 1) == "(" and (
+                    t in self.vector_aliases
+                    or any(t in scope[0] for scope in self.template_scopes)
+                    or self.text(self.qualified_start(k) - 1) == "typename"
+                ):
+                    self.functional_cast(k)
             elif kind == "num":
                 self.half_literal(k)
             elif t == "{":
@@ -298,11 +313,19 @@ class _Rewriter:
                 else:
                     braces.append("other")
                 pending_namespace = None
+                if self.template_scopes and self.template_scopes[-1][1] == len(braces) - 1:
+                    self.template_scopes[-1][2] = True
             elif t == "}":
                 if braces:
                     braces.pop()
-            elif t in (";", "=") and pending_namespace is not None:
-                pending_namespace = None  # namespace alias
+                while self.template_scopes and self.template_scopes[-1][2] and self.template_scopes[-1][1] == len(braces):
+                    self.template_scopes.pop()
+            elif t == ";":
+                pending_namespace = None  # a using-directive or a namespace alias
+                while self.template_scopes and not self.template_scopes[-1][2] and self.template_scopes[-1][1] == len(braces):
+                    self.template_scopes.pop()  # a declaration without a body
+            elif t == "=" and pending_namespace is not None:
+                pending_namespace = None
             k += 1
 
     # MSL constructs.
@@ -508,13 +531,80 @@ class _Rewriter:
         self.set(k, f"static __msl_tg_key {', '.join(keys)}; __msl_threadgroup")
         return True
 
+    def template_type_params(self, open_: int, close: int) -> set[str]:
+        """Names of the `typename T` / `class T` parameters of a template header."""
+        names = set()
+        j = open_ + 1
+        while j < close:
+            if self.text(j) in ("typename", "class") and self.tok(j + 1).kind == "id" and self.text(j + 2) != "::":
+                names.add(self.text(j + 1))
+            if self.text(j) in ("(", "[", "{"):
+                j = self.match(j, self.text(j), {"(": ")", "[": "]", "{": "}"}[self.text(j)])
+            elif self.text(j) == "<":
+                j = self.match_angle(j)
+            j += 1
+        return names
+
+    def record_alias(self, k: int) -> None:
+        """Remember `typedef <vector type> name;` / `using name = <vector type>;`."""
+        end = k + 1
+        while end < len(self.sig) and self.text(end) not in (";", "{", "}"):
+            end += 1
+        if self.text(end) != ";":
+            return
+        if self.text(k) == "using":
+            if self.text(k + 2) != "=":
+                return
+            name, body = self.text(k + 1), range(k + 3, end)
+        else:
+            name, body = self.text(end - 1), range(k + 1, end - 1)
+        words = {self.text(j) for j in body}
+        if words & VECTOR_TYPES or words & self.vector_aliases or "vec" in words:
+            self.vector_aliases.add(name)
+
+    def qualified_start(self, k: int) -> int:
+        """Start of the qualified name ending at k (`A::B<C>::name`), including a leading `::`."""
+        j = k
+        while self.text(j - 1) == "::":
+            before = j - 2
+            if self.text(before) == ">":
+                depth = 0
+                while before >= 0:
+                    if self.text(before) == ">":
+                        depth += 1
+                    elif self.text(before) == "<":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    before -= 1
+                before -= 1
+            if self.kind(before) != "id":
+                return j - 1
+            j = before
+        return j
+
+    def functional_cast(self, k: int) -> None:
+        """`T(a, b)` for a type that may be a vector (template parameter, vector alias,
+        `typename X::Y`) -> `__msl_construct<T>(a, b)`: a vector constructor for vectors, T(a, b)
+        otherwise."""
+        start = self.qualified_start(k)
+        if self.text(start - 1) == "typename":
+            start -= 1
+        prev, after = self.text(start - 1), self.text(k + 2)
+        if prev in (".", "->", "operator", "~", ";", "{", "}", "typedef", "using", "struct", "class", "friend", "const"):
+            return  # a member, a declaration or a constructor definition, not a conversion
+        if after in ("&", "*", "&&", "...") or (self.kind(start - 1) == "id" and prev not in ("return", "case")):
+            return  # a declarator `T (&x)` or a declaration `U T(...)`
+        self.set(start, "__msl_construct<" + self.out[self.sig[start]])
+        self.set(k, self.out[self.sig[k]] + ">")
+
     def qualifier_start(self, k: int) -> int:
         """Start of `metal::` / `::` before the name at k."""
         if self.text(k - 1) != "::":
             return k
         if self.text(k - 2) == "metal":
             return k - 3 if self.text(k - 3) == "::" else k - 2
-        return k - 1 if self.tok(k - 2).kind != "id" else k
+        return k - 1 if self.kind(k - 2) != "id" else k
 
     def vector_constructor(self, k: int) -> None:
         """`float4(...)` / `vec<T, N>(...)` -> `__msl_vec_ctor<...>(...)`."""
