@@ -158,8 +158,8 @@ def test_mlx_arrays_in_and_out():
     assert out[1].item() == 4950.0
 
 
-@pytest.mark.parametrize("name,np_dtype", [("bfloat16", np.uint16), ("float16", np.float16), ("uint8", np.uint8), ("int32", np.int32)])
-def test_mlx_dtypes_round_trip(name, np_dtype):
+@pytest.mark.parametrize("name", ["bfloat16", "float16", "float32", "uint8", "uint16", "uint32", "int32"])
+def test_mlx_dtypes_round_trip(name):
     import mlx.core as mx
     src = """
 #include <metal_stdlib>
@@ -202,3 +202,30 @@ def test_api_validation():
         runner.run(DISPATCH, "scale", grid=1, threadgroup=32, buffers=buffers, sanitizer="memory")
     with pytest.raises(ValueError, match="dispatch must be"):
         runner.run(DISPATCH, "scale", grid=1, threadgroup=32, buffers=buffers, dispatch="grid")
+
+
+def test_missing_clang_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("MLX_LOWBIT_CLANG", "/nonexistent/clang++-19")
+    runner.msl_build.clang.cache_clear()
+    try:
+        with pytest.raises(runner.ToolchainError, match=r"MLX_LOWBIT_CLANG='/nonexistent/clang\+\+-19' is not an executable.*apt-get install clang-19 libclang-rt-19-dev"):
+            runner.check("#include <metal_stdlib>\n", name="toolchain.metal")
+    finally:
+        runner.msl_build.clang.cache_clear()
+
+
+def test_runner_loads_by_path_without_sys_path(tmp_path):
+    # mlx_lowbit.testing will load tools/msl/runner.py from the checkout by its path.
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('msl_runner', {str(runner.__file__)!r})\n"
+        "m = sys.modules['msl_runner'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        f"print(m.kernel_names({str(DISPATCH)!r})[:2])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['positions', 'positions_scalar']"
