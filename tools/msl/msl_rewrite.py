@@ -73,6 +73,7 @@ _IGNORED_ATTRIBUTES = frozenset({"max_total_threads_per_threadgroup", "host_name
 _FUNCTION_BODY_PREFIX = frozenset({")", "const", "noexcept", "override", "final", "mutable", "volatile"})
 _STATEMENT_START = frozenset({"{", "}", ";"})
 _SIGNIFICANT = frozenset({"id", "num", "str", "chr", "punct", "other"})
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
 _HALF_DECIMAL = re.compile(r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$")
 _HALF_HEX = re.compile(r"^(?P<m>0[xX][0-9a-fA-F]*\.?[0-9a-fA-F]*[pP][+-]?[0-9]+)[hH]$")
 
@@ -193,15 +194,19 @@ class _Rewriter:
                     return j
         raise self.error(k, f"unbalanced '{open_}'")
 
+    def skip_group(self, j: int) -> int:
+        """Index of the bracket closing the one at j; j itself when j is no opening bracket."""
+        t = self.text(j)
+        return self.match(j, t, _CLOSING[t]) if t in _CLOSING else j
+
     def match_angle(self, k: int) -> int:
         """Index of the '>' closing the template argument list opened at k ('<')."""
         depth = 0
         j = k
         while j < len(self.sig):
+            j = self.skip_group(j)
             t = self.text(j)
-            if t in ("(", "[", "{"):
-                j = self.match(j, t, {"(": ")", "[": "]", "{": "}"}[t])
-            elif t == "<":
+            if t == "<":
                 depth += 1
             elif t == ">":
                 depth -= 1
@@ -341,6 +346,9 @@ class _Rewriter:
                 self.blank(j, a_end)
                 j = a_end + 1
                 continue
+            if self.text(j) == "__attribute__":
+                j = self.skip_group(j + 1) + 1
+                continue
             if self.text(j) in (";", "{", "}"):
                 raise self.error(start, "cannot find the parameter list of this [[kernel]] function")
             j += 1
@@ -367,10 +375,9 @@ class _Rewriter:
         start = open_ + 1
         j = open_ + 1
         while j < close:
+            j = self.skip_group(j)
             t = self.text(j)
-            if t in ("(", "[", "{"):
-                j = self.match(j, t, {"(": ")", "[": "]", "{": "}"}[t])
-            elif t == "<":
+            if t == "<":
                 depth += 1
             elif t == ">":
                 depth -= 1
@@ -492,9 +499,9 @@ class _Rewriter:
             if t in ("(", "{"):
                 if depth == 0:
                     return False  # an initializer or a function: not plain storage
-                end = self.match(end, t, ")" if t == "(" else "}")
+                end = self.skip_group(end)
             elif t == "[":
-                end = self.match(end, "[", "]")
+                end = self.skip_group(end)
             elif t == "<":
                 depth += 1
             elif t == ">":
@@ -536,11 +543,10 @@ class _Rewriter:
         names = set()
         j = open_ + 1
         while j < close:
-            if self.text(j) in ("typename", "class") and self.tok(j + 1).kind == "id" and self.text(j + 2) != "::":
+            if self.text(j) in ("typename", "class") and self.kind(j + 1) == "id" and self.text(j + 2) != "::":
                 names.add(self.text(j + 1))
-            if self.text(j) in ("(", "[", "{"):
-                j = self.match(j, self.text(j), {"(": ")", "[": "]", "{": "}"}[self.text(j)])
-            elif self.text(j) == "<":
+            j = self.skip_group(j)
+            if self.text(j) == "<":
                 j = self.match_angle(j)
             j += 1
         return names
