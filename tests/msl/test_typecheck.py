@@ -125,7 +125,11 @@ def test_lint(name, source, message):
     "name,source,message",
     [
         ("unsupported_attribute", kernel("", "texture2d<float> t [[texture(0)]]"), "kernel 'k': [[texture]] is not supported by the Linux harness"),
-        ("function_constant", HEAD + "constant bool fc [[function_constant(0)]];\n" + kernel(""), "[[function_constant]] is not supported"),
+        (
+            "function_constant_in_a_function",
+            kernel("  constant bool fc [[function_constant(0)]];"),
+            "[[function_constant(i)]] must declare a program-scope `constant T name`",
+        ),
         ("kernel_parameter_without_attribute", kernel("", "device float* a [[buffer(0)]], device float* b"), "kernel 'k' parameter 'b' has no [[buffer(i)]]"),
         (
             "duplicate_host_name",

@@ -42,7 +42,7 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_DIR = HERE / "runtime"
-RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "driver.cpp")
+RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "function_constants.cpp", "driver.cpp")
 
 # What a real MSL 3.1 compile predefines (Metal 3 drivers define __METAL__, not __METAL_MACOS__).
 METAL_DEFINES = ("__METAL_VERSION__=310", "__METAL__=1", "__HAVE_BFLOAT__=1")

@@ -97,6 +97,7 @@ class Param:
     binding: str  # "buffer", "threadgroup" or a position attribute name; "" when missing
     slot: int | None
     attributes: list[str]
+    optional: bool  # [[function_constant(c)]]: may stay unbound (then null)
     file: str
     line: int
 
@@ -161,6 +162,7 @@ class _Rewriter:
         self.instantiations: list[Instantiation] = []
         self.tg_keys = 0
         self.vector_aliases: set[str] = set()  # typedef/using names of vector types
+        self.param_spans: list[tuple[int, int]] = []  # kernel parameter lists
         # Template type parameters in scope: [names, brace depth of the template, body opened?]
         self.template_scopes: list[list] = []
 
@@ -263,8 +265,8 @@ class _Rewriter:
                 names = [a[0] for a in self.attributes(k, end)]
                 if "kernel" in names:
                     self.kernel(k, end, template_close == k - 1, braces)
-                elif "function_constant" in names:
-                    raise self.error(k, "[[function_constant]] is not supported by the Linux harness yet")
+                elif "function_constant" in names and not any(a < k < b for a, b in self.param_spans):
+                    self.function_constant(k, end, braces)
                 if not all(name in _STANDARD_ATTRIBUTES for name in names):
                     self.blank(k, end)
                 k = end + 1
@@ -357,6 +359,7 @@ class _Rewriter:
         if self.tok(name_k).kind != "id":
             raise self.error(start, "cannot find the name of this [[kernel]] function")
         close = self.match(j, "(", ")")
+        self.param_spans.append((j, close))
         params = self.params(j, close, name)
         decl = Kernel(name, params, is_template, self.namespace(braces), self.tok(name_k).file, self.tok(name_k).line)
         if name in self.kernels:
@@ -388,7 +391,7 @@ class _Rewriter:
         pieces.append((start, close))
         params = []
         for index, (a, b) in enumerate(pieces):
-            name, attrs, binding, slot = "", [], "", None
+            name, attrs, binding, slot, optional = "", [], "", None, False
             j = a
             while j < b:
                 if self.text(j) == "[" and self.text(j + 1) == "[":
@@ -399,6 +402,8 @@ class _Rewriter:
                             binding, slot = attr, self.int_value(args, j)
                         elif attr in POSITIONS:
                             binding = attr
+                        elif attr == "function_constant":
+                            optional = True
                         elif attr not in _STANDARD_ATTRIBUTES:
                             raise self.error(j, f"kernel '{kernel}': [[{attr}]] is not supported by the Linux harness")
                     self.blank(j, end)
@@ -408,7 +413,7 @@ class _Rewriter:
                     name = self.text(j)
                 j += 1
             tok = self.tok(a)
-            params.append(Param(index, name or f"#{index}", binding, slot, attrs, tok.file, tok.line))
+            params.append(Param(index, name or f"#{index}", binding, slot, attrs, optional, tok.file, tok.line))
         return params
 
     def int_value(self, text: str, k: int) -> int:
@@ -470,6 +475,27 @@ class _Rewriter:
             if self.text(x) in ADDRESS_SPACES:
                 self.set(x, ADDRESS_SPACES[self.text(x)])
         return end + 1
+
+    def function_constant(self, k: int, end: int, braces: list[str]) -> None:
+        """`constant T name [[function_constant(i)]];` -> a reference to the value the host set
+        (the runtime reads the values before the TU's globals, which may derive from them, are
+        initialised)."""
+        if any(not b.startswith("namespace:") for b in braces) or self.text(end + 1) != ";":
+            raise self.error(k, "[[function_constant(i)]] must declare a program-scope `constant T name`")
+        start = k - 1
+        while self.text(start - 1) not in ("", ";", "{", "}"):
+            start -= 1
+        name = self.text(k - 1)
+        if self.text(start) != "constant" or self.kind(k - 1) != "id" or k - 1 <= start + 1:
+            raise self.error(k, "[[function_constant(i)]] must declare a program-scope `constant T name`")
+        (args,) = [a for n, a in self.attributes(k, end) if n == "function_constant"]
+        index = self.int_value(args, k)
+        self.set(k - 1, f"&{name}")
+        self.set(
+            end + 1,
+            f" = *(decltype(&{name}))__msl_rt_function_constant({index}, sizeof({name}),"
+            f' "{name}", __FILE__, __LINE__);',
+        )
 
     def template_id_before(self, paren: int) -> list[int]:
         """Indices of the (qualified) template-id ending just before index `paren`."""
@@ -668,7 +694,8 @@ class _Rewriter:
             for p in kernel.params:
                 param_type = f"__F::param<{p.index}>"
                 if p.binding == "buffer":
-                    args.append(f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}")')
+                    optional = "true" if p.optional else "false"
+                    args.append(f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}", {optional})')
                 elif p.binding == "threadgroup":
                     args.append(f'__msl_bind_threadgroup<{param_type}>(__inv, {p.slot}, "{p.name}")')
                 elif p.binding in POSITIONS:

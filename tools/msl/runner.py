@@ -305,6 +305,7 @@ def run_sequence(
     order: str = "shuffled",
     seed: int = 0,
     timeout: float | None = None,
+    function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
 ) -> dict[Any, Any]:
     """Run several launches of one source in one process; later launches see earlier writes.
@@ -320,6 +321,10 @@ def run_sequence(
         seed: seed of the shuffled order.
         timeout: seconds a threadgroup may take before the runtime reports a deadlock
             (default $MLX_LOWBIT_MSL_TIMEOUT or 60).
+        function_constants: [[function_constant(i)]] index -> value, for every launch: a bool
+            (1 byte), a Python int (int32) or float (float32), or a numpy scalar of the
+            constant's exact type (np.float16(...), np.uint16(...)). Unset constants read as 0 and
+            is_function_constant_defined() is false for them.
         name: file name shown in diagnostics for source text.
 
     Returns:
@@ -386,12 +391,30 @@ def run_sequence(
         lines += spec
         lines += [f"output {shared[key]} out{shared[key]}.bin" for key in wanted]
         (d / "spec.txt").write_text("\n".join(lines) + "\n")
-        proc = subprocess.run(
-            [str(exe), "spec.txt"], cwd=d, env=msl_build.sanitizer_env(sanitizer), capture_output=True, text=True
-        )
+        env = msl_build.sanitizer_env(sanitizer)
+        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(function_constants or {})
+        proc = subprocess.run([str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
         return {key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]) for key in wanted}
+
+
+def _encode_function_constants(values: Mapping[int, Any]) -> str:
+    """index:hexbytes,... for the runtime (runtime/function_constants.cpp)."""
+    items = []
+    for index, value in sorted(values.items()):
+        if isinstance(value, (bool, np.bool_)):
+            data = bytes([int(bool(value))])
+        elif isinstance(value, np.generic):
+            data = value.tobytes()
+        elif isinstance(value, int):
+            data = (np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)).tobytes()
+        elif isinstance(value, float):
+            data = np.float32(value).tobytes()
+        else:
+            raise TypeError(f"function constant {index}: {value!r} is not a bool, int, float or numpy scalar")
+        items.append(f"{int(index)}:{data.hex()}")
+    return ",".join(items)
 
 
 def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc) -> None:
@@ -422,6 +445,7 @@ def run(
     order: str = "shuffled",
     seed: int = 0,
     timeout: float | None = None,
+    function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
 ) -> dict[int, Any]:
     """Run one kernel launch on the CPU.
@@ -435,7 +459,8 @@ def run(
         threadgroup_buffers: [[threadgroup(slot)]] -> bytes of threadgroup memory.
         dispatch: "threadgroups" or "threads" (partial edge threadgroups).
         outputs: slots to return; default every slot bound to an array (bytes are constants).
-        include_dirs, defines, sanitizer, order, seed, timeout, name: as for `run_sequence`.
+        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name: as for
+            `run_sequence`.
 
     Returns:
         slot -> the buffer after the launch, of the input's type, dtype and shape.
@@ -454,6 +479,7 @@ def run(
         order=order,
         seed=seed,
         timeout=timeout,
+        function_constants=function_constants,
         name=name,
     )
 
