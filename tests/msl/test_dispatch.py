@@ -1,6 +1,7 @@
 """Dispatch semantics (dispatchThreadgroups / dispatchThreads), threadgroup memory and the runner's API."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -229,3 +230,14 @@ def test_runner_loads_by_path_without_sys_path(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['positions', 'positions_scalar']"
+
+
+def test_an_edited_header_is_picked_up_in_the_same_process(tmp_path):
+    (tmp_path / "value.h").write_text("#pragma once\n#define VALUE 1.0f\n")
+    kernel = tmp_path / "k.metal"
+    kernel.write_text('#include <metal_stdlib>\n#include "value.h"\n[[kernel]] void k(device float* o [[buffer(0)]]) {\n  o[0] = VALUE;\n}\n')
+    first = runner.run(kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)})[0]
+    (tmp_path / "value.h").write_text("#pragma once\n#define VALUE 2.0f\n")
+    os.utime(tmp_path / "value.h", ns=(1, 10**18))  # a distinct mtime even on coarse clocks
+    second = runner.run(kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)})[0]
+    assert (first[0], second[0]) == (1.0, 2.0)

@@ -130,6 +130,12 @@ class Rewritten:
     instantiations: list[Instantiation] = field(default_factory=list)
 
     @property
+    def files(self) -> list[str]:
+        """The files preprocessing read (the source, its headers, the shim's markers)."""
+        names = {m.group(2) for t in self.tokens if t.kind == "directive" for m in [_MARKER_RE.match(t.text)] if m}
+        return sorted(n for n in names if not n.startswith("<"))
+
+    @property
     def host_names(self) -> list[str]:
         """Host names of the kernels this source defines, in source order."""
         return [i.host_name for i in self.instantiations]

@@ -154,21 +154,27 @@ def _source(source: str | os.PathLike, name: str | None) -> _Source:
     return _Source(path, name)
 
 
-_prepared: dict[tuple, msl_rewrite.Rewritten] = {}
+# Rewrites of this process, valid while none of the files they read has changed.
+_prepared: dict[tuple, tuple[msl_rewrite.Rewritten, tuple]] = {}
+
+
+def _stamps(files: Sequence[str]) -> tuple:
+    return tuple(os.stat(f).st_mtime_ns if os.path.exists(f) else None for f in files)
 
 
 def _prepare(src: _Source, include_dirs: Sequence, defines: Sequence) -> msl_rewrite.Rewritten:
     includes = tuple(str(Path(d).resolve()) for d in include_dirs)
-    key = (str(src.path), src.path.stat().st_mtime_ns, includes, tuple(defines))
-    if key not in _prepared:
+    key = (str(src.path), includes, tuple(defines))
+    cached = _prepared.get(key)
+    if cached is None or _stamps(cached[0].files) != cached[1]:
         try:
-            pp = msl_build.preprocess(src.path, includes, tuple(defines))
-            _prepared[key] = msl_rewrite.rewrite(pp)
+            rw = msl_rewrite.rewrite(msl_build.preprocess(src.path, includes, tuple(defines)))
         except msl_build.CompileError as e:
             raise MSLCheckError(f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics) from None
         except msl_rewrite.RewriteError as e:
             raise MSLCheckError(f"{src.name}: {e}", str(e)) from None
-    return _prepared[key]
+        cached = _prepared[key] = (rw, _stamps(rw.files))
+    return cached[0]
 
 
 def _lint_error(src: _Source, findings) -> MSLCheckError:
