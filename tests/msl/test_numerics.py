@@ -14,7 +14,11 @@ def test_half_arithmetic_rounds_every_operation():
         "half_arithmetic",
         grid=1,
         threadgroup=1,
-        buffers={0: np.array([2048, 1, 300], np.float16), 1: np.zeros(4, np.float16), 2: np.zeros(2, np.float32)},
+        buffers={
+            0: np.array([2048, 1, 300], np.float16),
+            1: np.zeros(4, np.float16),
+            2: np.zeros(2, np.float32),
+        },
     )
     assert out[1][0] == 2048  # 2048 + 1 rounds back to 2048 in half, twice
     assert out[1][1] == 2048  # the same with 1.0h literals
@@ -41,7 +45,13 @@ def test_bfloat_conversion_rounds_to_nearest_even():
         ],
         np.float32,
     )
-    out = runner.run(BUILTINS, "bfloat_rounding", grid=len(values), threadgroup=1, buffers={0: values, 1: np.zeros(len(values), np.uint16)})[1]
+    out = runner.run(
+        BUILTINS,
+        "bfloat_rounding",
+        grid=len(values),
+        threadgroup=1,
+        buffers={0: values, 1: np.zeros(len(values), np.uint16)},
+    )[1]
     expected = runner.float_to_bfloat16(values)
     np.testing.assert_array_equal(out[:7], expected[:7])
     assert np.isnan(runner.bfloat16_to_float(out[7]))
@@ -51,14 +61,26 @@ def test_bfloat_conversion_rounds_to_nearest_even():
 
 def test_bfloat_arithmetic_rounds_every_operation():
     values = runner.float_to_bfloat16(np.array([256.0, 1.0], np.float32))
-    out = runner.run(BUILTINS, "bfloat_arithmetic", grid=1, threadgroup=1, buffers={0: values, 1: np.zeros(2, np.uint16)})[1]
+    out = runner.run(
+        BUILTINS,
+        "bfloat_arithmetic",
+        grid=1,
+        threadgroup=1,
+        buffers={0: values, 1: np.zeros(2, np.uint16)},
+    )[1]
     assert list(runner.bfloat16_to_float(out)) == [256.0, 258.0]
 
 
 def test_simd_functions():
     rng = np.random.default_rng(1)
     x = rng.integers(-8, 9, 64).astype(np.float32)  # exact sums
-    out = runner.run(BUILTINS, "simd_functions", grid=2, threadgroup=32, buffers={0: x, 1: np.zeros(64 * 13, np.float32)})[1]
+    out = runner.run(
+        BUILTINS,
+        "simd_functions",
+        grid=2,
+        threadgroup=32,
+        buffers={0: x, 1: np.zeros(64 * 13, np.float32)},
+    )[1]
     out = out.reshape(64, 13)
     for sg in range(2):
         v = x[sg * 32 : sg * 32 + 32]
@@ -70,8 +92,12 @@ def test_simd_functions():
         np.testing.assert_array_equal(o[:, 3], np.cumsum(v) - v)
         np.testing.assert_array_equal(o[:, 4], np.cumsum(v))
         np.testing.assert_array_equal(o[:, 5], v[(lanes + 5) % 32])
-        np.testing.assert_array_equal(o[:, 6], np.where(lanes + 3 < 32, v[np.minimum(lanes + 3, 31)], v))
-        np.testing.assert_array_equal(o[:, 7], np.where(lanes >= 3, v[np.maximum(lanes - 3, 0)], v))
+        np.testing.assert_array_equal(
+            o[:, 6], np.where(lanes + 3 < 32, v[np.minimum(lanes + 3, 31)], v)
+        )
+        np.testing.assert_array_equal(
+            o[:, 7], np.where(lanes >= 3, v[np.maximum(lanes - 3, 0)], v)
+        )
         np.testing.assert_array_equal(o[:, 8], v[lanes ^ 6])
         np.testing.assert_array_equal(o[:, 9], v[7])
         ballot = sum(1 << l for l in range(24) if v[l] > 0)
@@ -81,7 +107,13 @@ def test_simd_functions():
 
 
 def test_simd_sum_counts_only_lanes_that_have_not_returned():
-    out = runner.run(BUILTINS, "simd_sum_after_return", grid=1, threadgroup=32, buffers={0: np.zeros(32, np.float32)})[0]
+    out = runner.run(
+        BUILTINS,
+        "simd_sum_after_return",
+        grid=1,
+        threadgroup=32,
+        buffers={0: np.zeros(32, np.float32)},
+    )[0]
     np.testing.assert_array_equal(out[:20], 20.0)
     np.testing.assert_array_equal(out[20:], 0.0)
 
@@ -94,7 +126,12 @@ def test_scalar_functions():
         "scalar_functions",
         grid=1,
         threadgroup=len(u),
-        buffers={0: u, 1: f, 2: np.zeros(len(u) * 10, np.uint32), 3: np.zeros(len(u) * 12, np.float32)},
+        buffers={
+            0: u,
+            1: f,
+            2: np.zeros(len(u) * 10, np.uint32),
+            3: np.zeros(len(u) * 12, np.float32),
+        },
     )
     ou, of = out[2].reshape(-1, 10), out[3].reshape(-1, 12)
     bits = [f"{int(x):032b}" for x in u]
@@ -119,23 +156,37 @@ def test_scalar_functions():
     np.testing.assert_array_equal(of[:, 8], np.abs(f))
     np.testing.assert_array_equal(of[:, 9], np.finfo(np.float32).max)
     np.testing.assert_array_equal(of[:, 10], 65504.0)
-    np.testing.assert_allclose(of[:, 11], np.tanh(f) + np.exp(f.astype(np.float16)).astype(np.float16), rtol=2e-3)
+    np.testing.assert_allclose(
+        of[:, 11],
+        np.tanh(f) + np.exp(f.astype(np.float16)).astype(np.float16),
+        rtol=2e-3,
+    )
 
 
 def test_vector_constructors_convert_element_wise():
     v = np.array([[1.5, -2.25, 3.0, -4.75], [-0.5, 8.0, 0.1, 2.0]], np.float32)
-    out = runner.run(BUILTINS, "vectors", grid=1, threadgroup=2, buffers={0: v, 1: np.zeros((6, 4), np.float32)})[1]
+    out = runner.run(
+        BUILTINS,
+        "vectors",
+        grid=1,
+        threadgroup=2,
+        buffers={0: v, 1: np.zeros((6, 4), np.float32)},
+    )[1]
     for i, row in enumerate(v):
         h = row.astype(np.float16).astype(np.float32)
         n = np.trunc(row)
         np.testing.assert_array_equal(out[i * 3], [row[0] + n[0], row[1], h[2], h[3]])
-        np.testing.assert_array_equal(out[i * 3 + 1], [row[3] + 3, row[2] + 3, 4.0, 5.0])
+        np.testing.assert_array_equal(
+            out[i * 3 + 1], [row[3] + 3, row[2] + 3, 4.0, 5.0]
+        )
         expected = np.where(row < 0, 0.0, row)
         expected[3] += np.dot(row, row)
         np.testing.assert_allclose(out[i * 3 + 2], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("values", [[0.0, 1.0, -2.0, 3.140625], [65504.0, -1e-3, 0.5, 2.0**-24]])
+@pytest.mark.parametrize(
+    "values", [[0.0, 1.0, -2.0, 3.140625], [65504.0, -1e-3, 0.5, 2.0**-24]]
+)
 def test_float16_buffers_round_trip_bit_exactly(values):
     src = """
 #include <metal_stdlib>
@@ -145,5 +196,12 @@ using namespace metal;
 }
 """
     x = np.array(values, np.float16)
-    out = runner.run(src, "copy", grid=4, threadgroup=4, buffers={0: x, 1: np.zeros(4, np.float16)}, name="copy.metal")[1]
+    out = runner.run(
+        src,
+        "copy",
+        grid=4,
+        threadgroup=4,
+        buffers={0: x, 1: np.zeros(4, np.float16)},
+        name="copy.metal",
+    )[1]
     np.testing.assert_array_equal(out.view(np.uint16), x.view(np.uint16))

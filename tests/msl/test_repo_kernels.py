@@ -38,5 +38,8 @@ def test_package_layout_includes_resolve(tmp_path):
     )
     check_package_kernel(kernel, tmp_path)
     kernel.write_text(kernel.read_text().replace("decode(w[", "decode_missing(w["))
-    with pytest.raises(runner.MSLCheckError, match="ternary.metal:4:.*use of undeclared identifier 'decode_missing'"):
+    with pytest.raises(
+        runner.MSLCheckError,
+        match="ternary.metal:4:.*use of undeclared identifier 'decode_missing'",
+    ):
         check_package_kernel(kernel, tmp_path)

@@ -21,7 +21,16 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["RewriteError", "Token", "Param", "Kernel", "Instantiation", "Rewritten", "rewrite", "tokenize"]
+__all__ = [
+    "RewriteError",
+    "Token",
+    "Param",
+    "Kernel",
+    "Instantiation",
+    "Rewritten",
+    "rewrite",
+    "tokenize",
+]
 
 _TOKEN_RE = re.compile(
     r"""
@@ -38,12 +47,31 @@ _TOKEN_RE = re.compile(
     re.X | re.M,
 )
 _MARKER_RE = re.compile(r'^[ \t]*#[ \t]*(?:line[ \t]+)?(\d+)[ \t]+"((?:\\.|[^"\\])*)"')
-_SHIM_MARKER_RE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)")
+_SHIM_MARKER_RE = re.compile(
+    r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)"
+)
 
-ADDRESS_SPACES = {"device": "__msl_device", "threadgroup": "__msl_threadgroup", "constant": "__msl_constant", "thread": ""}
+ADDRESS_SPACES = {
+    "device": "__msl_device",
+    "threadgroup": "__msl_threadgroup",
+    "constant": "__msl_constant",
+    "thread": "",
+}
 VECTOR_TYPES = frozenset(
     f"{t}{n}"
-    for t in ("float", "half", "bfloat", "char", "uchar", "short", "ushort", "int", "uint", "long", "ulong")
+    for t in (
+        "float",
+        "half",
+        "bfloat",
+        "char",
+        "uchar",
+        "short",
+        "ushort",
+        "int",
+        "uint",
+        "long",
+        "ulong",
+    )
     for n in (2, 3, 4)
 )
 # Position attributes: (name, scalar only).
@@ -66,15 +94,30 @@ POSITIONS = {
 }
 # Standard C++ attributes clang understands; every other [[...]] block is MSL's and is dropped.
 _STANDARD_ATTRIBUTES = frozenset(
-    {"likely", "unlikely", "maybe_unused", "fallthrough", "nodiscard", "noreturn", "deprecated", "assume"}
+    {
+        "likely",
+        "unlikely",
+        "maybe_unused",
+        "fallthrough",
+        "nodiscard",
+        "noreturn",
+        "deprecated",
+        "assume",
+    }
 )
 # Attributes that are fine to drop silently.
-_IGNORED_ATTRIBUTES = frozenset({"max_total_threads_per_threadgroup", "host_name", "kernel", "early_fragment_tests"})
-_FUNCTION_BODY_PREFIX = frozenset({")", "const", "noexcept", "override", "final", "mutable", "volatile"})
+_IGNORED_ATTRIBUTES = frozenset(
+    {"max_total_threads_per_threadgroup", "host_name", "kernel", "early_fragment_tests"}
+)
+_FUNCTION_BODY_PREFIX = frozenset(
+    {")", "const", "noexcept", "override", "final", "mutable", "volatile"}
+)
 _STATEMENT_START = frozenset({"{", "}", ";"})
 _SIGNIFICANT = frozenset({"id", "num", "str", "chr", "punct", "other"})
 _CLOSING = {"(": ")", "[": "]", "{": "}"}
-_HALF_DECIMAL = re.compile(r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$")
+_HALF_DECIMAL = re.compile(
+    r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$"
+)
 _HALF_HEX = re.compile(r"^(?P<m>0[xX][0-9a-fA-F]*\.?[0-9a-fA-F]*[pP][+-]?[0-9]+)[hH]$")
 
 
@@ -94,7 +137,9 @@ class Token:
 class Param:
     index: int
     name: str
-    binding: str  # "buffer", "threadgroup" or a position attribute name; "" when missing
+    binding: (
+        str  # "buffer", "threadgroup" or a position attribute name; "" when missing
+    )
     slot: int | None
     attributes: list[str]
     optional: bool  # [[function_constant(c)]]: may stay unbound (then null)
@@ -132,7 +177,13 @@ class Rewritten:
     @property
     def files(self) -> list[str]:
         """The files preprocessing read (the source, its headers, the shim's markers)."""
-        names = {m.group(2) for t in self.tokens if t.kind == "directive" for m in [_MARKER_RE.match(t.text)] if m}
+        names = {
+            m.group(2)
+            for t in self.tokens
+            if t.kind == "directive"
+            for m in [_MARKER_RE.match(t.text)]
+            if m
+        }
         return sorted(n for n in names if not n.startswith("<"))
 
     @property
@@ -147,14 +198,18 @@ def tokenize(text: str) -> list[Token]:
     file, line = "<unknown>", 1
     for m in _TOKEN_RE.finditer(text):
         kind, tok = m.lastgroup, m.group()
-        if kind == "delim":  # the raw-string delimiter group can be the last one matched
+        if (
+            kind == "delim"
+        ):  # the raw-string delimiter group can be the last one matched
             kind = "str"
         tokens.append(Token(kind, tok, file, line))
         if kind == "directive":
             marker = _MARKER_RE.match(tok)
             if marker:
                 file = bytes(marker.group(2), "utf-8").decode("unicode_escape")
-                line = int(marker.group(1)) - 1  # the newline after the marker starts line N
+                line = (
+                    int(marker.group(1)) - 1
+                )  # the newline after the marker starts line N
         line += tok.count("\n")
     return tokens
 
@@ -271,7 +326,9 @@ class _Rewriter:
                 names = [a[0] for a in self.attributes(k, end)]
                 if "kernel" in names:
                     self.kernel(k, end, template_close == k - 1, braces)
-                elif "function_constant" in names and not any(a < k < b for a, b in self.param_spans):
+                elif "function_constant" in names and not any(
+                    a < k < b for a, b in self.param_spans
+                ):
                     self.function_constant(k, end, braces)
                 if not all(name in _STANDARD_ATTRIBUTES for name in names):
                     self.blank(k, end)
@@ -285,15 +342,27 @@ class _Rewriter:
                 if t == "template":
                     if self.text(k + 1) == "<":
                         template_close = self.match_angle(k + 1)
-                        self.template_scopes.append([self.template_type_params(k + 1, template_close), len(braces), False])
+                        self.template_scopes.append(
+                            [
+                                self.template_type_params(k + 1, template_close),
+                                len(braces),
+                                False,
+                            ]
+                        )
                     elif self.text(k - 1) in ("", ";", "{", "}", "extern"):
                         k = self.instantiation(k, braces)
                         continue
                 elif t == "kernel":
                     self.set(k, "")
                     self.kernel(k, k, template_close == k - 1, braces)
-                elif t == "threadgroup" and braces and braces[-1] in ("function", "block") and (
-                    self.text(k - 1) in _STATEMENT_START or (self.text(k - 1) == ":" and self.text(k - 2) != ":")
+                elif (
+                    t == "threadgroup"
+                    and braces
+                    and braces[-1] in ("function", "block")
+                    and (
+                        self.text(k - 1) in _STATEMENT_START
+                        or (self.text(k - 1) == ":" and self.text(k - 2) != ":")
+                    )
                 ):
                     if self.threadgroup_storage(k):
                         k += 1
@@ -326,16 +395,27 @@ class _Rewriter:
                 else:
                     braces.append("other")
                 pending_namespace = None
-                if self.template_scopes and self.template_scopes[-1][1] == len(braces) - 1:
+                if (
+                    self.template_scopes
+                    and self.template_scopes[-1][1] == len(braces) - 1
+                ):
                     self.template_scopes[-1][2] = True
             elif t == "}":
                 if braces:
                     braces.pop()
-                while self.template_scopes and self.template_scopes[-1][2] and self.template_scopes[-1][1] == len(braces):
+                while (
+                    self.template_scopes
+                    and self.template_scopes[-1][2]
+                    and self.template_scopes[-1][1] == len(braces)
+                ):
                     self.template_scopes.pop()
             elif t == ";":
                 pending_namespace = None  # a using-directive or a namespace alias
-                while self.template_scopes and not self.template_scopes[-1][2] and self.template_scopes[-1][1] == len(braces):
+                while (
+                    self.template_scopes
+                    and not self.template_scopes[-1][2]
+                    and self.template_scopes[-1][1] == len(braces)
+                ):
                     self.template_scopes.pop()  # a declaration without a body
             elif t == "=" and pending_namespace is not None:
                 pending_namespace = None
@@ -345,7 +425,9 @@ class _Rewriter:
     def namespace(self, braces: list[str]) -> tuple[str, ...]:
         return tuple(b.split(":", 1)[1] for b in braces if b.startswith("namespace:"))
 
-    def kernel(self, start: int, end: int, is_template: bool, braces: list[str]) -> None:
+    def kernel(
+        self, start: int, end: int, is_template: bool, braces: list[str]
+    ) -> None:
         """Record the [[kernel]] function whose declaration follows index `end`."""
         j = end + 1
         while j < len(self.sig) and self.text(j) != "(":
@@ -358,7 +440,9 @@ class _Rewriter:
                 j = self.skip_group(j + 1) + 1
                 continue
             if self.text(j) in (";", "{", "}"):
-                raise self.error(start, "cannot find the parameter list of this [[kernel]] function")
+                raise self.error(
+                    start, "cannot find the parameter list of this [[kernel]] function"
+                )
             j += 1
         name_k = j - 1
         name = self.text(name_k)
@@ -367,17 +451,33 @@ class _Rewriter:
         close = self.match(j, "(", ")")
         self.param_spans.append((j, close))
         params = self.params(j, close, name)
-        decl = Kernel(name, params, is_template, self.namespace(braces), self.tok(name_k).file, self.tok(name_k).line)
+        decl = Kernel(
+            name,
+            params,
+            is_template,
+            self.namespace(braces),
+            self.tok(name_k).file,
+            self.tok(name_k).line,
+        )
         if name in self.kernels:
-            if [p.binding for p in self.kernels[name].params] != [p.binding for p in params]:
-                raise self.error(name_k, f"[[kernel]] '{name}' is declared twice with different parameters")
+            if [p.binding for p in self.kernels[name].params] != [
+                p.binding for p in params
+            ]:
+                raise self.error(
+                    name_k,
+                    f"[[kernel]] '{name}' is declared twice with different parameters",
+                )
             return
         self.kernels[name] = decl
         if not is_template:
-            self.instantiations.append(Instantiation(name, name, name, decl.namespace, decl.file, decl.line))
+            self.instantiations.append(
+                Instantiation(name, name, name, decl.namespace, decl.file, decl.line)
+            )
 
     def params(self, open_: int, close: int, kernel: str) -> list[Param]:
-        if close == open_ + 1 or (close == open_ + 2 and self.text(open_ + 1) == "void"):
+        if close == open_ + 1 or (
+            close == open_ + 2 and self.text(open_ + 1) == "void"
+        ):
             return []
         pieces: list[tuple[int, int]] = []
         depth = 0
@@ -411,23 +511,53 @@ class _Rewriter:
                         elif attr == "function_constant":
                             optional = True
                         elif attr not in _STANDARD_ATTRIBUTES:
-                            raise self.error(j, f"kernel '{kernel}': [[{attr}]] is not supported by the Linux harness")
+                            raise self.error(
+                                j,
+                                f"kernel '{kernel}': [[{attr}]] is not supported by the Linux harness",
+                            )
                     self.blank(j, end)
                     j = end + 1
                     continue
-                if self.tok(j).kind == "id" and self.text(j) not in ADDRESS_SPACES and self.text(j) != "const":
+                if (
+                    self.tok(j).kind == "id"
+                    and self.text(j) not in ADDRESS_SPACES
+                    and self.text(j) != "const"
+                ):
                     name = self.text(j)
                 j += 1
             tok = self.tok(a)
-            params.append(Param(index, name or f"#{index}", binding, slot, attrs, optional, tok.file, tok.line))
+            params.append(
+                Param(
+                    index,
+                    name or f"#{index}",
+                    binding,
+                    slot,
+                    attrs,
+                    optional,
+                    tok.file,
+                    tok.line,
+                )
+            )
         return params
 
     def int_value(self, text: str, k: int) -> int:
-        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace("/", "//")
+        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace(
+            "/", "//"
+        )
         try:
             tree = ast.parse(expr, mode="eval")
             if not all(
-                isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop))
+                isinstance(
+                    node,
+                    (
+                        ast.Expression,
+                        ast.BinOp,
+                        ast.UnaryOp,
+                        ast.Constant,
+                        ast.operator,
+                        ast.unaryop,
+                    ),
+                )
                 for node in ast.walk(tree)
             ):
                 raise ValueError
@@ -436,7 +566,9 @@ class _Rewriter:
                 raise ValueError
             return value
         except (SyntaxError, ValueError, ZeroDivisionError):
-            raise self.error(k, f"binding index '{text}' is not an integer constant expression") from None
+            raise self.error(
+                k, f"binding index '{text}' is not an integer constant expression"
+            ) from None
 
     def instantiation(self, k: int, braces: list[str]) -> int:
         """`template [[host_name("x")]] [[kernel]] decltype(f<T>) f<T>;`: record, drop attributes."""
@@ -451,7 +583,11 @@ class _Rewriter:
                 a_end = self.attribute_end(j)
                 for attr, _ in self.attributes(j, a_end):
                     if attr == "host_name":
-                        lit = [self.text(x) for x in range(j, a_end) if self.tok(x).kind == "str"]
+                        lit = [
+                            self.text(x)
+                            for x in range(j, a_end)
+                            if self.tok(x).kind == "str"
+                        ]
                         host_name = "".join(ast.literal_eval(s) for s in lit)
                 self.blank(j, a_end)
                 j = a_end + 1
@@ -464,17 +600,38 @@ class _Rewriter:
                 close = self.match(items[1], "(", ")")
                 ids = [x for x in items if x > close]
             else:
-                paren = next((x for x in items if self.text(x) == "(" and self.text(x - 1) == ">"), None)
+                paren = next(
+                    (
+                        x
+                        for x in items
+                        if self.text(x) == "(" and self.text(x - 1) == ">"
+                    ),
+                    None,
+                )
                 if paren is None:
-                    raise self.error(k, "cannot find the function of this [[host_name]] instantiation")
+                    raise self.error(
+                        k,
+                        "cannot find the function of this [[host_name]] instantiation",
+                    )
                 ids = self.template_id_before(paren)
             function = " ".join(self.text(x) for x in ids)
-            base = re.match(r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function)
+            base = re.match(
+                r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function
+            )
             if not base:
-                raise self.error(k, "cannot find the function of this [[host_name]] instantiation")
+                raise self.error(
+                    k, "cannot find the function of this [[host_name]] instantiation"
+                )
             tok = self.tok(k)
             self.instantiations.append(
-                Instantiation(host_name, function, base.group(1), self.namespace(braces), tok.file, tok.line)
+                Instantiation(
+                    host_name,
+                    function,
+                    base.group(1),
+                    self.namespace(braces),
+                    tok.file,
+                    tok.line,
+                )
             )
         # Rewrite the remaining tokens of the statement (address spaces in full signatures).
         for x in items:
@@ -486,14 +643,27 @@ class _Rewriter:
         """`constant T name [[function_constant(i)]];` -> a reference to the value the host set
         (the runtime reads the values before the TU's globals, which may derive from them, are
         initialised)."""
-        if any(not b.startswith("namespace:") for b in braces) or self.text(end + 1) != ";":
-            raise self.error(k, "[[function_constant(i)]] must declare a program-scope `constant T name`")
+        if (
+            any(not b.startswith("namespace:") for b in braces)
+            or self.text(end + 1) != ";"
+        ):
+            raise self.error(
+                k,
+                "[[function_constant(i)]] must declare a program-scope `constant T name`",
+            )
         start = k - 1
         while self.text(start - 1) not in ("", ";", "{", "}"):
             start -= 1
         name = self.text(k - 1)
-        if self.text(start) != "constant" or self.kind(k - 1) != "id" or k - 1 <= start + 1:
-            raise self.error(k, "[[function_constant(i)]] must declare a program-scope `constant T name`")
+        if (
+            self.text(start) != "constant"
+            or self.kind(k - 1) != "id"
+            or k - 1 <= start + 1
+        ):
+            raise self.error(
+                k,
+                "[[function_constant(i)]] must declare a program-scope `constant T name`",
+            )
         (args,) = [a for n, a in self.attributes(k, end) if n == "function_constant"]
         index = self.int_value(args, k)
         self.set(k - 1, f"&{name}")
@@ -575,7 +745,11 @@ class _Rewriter:
         names = set()
         j = open_ + 1
         while j < close:
-            if self.text(j) in ("typename", "class") and self.kind(j + 1) == "id" and self.text(j + 2) != "::":
+            if (
+                self.text(j) in ("typename", "class")
+                and self.kind(j + 1) == "id"
+                and self.text(j + 2) != "::"
+            ):
                 names.add(self.text(j + 1))
             j = self.skip_group(j)
             if self.text(j) == "<":
@@ -629,9 +803,25 @@ class _Rewriter:
         if self.text(start - 1) == "typename":
             start -= 1
         prev, after = self.text(start - 1), self.text(k + 2)
-        if prev in (".", "->", "operator", "~", ";", "{", "}", "typedef", "using", "struct", "class", "friend", "const"):
+        if prev in (
+            ".",
+            "->",
+            "operator",
+            "~",
+            ";",
+            "{",
+            "}",
+            "typedef",
+            "using",
+            "struct",
+            "class",
+            "friend",
+            "const",
+        ):
             return  # a member, a declaration or a constructor definition, not a conversion
-        if after in ("&", "*", "&&", "...") or (self.kind(start - 1) == "id" and prev not in ("return", "case")):
+        if after in ("&", "*", "&&", "...") or (
+            self.kind(start - 1) == "id" and prev not in ("return", "case")
+        ):
             return  # a declarator `T (&x)` or a declaration `U T(...)`
         self.set(start, "__msl_construct<" + self.out[self.sig[start]])
         self.set(k, self.out[self.sig[k]] + ">")
@@ -657,7 +847,11 @@ class _Rewriter:
         if self.text(last + 1) != "(":
             return
         start = self.qualifier_start(k)
-        if start != k and self.text(k - 1) == "::" and self.text(start) not in ("::", "metal"):
+        if (
+            start != k
+            and self.text(k - 1) == "::"
+            and self.text(start) not in ("::", "metal")
+        ):
             return
         self.set(start, "__msl_vec_ctor<" + self.out[self.sig[start]])
         self.set(last, self.out[self.sig[last]] + ">")
@@ -671,7 +865,8 @@ class _Rewriter:
         while inner and inner[0] in ("::", "metal"):
             inner = inner[1:]
         if inner and (
-            (len(inner) == 1 and inner[0] in VECTOR_TYPES) or (inner[0] == "vec" and inner[1:2] == ["<"])
+            (len(inner) == 1 and inner[0] in VECTOR_TYPES)
+            or (inner[0] == "vec" and inner[1:2] == ["<"])
         ):
             self.set(k, "__msl_vec_ctor")
 
@@ -679,7 +874,11 @@ class _Rewriter:
         t = self.text(k)
         m = _HALF_DECIMAL.match(t)
         if m:
-            mantissa = m.group("m") if ("." in m.group("m") or m.group("e")) else m.group("m") + "."
+            mantissa = (
+                m.group("m")
+                if ("." in m.group("m") or m.group("e"))
+                else m.group("m") + "."
+            )
             self.set(k, mantissa + (m.group("e") or "") + "f16")
             return
         m = _HALF_HEX.match(t)
@@ -688,7 +887,7 @@ class _Rewriter:
 
     # Output.
     def registration(self) -> str:
-        lines = ["", "# 1 \"<msl-registration>\"", "#include <msl/bind.h>"]
+        lines = ["", '# 1 "<msl-registration>"', "#include <msl/bind.h>"]
         for n, inst in enumerate(self.instantiations):
             kernel = self.kernels.get(inst.kernel)
             if kernel is None:
@@ -701,12 +900,18 @@ class _Rewriter:
                 param_type = f"__F::param<{p.index}>"
                 if p.binding == "buffer":
                     optional = "true" if p.optional else "false"
-                    args.append(f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}", {optional})')
+                    args.append(
+                        f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}", {optional})'
+                    )
                 elif p.binding == "threadgroup":
-                    args.append(f'__msl_bind_threadgroup<{param_type}>(__inv, {p.slot}, "{p.name}")')
+                    args.append(
+                        f'__msl_bind_threadgroup<{param_type}>(__inv, {p.slot}, "{p.name}")'
+                    )
                 elif p.binding in POSITIONS:
                     scalar = "true" if POSITIONS[p.binding] else "false"
-                    args.append(f"__msl_bind_position<{param_type}, __MSL_POS_{p.binding}, {scalar}>(__inv)")
+                    args.append(
+                        f"__msl_bind_position<{param_type}, __MSL_POS_{p.binding}, {scalar}>(__inv)"
+                    )
                 else:
                     raise RewriteError(
                         f"{p.file}:{p.line}: kernel '{kernel.name}' parameter '{p.name}' has no [[buffer(i)]], "

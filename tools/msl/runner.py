@@ -61,7 +61,22 @@ Dims = Union[int, Sequence[int]]
 
 _SANITIZERS = (None, "thread", "address")
 _DEFAULT_TIMEOUT = float(os.environ.get("MLX_LOWBIT_MSL_TIMEOUT", "60"))
-_NUMPY_DTYPES = {np.dtype(t) for t in ("float16", "float32", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "bool")}
+_NUMPY_DTYPES = {
+    np.dtype(t)
+    for t in (
+        "float16",
+        "float32",
+        "uint8",
+        "int8",
+        "uint16",
+        "int16",
+        "uint32",
+        "int32",
+        "uint64",
+        "int64",
+        "bool",
+    )
+}
 
 
 class MSLError(Exception):
@@ -76,7 +91,12 @@ class MSLCheckError(MSLError):
         findings: the lint's findings (msl_lint.Finding).
     """
 
-    def __init__(self, message: str, diagnostics: str = "", findings: Sequence[msl_lint.Finding] = ()):
+    def __init__(
+        self,
+        message: str,
+        diagnostics: str = "",
+        findings: Sequence[msl_lint.Finding] = (),
+    ):
         super().__init__(message)
         self.diagnostics = diagnostics
         self.findings = list(findings)
@@ -138,7 +158,9 @@ class _Source:
 
 def _source(source: str | os.PathLike, name: str | None) -> _Source:
     """A path stays a path; source text is written to the cache so diagnostics can name a file."""
-    if isinstance(source, os.PathLike) or ("\n" not in source and source.endswith((".metal", ".h"))):
+    if isinstance(source, os.PathLike) or (
+        "\n" not in source and source.endswith((".metal", ".h"))
+    ):
         path = Path(source).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"kernel source {path} does not exist")
@@ -162,15 +184,21 @@ def _stamps(files: Sequence[str]) -> tuple:
     return tuple(os.stat(f).st_mtime_ns if os.path.exists(f) else None for f in files)
 
 
-def _prepare(src: _Source, include_dirs: Sequence, defines: Sequence) -> msl_rewrite.Rewritten:
+def _prepare(
+    src: _Source, include_dirs: Sequence, defines: Sequence
+) -> msl_rewrite.Rewritten:
     includes = tuple(str(Path(d).resolve()) for d in include_dirs)
     key = (str(src.path), includes, tuple(defines))
     cached = _prepared.get(key)
     if cached is None or _stamps(cached[0].files) != cached[1]:
         try:
-            rw = msl_rewrite.rewrite(msl_build.preprocess(src.path, includes, tuple(defines)))
+            rw = msl_rewrite.rewrite(
+                msl_build.preprocess(src.path, includes, tuple(defines))
+            )
         except msl_build.CompileError as e:
-            raise MSLCheckError(f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics) from None
+            raise MSLCheckError(
+                f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics
+            ) from None
         except msl_rewrite.RewriteError as e:
             raise MSLCheckError(f"{src.name}: {e}", str(e)) from None
         cached = _prepared[key] = (rw, _stamps(rw.files))
@@ -217,7 +245,11 @@ def check(
 
 
 def kernel_names(
-    source: str | os.PathLike, include_dirs: Sequence = (), defines: Sequence[str] = (), *, name: str | None = None
+    source: str | os.PathLike,
+    include_dirs: Sequence = (),
+    defines: Sequence[str] = (),
+    *,
+    name: str | None = None,
 ) -> list[str]:
     """Host names of the kernels a source defines (plain [[kernel]]s and [[host_name]] instantiations)."""
     return _prepare(_source(source, name), include_dirs, defines).host_names
@@ -236,7 +268,9 @@ def build(
 ) -> Path:
     """Compile a source into a runtime executable (cached); returns its path. `run` calls this."""
     if sanitizer not in _SANITIZERS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
+        raise ValueError(
+            f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}"
+        )
     src = _source(source, name)
     rw = _prepare(src, include_dirs, defines)
     key = (rw.text, sanitizer)
@@ -247,7 +281,9 @@ def build(
         try:
             _built[key] = msl_build.build_executable(rw.text, src.name, sanitizer)
         except msl_build.CompileError as e:
-            raise MSLCheckError(f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics) from None
+            raise MSLCheckError(
+                f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics
+            ) from None
     return _built[key]
 
 
@@ -276,12 +312,25 @@ def _encode(value: BufferValue) -> tuple[bytes, Any]:
             host = np.array(value.view(mx.uint16))
         else:
             host = np.array(value)
-        return np.ascontiguousarray(host).tobytes(), ("mlx", host.dtype, host.shape, value.dtype)
+        return np.ascontiguousarray(host).tobytes(), (
+            "mlx",
+            host.dtype,
+            host.shape,
+            value.dtype,
+        )
     if isinstance(value, np.ndarray):
         if value.dtype not in _NUMPY_DTYPES:
-            raise TypeError(f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)")
-        return np.ascontiguousarray(value).tobytes(), ("numpy", value.dtype, value.shape)
-    raise TypeError(f"a buffer must be bytes, a numpy array or an mlx array, not {type(value).__name__}")
+            raise TypeError(
+                f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)"
+            )
+        return np.ascontiguousarray(value).tobytes(), (
+            "numpy",
+            value.dtype,
+            value.shape,
+        )
+    raise TypeError(
+        f"a buffer must be bytes, a numpy array or an mlx array, not {type(value).__name__}"
+    )
 
 
 def _decode(data: bytes, how) -> Any:
@@ -357,9 +406,13 @@ def run_sequence(
     spec: list[str] = []
     for launch in launches:
         if launch.kernel not in hosts:
-            raise ValueError(f"{src.name} has no kernel {launch.kernel!r}; its host names are {hosts}")
+            raise ValueError(
+                f"{src.name} has no kernel {launch.kernel!r}; its host names are {hosts}"
+            )
         if launch.dispatch not in ("threadgroups", "threads"):
-            raise ValueError(f"dispatch must be 'threadgroups' or 'threads', not {launch.dispatch!r}")
+            raise ValueError(
+                f"dispatch must be 'threadgroups' or 'threads', not {launch.dispatch!r}"
+            )
         grid = _dims(launch.grid, "grid")
         tg = _dims(launch.threadgroup, "threadgroup")
         if tg[0] * tg[1] * tg[2] > 1024:
@@ -369,18 +422,24 @@ def run_sequence(
             f"{'shuffle' if order == 'shuffled' else 'fixed'} {int(seed) & (2**64 - 1)} {timeout}"
         )
         for slot, value in sorted(launch.buffers.items()):
-            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(value):
+            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(
+                value
+            ):
                 blobs.append(_encode(value)[0])
                 decoders.append(None)
                 index = len(blobs) - 1
             elif value in shared:
                 index = shared[value]
             else:
-                raise KeyError(f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`")
+                raise KeyError(
+                    f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`"
+                )
             spec.append(f"bind {int(slot)} {index}")
         for slot, nbytes in sorted(launch.threadgroup_buffers.items()):
             if nbytes <= 0 or nbytes % 16:
-                raise ValueError(f"threadgroup({slot}) memory must be a positive multiple of 16 bytes, not {nbytes}")
+                raise ValueError(
+                    f"threadgroup({slot}) memory must be a positive multiple of 16 bytes, not {nbytes}"
+                )
             spec.append(f"tgmem {int(slot)} {int(nbytes)}")
 
     wanted = list(buffers) if outputs is None else list(outputs)
@@ -398,11 +457,20 @@ def run_sequence(
         lines += [f"output {shared[key]} out{shared[key]}.bin" for key in wanted]
         (d / "spec.txt").write_text("\n".join(lines) + "\n")
         env = msl_build.sanitizer_env(sanitizer)
-        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(function_constants or {})
-        proc = subprocess.run([str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True)
+        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(
+            function_constants or {}
+        )
+        proc = subprocess.run(
+            [str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True
+        )
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
-        return {key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]) for key in wanted}
+        return {
+            key: _decode(
+                (d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]
+            )
+            for key in wanted
+        }
 
 
 def _encode_function_constants(values: Mapping[int, Any]) -> str:
@@ -414,25 +482,42 @@ def _encode_function_constants(values: Mapping[int, Any]) -> str:
         elif isinstance(value, np.generic):
             data = value.tobytes()
         elif isinstance(value, int):
-            data = (np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)).tobytes()
+            data = (
+                np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)
+            ).tobytes()
         elif isinstance(value, float):
             data = np.float32(value).tobytes()
         else:
-            raise TypeError(f"function constant {index}: {value!r} is not a bool, int, float or numpy scalar")
+            raise TypeError(
+                f"function constant {index}: {value!r} is not a bool, int, float or numpy scalar"
+            )
         items.append(f"{int(index)}:{data.hex()}")
     return ",".join(items)
 
 
-def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc) -> None:
+def _raise_runtime_error(
+    src: _Source, kernels: str, sanitizer: str | None, proc
+) -> None:
     report = (proc.stderr + proc.stdout).strip()
-    status = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+    status = (
+        f"signal {-proc.returncode}"
+        if proc.returncode < 0
+        else f"exit status {proc.returncode}"
+    )
     for tool, key in (("ThreadSanitizer", "thread"), ("AddressSanitizer", "address")):
         if f"{tool}:" in report:
             raise MSLSanitizerError(
-                f"kernel {kernels} ({src.name}) failed under {tool} ({status}):\n{report}", kernels, report, key
+                f"kernel {kernels} ({src.name}) failed under {tool} ({status}):\n{report}",
+                kernels,
+                report,
+                key,
             )
     under = f" under the {sanitizer} sanitizer" if sanitizer else ""
-    raise MSLRuntimeError(f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}", kernels, report)
+    raise MSLRuntimeError(
+        f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}",
+        kernels,
+        report,
+    )
 
 
 def run(
@@ -472,8 +557,19 @@ def run(
         slot -> the buffer after the launch, of the input's type, dtype and shape.
     """
     if outputs is None:
-        outputs = [s for s, v in buffers.items() if not isinstance(v, (bytes, bytearray, memoryview))]
-    launch = Launch(kernel, grid, threadgroup, {s: s for s in buffers}, threadgroup_buffers or {}, dispatch)
+        outputs = [
+            s
+            for s, v in buffers.items()
+            if not isinstance(v, (bytes, bytearray, memoryview))
+        ]
+    launch = Launch(
+        kernel,
+        grid,
+        threadgroup,
+        {s: s for s in buffers},
+        threadgroup_buffers or {},
+        dispatch,
+    )
     return run_sequence(
         source,
         [launch],
