@@ -37,6 +37,7 @@ __all__ = [
     "preprocess",
     "emit_ir",
     "build_executable",
+    "sanitizer_env",
 ]
 
 HERE = Path(__file__).resolve().parent

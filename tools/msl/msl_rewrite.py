@@ -141,7 +141,6 @@ class Param:
         str  # "buffer", "threadgroup" or a position attribute name; "" when missing
     )
     slot: int | None
-    attributes: list[str]
     optional: bool  # [[function_constant(c)]]: may stay unbound (then null)
     file: str
     line: int
@@ -497,13 +496,12 @@ class _Rewriter:
         pieces.append((start, close))
         params = []
         for index, (a, b) in enumerate(pieces):
-            name, attrs, binding, slot, optional = "", [], "", None, False
+            name, binding, slot, optional = "", "", None, False
             j = a
             while j < b:
                 if self.text(j) == "[" and self.text(j + 1) == "[":
                     end = self.attribute_end(j)
                     for attr, args in self.attributes(j, end):
-                        attrs.append(f"{attr}({args})" if args else attr)
                         if attr in ("buffer", "threadgroup"):
                             binding, slot = attr, self.int_value(args, j)
                         elif attr in POSITIONS:
@@ -532,7 +530,6 @@ class _Rewriter:
                     name or f"#{index}",
                     binding,
                     slot,
-                    attrs,
                     optional,
                     tok.file,
                     tok.line,
