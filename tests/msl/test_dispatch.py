@@ -413,3 +413,15 @@ def test_an_edited_header_is_picked_up_in_the_same_process(tmp_path):
         kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)}
     )[0]
     assert (first[0], second[0]) == (1.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "host,dtype", [("k_float", np.float32), ("k_half", np.float16), ("k_int", np.int32)]
+)
+def test_instantiation_forms(host, dtype):
+    source = KERNELS / "instantiations.metal"
+    assert runner.kernel_names(source) == ["k_float", "k_half", "k_int"]
+    out = runner.run(
+        source, host, grid=1, threadgroup=4, buffers={0: np.zeros(4, dtype)}
+    )
+    np.testing.assert_array_equal(out[0], np.arange(4, dtype=dtype))
