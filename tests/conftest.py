@@ -1,10 +1,19 @@
 # Copyright © 2026 mlx-lowbit contributors.
 
 import itertools
+import sys
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
+
+# The one conftest of the suite (a second one elsewhere under tests/ would
+# shadow this module for `from conftest import ...`): tools/msl holds the
+# Metal-on-Linux runner that the kernel tests import.
+TOOLS_MSL = Path(__file__).resolve().parents[1] / "tools" / "msl"
+if str(TOOLS_MSL) not in sys.path:
+    sys.path.insert(0, str(TOOLS_MSL))
 
 # Every format with the options worth covering: binary with and without
 # bias, codebook at both vector sizes and a straddling index width.
