@@ -33,8 +33,18 @@ def run_dtype(source, dtype, sanitizer=None, name=None):
     a, b = inputs(dtype)
     if dtype == "bfloat16":
         a16, b16 = runner.float_to_bfloat16(a), runner.float_to_bfloat16(b)
-        c = launch(source, "gemm_bfloat16", a16, b16, np.zeros((M, N), np.uint16), sanitizer, name)
-        ref = runner.bfloat16_to_float(a16).astype(np.float64) @ runner.bfloat16_to_float(b16).astype(np.float64)
+        c = launch(
+            source,
+            "gemm_bfloat16",
+            a16,
+            b16,
+            np.zeros((M, N), np.uint16),
+            sanitizer,
+            name,
+        )
+        ref = runner.bfloat16_to_float(a16).astype(
+            np.float64
+        ) @ runner.bfloat16_to_float(b16).astype(np.float64)
         return runner.bfloat16_to_float(c).astype(np.float64), ref
     kernel = {np.float32: "gemm_float32", np.float16: "gemm_float16"}[dtype]
     a, b = a.astype(dtype), b.astype(dtype)
@@ -46,7 +56,11 @@ def run_dtype(source, dtype, sanitizer=None, name=None):
 TOLERANCE = {np.float32: 1e-5, np.float16: 2e-3, "bfloat16": 1.6e-2}
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, "bfloat16"], ids=["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float32, np.float16, "bfloat16"],
+    ids=["float32", "float16", "bfloat16"],
+)
 def test_reference_gemm_matches_numpy(dtype):
     c, ref = run_dtype(KERNELS / "gemm.metal", dtype)
     np.testing.assert_allclose(c, ref, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
@@ -55,12 +69,16 @@ def test_reference_gemm_matches_numpy(dtype):
 @pytest.mark.parametrize("sanitizer", ["thread", "address"])
 def test_reference_gemm_is_clean_under_sanitizers(sanitizer):
     c, ref = run_dtype(KERNELS / "gemm.metal", np.float16, sanitizer)
-    np.testing.assert_allclose(c, ref, rtol=TOLERANCE[np.float16], atol=TOLERANCE[np.float16])
+    np.testing.assert_allclose(
+        c, ref, rtol=TOLERANCE[np.float16], atol=TOLERANCE[np.float16]
+    )
 
 
 def test_wrong_simdgroup_matrix_origin_gives_wrong_results():
     # (x, y) = (column, row): swapping them loads the wrong 8x8 block of the A tile.
-    source = mutate(kernel_source("gemm.metal"), "ulong2(kk, sm + 8 * i)", "ulong2(sm + 8 * i, kk)")
+    source = mutate(
+        kernel_source("gemm.metal"), "ulong2(kk, sm + 8 * i)", "ulong2(sm + 8 * i, kk)"
+    )
     c, ref = run_dtype(source, np.float32, name="gemm_wrong_origin.metal")
     assert np.abs(c - ref).max() > 0.5
 
@@ -74,20 +92,35 @@ def test_threadgroup_pointer_passed_as_device_pointer_does_not_type_check():
     with pytest.raises(runner.MSLCheckError) as e:
         runner.check(source, name="gemm_tg_as_device.metal")
     assert "gemm_tg_as_device.metal:" in e.value.diagnostics
-    assert "no known conversion from '__local float[512]' to '__global float *'" in e.value.diagnostics
+    assert (
+        "no known conversion from '__local float[512]' to '__global float *'"
+        in e.value.diagnostics
+    )
 
 
 def test_implicit_float2_to_half2_does_not_type_check():
     source = mutate(kernel_source("gemm.metal"), "= vec<T, 2>(e);", "= e;")
     with pytest.raises(runner.MSLCheckError) as e:
         runner.check(source, name="gemm_implicit_half2.metal")
-    line = next(i + 1 for i, l in enumerate(source.splitlines()) if l.strip().endswith("= e;"))
+    line = next(
+        i + 1 for i, l in enumerate(source.splitlines()) if l.strip().endswith("= e;")
+    )
     assert f"gemm_implicit_half2.metal:{line}:" in e.value.diagnostics
-    assert "assigning to 'vec<_Float16, [...]>' from incompatible type 'const vec<float, [...]>'" in e.value.diagnostics
+    assert (
+        "assigning to 'vec<_Float16, [...]>' from incompatible type 'const vec<float, [...]>'"
+        in e.value.diagnostics
+    )
     # float -> float is fine, so only the half and bfloat instantiations fail.
-    assert "'vec<__bf16, [...]>' from incompatible type 'const vec<float, [...]>'" in e.value.diagnostics
+    assert (
+        "'vec<__bf16, [...]>' from incompatible type 'const vec<float, [...]>'"
+        in e.value.diagnostics
+    )
 
 
 def test_reference_gemm_type_checks():
     runner.check(KERNELS / "gemm.metal")
-    assert runner.kernel_names(KERNELS / "gemm.metal") == ["gemm_float32", "gemm_float16", "gemm_bfloat16"]
+    assert runner.kernel_names(KERNELS / "gemm.metal") == [
+        "gemm_float32",
+        "gemm_float16",
+        "gemm_bfloat16",
+    ]

@@ -21,9 +21,19 @@ import runner  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help=".metal files to check")
-    parser.add_argument("-I", "--include-dir", action="append", default=[], help="#include search directory")
-    parser.add_argument("-D", "--define", action="append", default=[], help="NAME or NAME=VALUE")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    parser.add_argument(
+        "-I",
+        "--include-dir",
+        action="append",
+        default=[],
+        help="#include search directory",
+    )
+    parser.add_argument(
+        "-D", "--define", action="append", default=[], help="NAME or NAME=VALUE"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only failures"
+    )
     args = parser.parse_args(argv)
     failed = 0
     for path in args.files:

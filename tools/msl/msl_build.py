@@ -37,17 +37,27 @@ __all__ = [
     "preprocess",
     "emit_ir",
     "build_executable",
+    "sanitizer_env",
 ]
 
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_DIR = HERE / "runtime"
-RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "driver.cpp")
+RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "function_constants.cpp", "driver.cpp")
 
 # What a real MSL 3.1 compile predefines (Metal 3 drivers define __METAL__, not __METAL_MACOS__).
 METAL_DEFINES = ("__METAL_VERSION__=310", "__METAL__=1", "__HAVE_BFLOAT__=1")
 # Pass 1: no system headers and no host macros (-undef), as for Apple's compiler.
-PREPROCESS_FLAGS = ("-E", "-x", "c++", "-std=c++17", "-undef", "-nostdinc", "-nostdinc++", "-D__MSL_PREPROCESS=1")
+PREPROCESS_FLAGS = (
+    "-E",
+    "-x",
+    "c++",
+    "-std=c++17",
+    "-undef",
+    "-nostdinc",
+    "-nostdinc++",
+    "-D__MSL_PREPROCESS=1",
+)
 # Pass 2, shared by the type-check and the build.
 _LANGUAGE_FLAGS = (
     "-x",
@@ -68,11 +78,29 @@ _LANGUAGE_FLAGS = (
     "-Wno-unused-local-typedef",
 )
 CHECK_FLAGS = _LANGUAGE_FLAGS + ("-O0", "-S", "-emit-llvm", "-gline-tables-only")
-BUILD_FLAGS = _LANGUAGE_FLAGS + ("-O1", "-gline-tables-only", "-fno-omit-frame-pointer", "-fno-strict-aliasing")
-RUNTIME_FLAGS = ("-x", "c++", "-std=c++17", "-O1", "-gline-tables-only", "-fno-omit-frame-pointer", "-Wall", "-pthread")
+BUILD_FLAGS = _LANGUAGE_FLAGS + (
+    "-O1",
+    "-gline-tables-only",
+    "-fno-omit-frame-pointer",
+    "-fno-strict-aliasing",
+)
+RUNTIME_FLAGS = (
+    "-x",
+    "c++",
+    "-std=c++17",
+    "-O1",
+    "-gline-tables-only",
+    "-fno-omit-frame-pointer",
+    "-Wall",
+    "-pthread",
+)
 # Debian's libgcc 12 lacks the bfloat conversion builtins (__truncsfbf2); compiler-rt has them.
 LINK_FLAGS = ("-pthread", "-rtlib=compiler-rt", "-unwindlib=libgcc", "-lm")
-SANITIZER_FLAGS = {None: (), "thread": ("-fsanitize=thread",), "address": ("-fsanitize=address",)}
+SANITIZER_FLAGS = {
+    None: (),
+    "thread": ("-fsanitize=thread",),
+    "address": ("-fsanitize=address",),
+}
 
 
 class ToolchainError(RuntimeError):
@@ -88,7 +116,10 @@ class CompileError(Exception):
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("MLX_LOWBIT_MSL_CACHE") or Path.home() / ".cache" / "mlx_lowbit_msl")
+    path = Path(
+        os.environ.get("MLX_LOWBIT_MSL_CACHE")
+        or Path.home() / ".cache" / "mlx_lowbit_msl"
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -100,7 +131,11 @@ def clang() -> str:
     path = shutil.which(override) if override else shutil.which("clang++-19")
     if not path:
         raise ToolchainError(
-            (f"MLX_LOWBIT_CLANG={override!r} is not an executable. " if override else "clang++-19 was not found. ")
+            (
+                f"MLX_LOWBIT_CLANG={override!r} is not an executable. "
+                if override
+                else "clang++-19 was not found. "
+            )
             + "The Metal-on-Linux harness needs clang 19 with compiler-rt "
             "(Debian/Ubuntu: apt-get install clang-19 libclang-rt-19-dev), or set MLX_LOWBIT_CLANG."
         )
@@ -109,7 +144,9 @@ def clang() -> str:
 
 @lru_cache(maxsize=None)
 def _clang_version() -> str:
-    return subprocess.run([clang(), "--version"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [clang(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _symbolizer() -> str | None:
@@ -124,18 +161,24 @@ def sanitizer_env(sanitizer: str | None) -> dict[str, str]:
     env = dict(os.environ)
     symbolizer = _symbolizer()
     if sanitizer == "thread":
-        opts = "halt_on_error=1:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0"
+        opts = (
+            "halt_on_error=1:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0"
+        )
         if symbolizer:
             opts += f":external_symbolizer_path={symbolizer}"
         env["TSAN_OPTIONS"] = opts + ":" + env.get("TSAN_OPTIONS", "")
     elif sanitizer == "address":
-        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:" + env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:" + env.get(
+            "ASAN_OPTIONS", ""
+        )
         if symbolizer:
             env["ASAN_SYMBOLIZER_PATH"] = symbolizer
     return env
 
 
-def _run(cmd: list[str], what: str, input: str | None = None) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], what: str, input: str | None = None
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, input=input, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(f"{what} failed", proc.stderr)
@@ -163,7 +206,9 @@ def _digest(*parts: str | bytes) -> str:
 @lru_cache(maxsize=None)
 def _tree_digest(root: Path) -> str:
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    return _digest(*[str(p.relative_to(root)) for p in files], *[p.read_bytes() for p in files])
+    return _digest(
+        *[str(p.relative_to(root)) for p in files], *[p.read_bytes() for p in files]
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -193,7 +238,12 @@ _runtime_lock = threading.Lock()
 
 def _runtime_objects(sanitizer: str | None) -> list[Path]:
     flags = (*RUNTIME_FLAGS, *SANITIZER_FLAGS[sanitizer])
-    key = _digest(_tree_digest(RUNTIME_DIR), _tree_digest(INCLUDE_DIR / "msl"), _clang_version(), *flags)
+    key = _digest(
+        _tree_digest(RUNTIME_DIR),
+        _tree_digest(INCLUDE_DIR / "msl"),
+        _clang_version(),
+        *flags,
+    )
     out = cache_dir() / "runtime" / f"{sanitizer or 'plain'}-{key}"
     objects = [out / (Path(s).stem + ".o") for s in RUNTIME_SOURCES]
     with _runtime_lock:
@@ -204,7 +254,16 @@ def _runtime_objects(sanitizer: str | None) -> list[Path]:
         def compile_one(src: str, obj: Path) -> None:
             tmp = obj.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             _run(
-                [clang(), *flags, "-I", str(INCLUDE_DIR), "-c", str(RUNTIME_DIR / src), "-o", str(tmp)],
+                [
+                    clang(),
+                    *flags,
+                    "-I",
+                    str(INCLUDE_DIR),
+                    "-c",
+                    str(RUNTIME_DIR / src),
+                    "-o",
+                    str(tmp),
+                ],
                 f"compiling the MSL runtime ({src})",
             )
             os.replace(tmp, obj)
@@ -217,10 +276,18 @@ def _runtime_objects(sanitizer: str | None) -> list[Path]:
 def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     """Compile a rewritten translation unit and link it with the runtime; returns the executable."""
     if sanitizer not in SANITIZER_FLAGS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
+        raise ValueError(
+            f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}"
+        )
     flags = (*BUILD_FLAGS, *SANITIZER_FLAGS[sanitizer])
     key = _digest(
-        tu, _tree_digest(INCLUDE_DIR), _tree_digest(RUNTIME_DIR), _clang_version(), *flags, *LINK_FLAGS, str(sanitizer)
+        tu,
+        _tree_digest(INCLUDE_DIR),
+        _tree_digest(RUNTIME_DIR),
+        _clang_version(),
+        *flags,
+        *LINK_FLAGS,
+        str(sanitizer),
     )
     out = cache_dir() / "kernels" / key
     exe = out / "kernel.exe"
@@ -231,10 +298,25 @@ def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     obj = out / f"kernel.{os.getpid()}.{threading.get_ident()}.o"
     with ThreadPoolExecutor(max_workers=1) as pool:
         runtime = pool.submit(_runtime_objects, sanitizer)
-        _run([clang(), *flags, "-isystem", str(INCLUDE_DIR), "-c", "-", "-o", str(obj)], f"compiling {name}", input=tu)
+        _run(
+            [clang(), *flags, "-isystem", str(INCLUDE_DIR), "-c", "-", "-o", str(obj)],
+            f"compiling {name}",
+            input=tu,
+        )
         objects = runtime.result()
     tmp = out / f"kernel.exe.{os.getpid()}.{threading.get_ident()}.tmp"
-    _run([clang(), *SANITIZER_FLAGS[sanitizer], str(obj), *map(str, objects), "-o", str(tmp), *LINK_FLAGS], f"linking {name}")
+    _run(
+        [
+            clang(),
+            *SANITIZER_FLAGS[sanitizer],
+            str(obj),
+            *map(str, objects),
+            "-o",
+            str(tmp),
+            *LINK_FLAGS,
+        ],
+        f"linking {name}",
+    )
     obj.unlink()
     os.replace(tmp, exe)
     return exe

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,7 +21,24 @@ __all__ = ["Finding", "lint_source", "lint_ir"]
 MAX_BINDING_INDEX = 30  # Metal has 31 buffer and 31 threadgroup argument slots
 # Tokens after `(vectype)` that start an operand, i.e. that make it a cast.
 _NOT_OPERAND = frozenset(
-    {";", ",", ")", "]", "}", "{", "=", "?", ":", "const", "volatile", "override", "final", "noexcept", "&&", "||"}
+    {
+        ";",
+        ",",
+        ")",
+        "]",
+        "}",
+        "{",
+        "=",
+        "?",
+        ":",
+        "const",
+        "volatile",
+        "override",
+        "final",
+        "noexcept",
+        "&&",
+        "||",
+    }
 )
 _KEYWORDS_BEFORE_EXPRESSION = frozenset({"return", "case", "else", "do", "throw"})
 
@@ -38,17 +56,25 @@ class Finding:
 def lint_source(rw: Rewritten) -> list[Finding]:
     """Findings from the tokens and kernel signatures of a rewritten source."""
     findings: list[Finding] = []
-    sig = [t for t in rw.tokens if t.kind in ("id", "num", "str", "chr", "punct", "other")]
+    sig = [
+        t for t in rw.tokens if t.kind in ("id", "num", "str", "chr", "punct", "other")
+    ]
     for i, t in enumerate(sig):
         if t.text == "double" and t.kind == "id":
-            findings.append(Finding(t.file, t.line, "'double' is not supported in MSL; use float"))
+            findings.append(
+                Finding(t.file, t.line, "'double' is not supported in MSL; use float")
+            )
         if (
             t.text == "("
             and i + 3 < len(sig)
             and sig[i + 1].text in VECTOR_TYPES
             and sig[i + 2].text == ")"
             and sig[i + 3].text not in _NOT_OPERAND
-            and (i == 0 or sig[i - 1].kind != "id" or sig[i - 1].text in _KEYWORDS_BEFORE_EXPRESSION)
+            and (
+                i == 0
+                or sig[i - 1].kind != "id"
+                or sig[i - 1].text in _KEYWORDS_BEFORE_EXPRESSION
+            )
             and (i == 0 or sig[i - 1].text not in (")", "]"))
         ):
             vt = sig[i + 1].text
@@ -98,7 +124,9 @@ def lint_source(rw: Rewritten) -> list[Finding]:
 _DEFINE = re.compile(r'^define\b[^@]*@("(?:[^"\\]|\\.)*"|[-\w.$]+)\(')
 _DBG = re.compile(r"!dbg (![0-9]+)")
 _CALL = re.compile(r'\b(?:call|invoke)\b[^@]*?@("(?:[^"\\]|\\.)*"|[-\w.$]+)\(')
-_SUBPROGRAM = re.compile(r'^(![0-9]+) = distinct !DISubprogram\(name: "([^"]*)".*?file: (![0-9]+), line: ([0-9]+)')
+_SUBPROGRAM = re.compile(
+    r'^(![0-9]+) = distinct !DISubprogram\(name: "([^"]*)".*?file: (![0-9]+), line: ([0-9]+)'
+)
 _FILE = re.compile(r'^(![0-9]+) = !DIFile\(filename: "([^"]*)"')
 
 
@@ -141,8 +169,18 @@ def lint_ir(ir: str) -> list[Finding]:
     findings = []
     for cycle in _cycles(calls):
         names = [describe(f) for f in cycle]
-        path = " -> ".join(f"{n} ({f}:{l})" for n, f, l in names + names[:1])
-        findings.append(Finding(names[0][1], names[0][2], f"recursion is not allowed in MSL: {path}"))
+        first = min(
+            range(len(names)), key=lambda i: (names[i][1], names[i][2])
+        )  # start at the earliest line
+        names = names[first:] + names[:first]
+        path = " -> ".join(
+            f"{n} ({os.path.basename(f)}:{l})" for n, f, l in names + names[:1]
+        )
+        findings.append(
+            Finding(
+                names[0][1], names[0][2], f"recursion is not allowed in MSL: {path}"
+            )
+        )
     return findings
 
 

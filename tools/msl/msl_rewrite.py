@@ -21,7 +21,16 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["RewriteError", "Token", "Param", "Kernel", "Instantiation", "Rewritten", "rewrite", "tokenize"]
+__all__ = [
+    "RewriteError",
+    "Token",
+    "Param",
+    "Kernel",
+    "Instantiation",
+    "Rewritten",
+    "rewrite",
+    "tokenize",
+]
 
 _TOKEN_RE = re.compile(
     r"""
@@ -38,12 +47,31 @@ _TOKEN_RE = re.compile(
     re.X | re.M,
 )
 _MARKER_RE = re.compile(r'^[ \t]*#[ \t]*(?:line[ \t]+)?(\d+)[ \t]+"((?:\\.|[^"\\])*)"')
-_SHIM_MARKER_RE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)")
+_SHIM_MARKER_RE = re.compile(
+    r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)"
+)
 
-ADDRESS_SPACES = {"device": "__msl_device", "threadgroup": "__msl_threadgroup", "constant": "__msl_constant", "thread": ""}
+ADDRESS_SPACES = {
+    "device": "__msl_device",
+    "threadgroup": "__msl_threadgroup",
+    "constant": "__msl_constant",
+    "thread": "",
+}
 VECTOR_TYPES = frozenset(
     f"{t}{n}"
-    for t in ("float", "half", "bfloat", "char", "uchar", "short", "ushort", "int", "uint", "long", "ulong")
+    for t in (
+        "float",
+        "half",
+        "bfloat",
+        "char",
+        "uchar",
+        "short",
+        "ushort",
+        "int",
+        "uint",
+        "long",
+        "ulong",
+    )
     for n in (2, 3, 4)
 )
 # Position attributes: (name, scalar only).
@@ -66,14 +94,30 @@ POSITIONS = {
 }
 # Standard C++ attributes clang understands; every other [[...]] block is MSL's and is dropped.
 _STANDARD_ATTRIBUTES = frozenset(
-    {"likely", "unlikely", "maybe_unused", "fallthrough", "nodiscard", "noreturn", "deprecated", "assume"}
+    {
+        "likely",
+        "unlikely",
+        "maybe_unused",
+        "fallthrough",
+        "nodiscard",
+        "noreturn",
+        "deprecated",
+        "assume",
+    }
 )
 # Attributes that are fine to drop silently.
-_IGNORED_ATTRIBUTES = frozenset({"max_total_threads_per_threadgroup", "host_name", "kernel", "early_fragment_tests"})
-_FUNCTION_BODY_PREFIX = frozenset({")", "const", "noexcept", "override", "final", "mutable", "volatile"})
+_IGNORED_ATTRIBUTES = frozenset(
+    {"max_total_threads_per_threadgroup", "host_name", "kernel", "early_fragment_tests"}
+)
+_FUNCTION_BODY_PREFIX = frozenset(
+    {")", "const", "noexcept", "override", "final", "mutable", "volatile"}
+)
 _STATEMENT_START = frozenset({"{", "}", ";"})
 _SIGNIFICANT = frozenset({"id", "num", "str", "chr", "punct", "other"})
-_HALF_DECIMAL = re.compile(r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$")
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+_HALF_DECIMAL = re.compile(
+    r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$"
+)
 _HALF_HEX = re.compile(r"^(?P<m>0[xX][0-9a-fA-F]*\.?[0-9a-fA-F]*[pP][+-]?[0-9]+)[hH]$")
 
 
@@ -93,9 +137,11 @@ class Token:
 class Param:
     index: int
     name: str
-    binding: str  # "buffer", "threadgroup" or a position attribute name; "" when missing
+    binding: (
+        str  # "buffer", "threadgroup" or a position attribute name; "" when missing
+    )
     slot: int | None
-    attributes: list[str]
+    optional: bool  # [[function_constant(c)]]: may stay unbound (then null)
     file: str
     line: int
 
@@ -128,6 +174,18 @@ class Rewritten:
     instantiations: list[Instantiation] = field(default_factory=list)
 
     @property
+    def files(self) -> list[str]:
+        """The files preprocessing read (the source, its headers, the shim's markers)."""
+        names = {
+            m.group(2)
+            for t in self.tokens
+            if t.kind == "directive"
+            for m in [_MARKER_RE.match(t.text)]
+            if m
+        }
+        return sorted(n for n in names if not n.startswith("<"))
+
+    @property
     def host_names(self) -> list[str]:
         """Host names of the kernels this source defines, in source order."""
         return [i.host_name for i in self.instantiations]
@@ -139,14 +197,18 @@ def tokenize(text: str) -> list[Token]:
     file, line = "<unknown>", 1
     for m in _TOKEN_RE.finditer(text):
         kind, tok = m.lastgroup, m.group()
-        if kind == "delim":  # the raw-string delimiter group can be the last one matched
+        if (
+            kind == "delim"
+        ):  # the raw-string delimiter group can be the last one matched
             kind = "str"
         tokens.append(Token(kind, tok, file, line))
         if kind == "directive":
             marker = _MARKER_RE.match(tok)
             if marker:
                 file = bytes(marker.group(2), "utf-8").decode("unicode_escape")
-                line = int(marker.group(1)) - 1  # the newline after the marker starts line N
+                line = (
+                    int(marker.group(1)) - 1
+                )  # the newline after the marker starts line N
         line += tok.count("\n")
     return tokens
 
@@ -159,6 +221,10 @@ class _Rewriter:
         self.kernels: dict[str, Kernel] = {}
         self.instantiations: list[Instantiation] = []
         self.tg_keys = 0
+        self.vector_aliases: set[str] = set()  # typedef/using names of vector types
+        self.param_spans: list[tuple[int, int]] = []  # kernel parameter lists
+        # Template type parameters in scope: [names, brace depth of the template, body opened?]
+        self.template_scopes: list[list] = []
 
     # Helpers over significant tokens (k indexes self.sig).
     def text(self, k: int) -> str:
@@ -166,6 +232,9 @@ class _Rewriter:
 
     def tok(self, k: int) -> Token:
         return self.tokens[self.sig[k]]
+
+    def kind(self, k: int) -> str:
+        return self.tokens[self.sig[k]].kind if 0 <= k < len(self.sig) else ""
 
     def set(self, k: int, text: str) -> None:
         self.out[self.sig[k]] = text
@@ -187,15 +256,19 @@ class _Rewriter:
                     return j
         raise self.error(k, f"unbalanced '{open_}'")
 
+    def skip_group(self, j: int) -> int:
+        """Index of the bracket closing the one at j; j itself when j is no opening bracket."""
+        t = self.text(j)
+        return self.match(j, t, _CLOSING[t]) if t in _CLOSING else j
+
     def match_angle(self, k: int) -> int:
         """Index of the '>' closing the template argument list opened at k ('<')."""
         depth = 0
         j = k
         while j < len(self.sig):
+            j = self.skip_group(j)
             t = self.text(j)
-            if t in ("(", "[", "{"):
-                j = self.match(j, t, {"(": ")", "[": "]", "{": "}"}[t])
-            elif t == "<":
+            if t == "<":
                 depth += 1
             elif t == ">":
                 depth -= 1
@@ -252,8 +325,10 @@ class _Rewriter:
                 names = [a[0] for a in self.attributes(k, end)]
                 if "kernel" in names:
                     self.kernel(k, end, template_close == k - 1, braces)
-                elif "function_constant" in names:
-                    raise self.error(k, "[[function_constant]] is not supported by the Linux harness yet")
+                elif "function_constant" in names and not any(
+                    a < k < b for a, b in self.param_spans
+                ):
+                    self.function_constant(k, end, braces)
                 if not all(name in _STANDARD_ATTRIBUTES for name in names):
                     self.blank(k, end)
                 k = end + 1
@@ -266,14 +341,27 @@ class _Rewriter:
                 if t == "template":
                     if self.text(k + 1) == "<":
                         template_close = self.match_angle(k + 1)
+                        self.template_scopes.append(
+                            [
+                                self.template_type_params(k + 1, template_close),
+                                len(braces),
+                                False,
+                            ]
+                        )
                     elif self.text(k - 1) in ("", ";", "{", "}", "extern"):
                         k = self.instantiation(k, braces)
                         continue
                 elif t == "kernel":
                     self.set(k, "")
                     self.kernel(k, k, template_close == k - 1, braces)
-                elif t == "threadgroup" and braces and braces[-1] in ("function", "block") and (
-                    self.text(k - 1) in _STATEMENT_START or (self.text(k - 1) == ":" and self.text(k - 2) != ":")
+                elif (
+                    t == "threadgroup"
+                    and braces
+                    and braces[-1] in ("function", "block")
+                    and (
+                        self.text(k - 1) in _STATEMENT_START
+                        or (self.text(k - 1) == ":" and self.text(k - 2) != ":")
+                    )
                 ):
                     if self.threadgroup_storage(k):
                         k += 1
@@ -285,6 +373,14 @@ class _Rewriter:
                     self.vector_constructor(k)
                 elif t == "static_cast":
                     self.vector_static_cast(k)
+                elif t in ("typedef", "using"):
+                    self.record_alias(k)
+                elif self.text(k + 1) == "(" and (
+                    t in self.vector_aliases
+                    or any(t in scope[0] for scope in self.template_scopes)
+                    or self.text(self.qualified_start(k) - 1) == "typename"
+                ):
+                    self.functional_cast(k)
             elif kind == "num":
                 self.half_literal(k)
             elif t == "{":
@@ -298,18 +394,39 @@ class _Rewriter:
                 else:
                     braces.append("other")
                 pending_namespace = None
+                if (
+                    self.template_scopes
+                    and self.template_scopes[-1][1] == len(braces) - 1
+                ):
+                    self.template_scopes[-1][2] = True
             elif t == "}":
                 if braces:
                     braces.pop()
-            elif t in (";", "=") and pending_namespace is not None:
-                pending_namespace = None  # namespace alias
+                while (
+                    self.template_scopes
+                    and self.template_scopes[-1][2]
+                    and self.template_scopes[-1][1] == len(braces)
+                ):
+                    self.template_scopes.pop()
+            elif t == ";":
+                pending_namespace = None  # a using-directive or a namespace alias
+                while (
+                    self.template_scopes
+                    and not self.template_scopes[-1][2]
+                    and self.template_scopes[-1][1] == len(braces)
+                ):
+                    self.template_scopes.pop()  # a declaration without a body
+            elif t == "=" and pending_namespace is not None:
+                pending_namespace = None
             k += 1
 
     # MSL constructs.
     def namespace(self, braces: list[str]) -> tuple[str, ...]:
         return tuple(b.split(":", 1)[1] for b in braces if b.startswith("namespace:"))
 
-    def kernel(self, start: int, end: int, is_template: bool, braces: list[str]) -> None:
+    def kernel(
+        self, start: int, end: int, is_template: bool, braces: list[str]
+    ) -> None:
         """Record the [[kernel]] function whose declaration follows index `end`."""
         j = end + 1
         while j < len(self.sig) and self.text(j) != "(":
@@ -318,36 +435,57 @@ class _Rewriter:
                 self.blank(j, a_end)
                 j = a_end + 1
                 continue
+            if self.text(j) == "__attribute__":
+                j = self.skip_group(j + 1) + 1
+                continue
             if self.text(j) in (";", "{", "}"):
-                raise self.error(start, "cannot find the parameter list of this [[kernel]] function")
+                raise self.error(
+                    start, "cannot find the parameter list of this [[kernel]] function"
+                )
             j += 1
         name_k = j - 1
         name = self.text(name_k)
         if self.tok(name_k).kind != "id":
             raise self.error(start, "cannot find the name of this [[kernel]] function")
         close = self.match(j, "(", ")")
+        self.param_spans.append((j, close))
         params = self.params(j, close, name)
-        decl = Kernel(name, params, is_template, self.namespace(braces), self.tok(name_k).file, self.tok(name_k).line)
+        decl = Kernel(
+            name,
+            params,
+            is_template,
+            self.namespace(braces),
+            self.tok(name_k).file,
+            self.tok(name_k).line,
+        )
         if name in self.kernels:
-            if [p.binding for p in self.kernels[name].params] != [p.binding for p in params]:
-                raise self.error(name_k, f"[[kernel]] '{name}' is declared twice with different parameters")
+            if [p.binding for p in self.kernels[name].params] != [
+                p.binding for p in params
+            ]:
+                raise self.error(
+                    name_k,
+                    f"[[kernel]] '{name}' is declared twice with different parameters",
+                )
             return
         self.kernels[name] = decl
         if not is_template:
-            self.instantiations.append(Instantiation(name, name, name, decl.namespace, decl.file, decl.line))
+            self.instantiations.append(
+                Instantiation(name, name, name, decl.namespace, decl.file, decl.line)
+            )
 
     def params(self, open_: int, close: int, kernel: str) -> list[Param]:
-        if close == open_ + 1 or (close == open_ + 2 and self.text(open_ + 1) == "void"):
+        if close == open_ + 1 or (
+            close == open_ + 2 and self.text(open_ + 1) == "void"
+        ):
             return []
         pieces: list[tuple[int, int]] = []
         depth = 0
         start = open_ + 1
         j = open_ + 1
         while j < close:
+            j = self.skip_group(j)
             t = self.text(j)
-            if t in ("(", "[", "{"):
-                j = self.match(j, t, {"(": ")", "[": "]", "{": "}"}[t])
-            elif t == "<":
+            if t == "<":
                 depth += 1
             elif t == ">":
                 depth -= 1
@@ -358,35 +496,65 @@ class _Rewriter:
         pieces.append((start, close))
         params = []
         for index, (a, b) in enumerate(pieces):
-            name, attrs, binding, slot = "", [], "", None
+            name, binding, slot, optional = "", "", None, False
             j = a
             while j < b:
                 if self.text(j) == "[" and self.text(j + 1) == "[":
                     end = self.attribute_end(j)
                     for attr, args in self.attributes(j, end):
-                        attrs.append(f"{attr}({args})" if args else attr)
                         if attr in ("buffer", "threadgroup"):
                             binding, slot = attr, self.int_value(args, j)
                         elif attr in POSITIONS:
                             binding = attr
+                        elif attr == "function_constant":
+                            optional = True
                         elif attr not in _STANDARD_ATTRIBUTES:
-                            raise self.error(j, f"kernel '{kernel}': [[{attr}]] is not supported by the Linux harness")
+                            raise self.error(
+                                j,
+                                f"kernel '{kernel}': [[{attr}]] is not supported by the Linux harness",
+                            )
                     self.blank(j, end)
                     j = end + 1
                     continue
-                if self.tok(j).kind == "id" and self.text(j) not in ADDRESS_SPACES and self.text(j) != "const":
+                if (
+                    self.tok(j).kind == "id"
+                    and self.text(j) not in ADDRESS_SPACES
+                    and self.text(j) != "const"
+                ):
                     name = self.text(j)
                 j += 1
             tok = self.tok(a)
-            params.append(Param(index, name or f"#{index}", binding, slot, attrs, tok.file, tok.line))
+            params.append(
+                Param(
+                    index,
+                    name or f"#{index}",
+                    binding,
+                    slot,
+                    optional,
+                    tok.file,
+                    tok.line,
+                )
+            )
         return params
 
     def int_value(self, text: str, k: int) -> int:
-        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace("/", "//")
+        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace(
+            "/", "//"
+        )
         try:
             tree = ast.parse(expr, mode="eval")
             if not all(
-                isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop))
+                isinstance(
+                    node,
+                    (
+                        ast.Expression,
+                        ast.BinOp,
+                        ast.UnaryOp,
+                        ast.Constant,
+                        ast.operator,
+                        ast.unaryop,
+                    ),
+                )
                 for node in ast.walk(tree)
             ):
                 raise ValueError
@@ -395,7 +563,9 @@ class _Rewriter:
                 raise ValueError
             return value
         except (SyntaxError, ValueError, ZeroDivisionError):
-            raise self.error(k, f"binding index '{text}' is not an integer constant expression") from None
+            raise self.error(
+                k, f"binding index '{text}' is not an integer constant expression"
+            ) from None
 
     def instantiation(self, k: int, braces: list[str]) -> int:
         """`template [[host_name("x")]] [[kernel]] decltype(f<T>) f<T>;`: record, drop attributes."""
@@ -410,7 +580,11 @@ class _Rewriter:
                 a_end = self.attribute_end(j)
                 for attr, _ in self.attributes(j, a_end):
                     if attr == "host_name":
-                        lit = [self.text(x) for x in range(j, a_end) if self.tok(x).kind == "str"]
+                        lit = [
+                            self.text(x)
+                            for x in range(j, a_end)
+                            if self.tok(x).kind == "str"
+                        ]
                         host_name = "".join(ast.literal_eval(s) for s in lit)
                 self.blank(j, a_end)
                 j = a_end + 1
@@ -423,23 +597,78 @@ class _Rewriter:
                 close = self.match(items[1], "(", ")")
                 ids = [x for x in items if x > close]
             else:
-                paren = next((x for x in items if self.text(x) == "(" and self.text(x - 1) == ">"), None)
+                paren = next(
+                    (
+                        x
+                        for x in items
+                        if self.text(x) == "(" and self.text(x - 1) == ">"
+                    ),
+                    None,
+                )
                 if paren is None:
-                    raise self.error(k, "cannot find the function of this [[host_name]] instantiation")
+                    raise self.error(
+                        k,
+                        "cannot find the function of this [[host_name]] instantiation",
+                    )
                 ids = self.template_id_before(paren)
             function = " ".join(self.text(x) for x in ids)
-            base = re.match(r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function)
+            base = re.match(
+                r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function
+            )
             if not base:
-                raise self.error(k, "cannot find the function of this [[host_name]] instantiation")
+                raise self.error(
+                    k, "cannot find the function of this [[host_name]] instantiation"
+                )
             tok = self.tok(k)
             self.instantiations.append(
-                Instantiation(host_name, function, base.group(1), self.namespace(braces), tok.file, tok.line)
+                Instantiation(
+                    host_name,
+                    function,
+                    base.group(1),
+                    self.namespace(braces),
+                    tok.file,
+                    tok.line,
+                )
             )
         # Rewrite the remaining tokens of the statement (address spaces in full signatures).
         for x in items:
             if self.text(x) in ADDRESS_SPACES:
                 self.set(x, ADDRESS_SPACES[self.text(x)])
         return end + 1
+
+    def function_constant(self, k: int, end: int, braces: list[str]) -> None:
+        """`constant T name [[function_constant(i)]];` -> a reference to the value the host set
+        (the runtime reads the values before the TU's globals, which may derive from them, are
+        initialised)."""
+        if (
+            any(not b.startswith("namespace:") for b in braces)
+            or self.text(end + 1) != ";"
+        ):
+            raise self.error(
+                k,
+                "[[function_constant(i)]] must declare a program-scope `constant T name`",
+            )
+        start = k - 1
+        while self.text(start - 1) not in ("", ";", "{", "}"):
+            start -= 1
+        name = self.text(k - 1)
+        if (
+            self.text(start) != "constant"
+            or self.kind(k - 1) != "id"
+            or k - 1 <= start + 1
+        ):
+            raise self.error(
+                k,
+                "[[function_constant(i)]] must declare a program-scope `constant T name`",
+            )
+        (args,) = [a for n, a in self.attributes(k, end) if n == "function_constant"]
+        index = self.int_value(args, k)
+        self.set(k - 1, f"&{name}")
+        self.set(
+            end + 1,
+            f" = *(decltype(&{name}))__msl_rt_function_constant({index}, sizeof({name}),"
+            f' "{name}", __FILE__, __LINE__);',
+        )
 
     def template_id_before(self, paren: int) -> list[int]:
         """Indices of the (qualified) template-id ending just before index `paren`."""
@@ -469,9 +698,9 @@ class _Rewriter:
             if t in ("(", "{"):
                 if depth == 0:
                     return False  # an initializer or a function: not plain storage
-                end = self.match(end, t, ")" if t == "(" else "}")
+                end = self.skip_group(end)
             elif t == "[":
-                end = self.match(end, "[", "]")
+                end = self.skip_group(end)
             elif t == "<":
                 depth += 1
             elif t == ">":
@@ -508,13 +737,99 @@ class _Rewriter:
         self.set(k, f"static __msl_tg_key {', '.join(keys)}; __msl_threadgroup")
         return True
 
+    def template_type_params(self, open_: int, close: int) -> set[str]:
+        """Names of the `typename T` / `class T` parameters of a template header."""
+        names = set()
+        j = open_ + 1
+        while j < close:
+            if (
+                self.text(j) in ("typename", "class")
+                and self.kind(j + 1) == "id"
+                and self.text(j + 2) != "::"
+            ):
+                names.add(self.text(j + 1))
+            j = self.skip_group(j)
+            if self.text(j) == "<":
+                j = self.match_angle(j)
+            j += 1
+        return names
+
+    def record_alias(self, k: int) -> None:
+        """Remember `typedef <vector type> name;` / `using name = <vector type>;`."""
+        end = k + 1
+        while end < len(self.sig) and self.text(end) not in (";", "{", "}"):
+            end += 1
+        if self.text(end) != ";":
+            return
+        if self.text(k) == "using":
+            if self.text(k + 2) != "=":
+                return
+            name, body = self.text(k + 1), range(k + 3, end)
+        else:
+            name, body = self.text(end - 1), range(k + 1, end - 1)
+        words = {self.text(j) for j in body}
+        if words & VECTOR_TYPES or words & self.vector_aliases or "vec" in words:
+            self.vector_aliases.add(name)
+
+    def qualified_start(self, k: int) -> int:
+        """Start of the qualified name ending at k (`A::B<C>::name`), including a leading `::`."""
+        j = k
+        while self.text(j - 1) == "::":
+            before = j - 2
+            if self.text(before) == ">":
+                depth = 0
+                while before >= 0:
+                    if self.text(before) == ">":
+                        depth += 1
+                    elif self.text(before) == "<":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    before -= 1
+                before -= 1
+            if self.kind(before) != "id":
+                return j - 1
+            j = before
+        return j
+
+    def functional_cast(self, k: int) -> None:
+        """`T(a, b)` for a type that may be a vector (template parameter, vector alias,
+        `typename X::Y`) -> `__msl_construct<T>(a, b)`: a vector constructor for vectors, T(a, b)
+        otherwise."""
+        start = self.qualified_start(k)
+        if self.text(start - 1) == "typename":
+            start -= 1
+        prev, after = self.text(start - 1), self.text(k + 2)
+        if prev in (
+            ".",
+            "->",
+            "operator",
+            "~",
+            ";",
+            "{",
+            "}",
+            "typedef",
+            "using",
+            "struct",
+            "class",
+            "friend",
+            "const",
+        ):
+            return  # a member, a declaration or a constructor definition, not a conversion
+        if after in ("&", "*", "&&", "...") or (
+            self.kind(start - 1) == "id" and prev not in ("return", "case")
+        ):
+            return  # a declarator `T (&x)` or a declaration `U T(...)`
+        self.set(start, "__msl_construct<" + self.out[self.sig[start]])
+        self.set(k, self.out[self.sig[k]] + ">")
+
     def qualifier_start(self, k: int) -> int:
         """Start of `metal::` / `::` before the name at k."""
         if self.text(k - 1) != "::":
             return k
         if self.text(k - 2) == "metal":
             return k - 3 if self.text(k - 3) == "::" else k - 2
-        return k - 1 if self.tok(k - 2).kind != "id" else k
+        return k - 1 if self.kind(k - 2) != "id" else k
 
     def vector_constructor(self, k: int) -> None:
         """`float4(...)` / `vec<T, N>(...)` -> `__msl_vec_ctor<...>(...)`."""
@@ -529,7 +844,11 @@ class _Rewriter:
         if self.text(last + 1) != "(":
             return
         start = self.qualifier_start(k)
-        if start != k and self.text(k - 1) == "::" and self.text(start) not in ("::", "metal"):
+        if (
+            start != k
+            and self.text(k - 1) == "::"
+            and self.text(start) not in ("::", "metal")
+        ):
             return
         self.set(start, "__msl_vec_ctor<" + self.out[self.sig[start]])
         self.set(last, self.out[self.sig[last]] + ">")
@@ -543,7 +862,8 @@ class _Rewriter:
         while inner and inner[0] in ("::", "metal"):
             inner = inner[1:]
         if inner and (
-            (len(inner) == 1 and inner[0] in VECTOR_TYPES) or (inner[0] == "vec" and inner[1:2] == ["<"])
+            (len(inner) == 1 and inner[0] in VECTOR_TYPES)
+            or (inner[0] == "vec" and inner[1:2] == ["<"])
         ):
             self.set(k, "__msl_vec_ctor")
 
@@ -551,7 +871,11 @@ class _Rewriter:
         t = self.text(k)
         m = _HALF_DECIMAL.match(t)
         if m:
-            mantissa = m.group("m") if ("." in m.group("m") or m.group("e")) else m.group("m") + "."
+            mantissa = (
+                m.group("m")
+                if ("." in m.group("m") or m.group("e"))
+                else m.group("m") + "."
+            )
             self.set(k, mantissa + (m.group("e") or "") + "f16")
             return
         m = _HALF_HEX.match(t)
@@ -560,7 +884,7 @@ class _Rewriter:
 
     # Output.
     def registration(self) -> str:
-        lines = ["", "# 1 \"<msl-registration>\"", "#include <msl/bind.h>"]
+        lines = ["", '# 1 "<msl-registration>"', "#include <msl/bind.h>"]
         for n, inst in enumerate(self.instantiations):
             kernel = self.kernels.get(inst.kernel)
             if kernel is None:
@@ -572,12 +896,19 @@ class _Rewriter:
             for p in kernel.params:
                 param_type = f"__F::param<{p.index}>"
                 if p.binding == "buffer":
-                    args.append(f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}")')
+                    optional = "true" if p.optional else "false"
+                    args.append(
+                        f'__msl_bind_buffer<{param_type}>(__inv, {p.slot}, "{p.name}", {optional})'
+                    )
                 elif p.binding == "threadgroup":
-                    args.append(f'__msl_bind_threadgroup<{param_type}>(__inv, {p.slot}, "{p.name}")')
+                    args.append(
+                        f'__msl_bind_threadgroup<{param_type}>(__inv, {p.slot}, "{p.name}")'
+                    )
                 elif p.binding in POSITIONS:
                     scalar = "true" if POSITIONS[p.binding] else "false"
-                    args.append(f"__msl_bind_position<{param_type}, __MSL_POS_{p.binding}, {scalar}>(__inv)")
+                    args.append(
+                        f"__msl_bind_position<{param_type}, __MSL_POS_{p.binding}, {scalar}>(__inv)"
+                    )
                 else:
                     raise RewriteError(
                         f"{p.file}:{p.line}: kernel '{kernel.name}' parameter '{p.name}' has no [[buffer(i)]], "

@@ -61,7 +61,22 @@ Dims = Union[int, Sequence[int]]
 
 _SANITIZERS = (None, "thread", "address")
 _DEFAULT_TIMEOUT = float(os.environ.get("MLX_LOWBIT_MSL_TIMEOUT", "60"))
-_NUMPY_DTYPES = {np.dtype(t) for t in ("float16", "float32", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "bool")}
+_NUMPY_DTYPES = {
+    np.dtype(t)
+    for t in (
+        "float16",
+        "float32",
+        "uint8",
+        "int8",
+        "uint16",
+        "int16",
+        "uint32",
+        "int32",
+        "uint64",
+        "int64",
+        "bool",
+    )
+}
 
 
 class MSLError(Exception):
@@ -76,7 +91,12 @@ class MSLCheckError(MSLError):
         findings: the lint's findings (msl_lint.Finding).
     """
 
-    def __init__(self, message: str, diagnostics: str = "", findings: Sequence[msl_lint.Finding] = ()):
+    def __init__(
+        self,
+        message: str,
+        diagnostics: str = "",
+        findings: Sequence[msl_lint.Finding] = (),
+    ):
         super().__init__(message)
         self.diagnostics = diagnostics
         self.findings = list(findings)
@@ -138,7 +158,9 @@ class _Source:
 
 def _source(source: str | os.PathLike, name: str | None) -> _Source:
     """A path stays a path; source text is written to the cache so diagnostics can name a file."""
-    if isinstance(source, os.PathLike) or ("\n" not in source and source.endswith((".metal", ".h"))):
+    if isinstance(source, os.PathLike) or (
+        "\n" not in source and source.endswith((".metal", ".h"))
+    ):
         path = Path(source).resolve()
         if not path.is_file():
             raise FileNotFoundError(f"kernel source {path} does not exist")
@@ -154,21 +176,33 @@ def _source(source: str | os.PathLike, name: str | None) -> _Source:
     return _Source(path, name)
 
 
-_prepared: dict[tuple, msl_rewrite.Rewritten] = {}
+# Rewrites of this process, valid while none of the files they read has changed.
+_prepared: dict[tuple, tuple[msl_rewrite.Rewritten, tuple]] = {}
 
 
-def _prepare(src: _Source, include_dirs: Sequence, defines: Sequence) -> msl_rewrite.Rewritten:
+def _stamps(files: Sequence[str]) -> tuple:
+    return tuple(os.stat(f).st_mtime_ns if os.path.exists(f) else None for f in files)
+
+
+def _prepare(
+    src: _Source, include_dirs: Sequence, defines: Sequence
+) -> msl_rewrite.Rewritten:
     includes = tuple(str(Path(d).resolve()) for d in include_dirs)
-    key = (str(src.path), src.path.stat().st_mtime_ns, includes, tuple(defines))
-    if key not in _prepared:
+    key = (str(src.path), includes, tuple(defines))
+    cached = _prepared.get(key)
+    if cached is None or _stamps(cached[0].files) != cached[1]:
         try:
-            pp = msl_build.preprocess(src.path, includes, tuple(defines))
-            _prepared[key] = msl_rewrite.rewrite(pp)
+            rw = msl_rewrite.rewrite(
+                msl_build.preprocess(src.path, includes, tuple(defines))
+            )
         except msl_build.CompileError as e:
-            raise MSLCheckError(f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics) from None
+            raise MSLCheckError(
+                f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics
+            ) from None
         except msl_rewrite.RewriteError as e:
             raise MSLCheckError(f"{src.name}: {e}", str(e)) from None
-    return _prepared[key]
+        cached = _prepared[key] = (rw, _stamps(rw.files))
+    return cached[0]
 
 
 def _lint_error(src: _Source, findings) -> MSLCheckError:
@@ -211,7 +245,11 @@ def check(
 
 
 def kernel_names(
-    source: str | os.PathLike, include_dirs: Sequence = (), defines: Sequence[str] = (), *, name: str | None = None
+    source: str | os.PathLike,
+    include_dirs: Sequence = (),
+    defines: Sequence[str] = (),
+    *,
+    name: str | None = None,
 ) -> list[str]:
     """Host names of the kernels a source defines (plain [[kernel]]s and [[host_name]] instantiations)."""
     return _prepare(_source(source, name), include_dirs, defines).host_names
@@ -230,7 +268,9 @@ def build(
 ) -> Path:
     """Compile a source into a runtime executable (cached); returns its path. `run` calls this."""
     if sanitizer not in _SANITIZERS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
+        raise ValueError(
+            f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}"
+        )
     src = _source(source, name)
     rw = _prepare(src, include_dirs, defines)
     key = (rw.text, sanitizer)
@@ -241,7 +281,9 @@ def build(
         try:
             _built[key] = msl_build.build_executable(rw.text, src.name, sanitizer)
         except msl_build.CompileError as e:
-            raise MSLCheckError(f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics) from None
+            raise MSLCheckError(
+                f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics
+            ) from None
     return _built[key]
 
 
@@ -270,12 +312,25 @@ def _encode(value: BufferValue) -> tuple[bytes, Any]:
             host = np.array(value.view(mx.uint16))
         else:
             host = np.array(value)
-        return np.ascontiguousarray(host).tobytes(), ("mlx", host.dtype, host.shape, value.dtype)
+        return np.ascontiguousarray(host).tobytes(), (
+            "mlx",
+            host.dtype,
+            host.shape,
+            value.dtype,
+        )
     if isinstance(value, np.ndarray):
         if value.dtype not in _NUMPY_DTYPES:
-            raise TypeError(f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)")
-        return np.ascontiguousarray(value).tobytes(), ("numpy", value.dtype, value.shape)
-    raise TypeError(f"a buffer must be bytes, a numpy array or an mlx array, not {type(value).__name__}")
+            raise TypeError(
+                f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)"
+            )
+        return np.ascontiguousarray(value).tobytes(), (
+            "numpy",
+            value.dtype,
+            value.shape,
+        )
+    raise TypeError(
+        f"a buffer must be bytes, a numpy array or an mlx array, not {type(value).__name__}"
+    )
 
 
 def _decode(data: bytes, how) -> Any:
@@ -305,6 +360,7 @@ def run_sequence(
     order: str = "shuffled",
     seed: int = 0,
     timeout: float | None = None,
+    function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
 ) -> dict[Any, Any]:
     """Run several launches of one source in one process; later launches see earlier writes.
@@ -320,6 +376,10 @@ def run_sequence(
         seed: seed of the shuffled order.
         timeout: seconds a threadgroup may take before the runtime reports a deadlock
             (default $MLX_LOWBIT_MSL_TIMEOUT or 60).
+        function_constants: [[function_constant(i)]] index -> value, for every launch: a bool
+            (1 byte), a Python int (int32) or float (float32), or a numpy scalar of the
+            constant's exact type (np.float16(...), np.uint16(...)). Unset constants read as 0 and
+            is_function_constant_defined() is false for them.
         name: file name shown in diagnostics for source text.
 
     Returns:
@@ -346,9 +406,13 @@ def run_sequence(
     spec: list[str] = []
     for launch in launches:
         if launch.kernel not in hosts:
-            raise ValueError(f"{src.name} has no kernel {launch.kernel!r}; its host names are {hosts}")
+            raise ValueError(
+                f"{src.name} has no kernel {launch.kernel!r}; its host names are {hosts}"
+            )
         if launch.dispatch not in ("threadgroups", "threads"):
-            raise ValueError(f"dispatch must be 'threadgroups' or 'threads', not {launch.dispatch!r}")
+            raise ValueError(
+                f"dispatch must be 'threadgroups' or 'threads', not {launch.dispatch!r}"
+            )
         grid = _dims(launch.grid, "grid")
         tg = _dims(launch.threadgroup, "threadgroup")
         if tg[0] * tg[1] * tg[2] > 1024:
@@ -358,18 +422,24 @@ def run_sequence(
             f"{'shuffle' if order == 'shuffled' else 'fixed'} {int(seed) & (2**64 - 1)} {timeout}"
         )
         for slot, value in sorted(launch.buffers.items()):
-            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(value):
+            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(
+                value
+            ):
                 blobs.append(_encode(value)[0])
                 decoders.append(None)
                 index = len(blobs) - 1
             elif value in shared:
                 index = shared[value]
             else:
-                raise KeyError(f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`")
+                raise KeyError(
+                    f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`"
+                )
             spec.append(f"bind {int(slot)} {index}")
         for slot, nbytes in sorted(launch.threadgroup_buffers.items()):
             if nbytes <= 0 or nbytes % 16:
-                raise ValueError(f"threadgroup({slot}) memory must be a positive multiple of 16 bytes, not {nbytes}")
+                raise ValueError(
+                    f"threadgroup({slot}) memory must be a positive multiple of 16 bytes, not {nbytes}"
+                )
             spec.append(f"tgmem {int(slot)} {int(nbytes)}")
 
     wanted = list(buffers) if outputs is None else list(outputs)
@@ -386,24 +456,68 @@ def run_sequence(
         lines += spec
         lines += [f"output {shared[key]} out{shared[key]}.bin" for key in wanted]
         (d / "spec.txt").write_text("\n".join(lines) + "\n")
+        env = msl_build.sanitizer_env(sanitizer)
+        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(
+            function_constants or {}
+        )
         proc = subprocess.run(
-            [str(exe), "spec.txt"], cwd=d, env=msl_build.sanitizer_env(sanitizer), capture_output=True, text=True
+            [str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True
         )
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
-        return {key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]) for key in wanted}
+        return {
+            key: _decode(
+                (d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]
+            )
+            for key in wanted
+        }
 
 
-def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc) -> None:
+def _encode_function_constants(values: Mapping[int, Any]) -> str:
+    """index:hexbytes,... for the runtime (runtime/function_constants.cpp)."""
+    items = []
+    for index, value in sorted(values.items()):
+        if isinstance(value, (bool, np.bool_)):
+            data = bytes([int(bool(value))])
+        elif isinstance(value, np.generic):
+            data = value.tobytes()
+        elif isinstance(value, int):
+            data = (
+                np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)
+            ).tobytes()
+        elif isinstance(value, float):
+            data = np.float32(value).tobytes()
+        else:
+            raise TypeError(
+                f"function constant {index}: {value!r} is not a bool, int, float or numpy scalar"
+            )
+        items.append(f"{int(index)}:{data.hex()}")
+    return ",".join(items)
+
+
+def _raise_runtime_error(
+    src: _Source, kernels: str, sanitizer: str | None, proc
+) -> None:
     report = (proc.stderr + proc.stdout).strip()
-    status = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+    status = (
+        f"signal {-proc.returncode}"
+        if proc.returncode < 0
+        else f"exit status {proc.returncode}"
+    )
     for tool, key in (("ThreadSanitizer", "thread"), ("AddressSanitizer", "address")):
         if f"{tool}:" in report:
             raise MSLSanitizerError(
-                f"kernel {kernels} ({src.name}) failed under {tool} ({status}):\n{report}", kernels, report, key
+                f"kernel {kernels} ({src.name}) failed under {tool} ({status}):\n{report}",
+                kernels,
+                report,
+                key,
             )
     under = f" under the {sanitizer} sanitizer" if sanitizer else ""
-    raise MSLRuntimeError(f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}", kernels, report)
+    raise MSLRuntimeError(
+        f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}",
+        kernels,
+        report,
+    )
 
 
 def run(
@@ -422,6 +536,7 @@ def run(
     order: str = "shuffled",
     seed: int = 0,
     timeout: float | None = None,
+    function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
 ) -> dict[int, Any]:
     """Run one kernel launch on the CPU.
@@ -435,14 +550,26 @@ def run(
         threadgroup_buffers: [[threadgroup(slot)]] -> bytes of threadgroup memory.
         dispatch: "threadgroups" or "threads" (partial edge threadgroups).
         outputs: slots to return; default every slot bound to an array (bytes are constants).
-        include_dirs, defines, sanitizer, order, seed, timeout, name: as for `run_sequence`.
+        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name: as for
+            `run_sequence`.
 
     Returns:
         slot -> the buffer after the launch, of the input's type, dtype and shape.
     """
     if outputs is None:
-        outputs = [s for s, v in buffers.items() if not isinstance(v, (bytes, bytearray, memoryview))]
-    launch = Launch(kernel, grid, threadgroup, {s: s for s in buffers}, threadgroup_buffers or {}, dispatch)
+        outputs = [
+            s
+            for s, v in buffers.items()
+            if not isinstance(v, (bytes, bytearray, memoryview))
+        ]
+    launch = Launch(
+        kernel,
+        grid,
+        threadgroup,
+        {s: s for s in buffers},
+        threadgroup_buffers or {},
+        dispatch,
+    )
     return run_sequence(
         source,
         [launch],
@@ -454,6 +581,7 @@ def run(
         order=order,
         seed=seed,
         timeout=timeout,
+        function_constants=function_constants,
         name=name,
     )
 

@@ -199,10 +199,18 @@ unsigned long splitmix64(unsigned long& state) {
 
 #if !defined(MSLRT_SANITIZED)
 void on_crash(int sig) {
+  if (g_failing.test_and_set()) {
+    for (;;) pause();
+  }
   char msg[512];
-  Lane* L = t_lane;
-  int n = std::snprintf(msg, sizeof msg, "msl runtime error: %s in kernel '%s'%s%u\n", strsignal(sig),
-                        g_current.kernel.c_str(), L ? ", thread " : "", L ? L->index : 0u);
+  int n;
+  if (Lane* L = t_lane)
+    n = std::snprintf(msg, sizeof msg,
+                      "msl runtime error: kernel '%s', threadgroup (%u,%u,%u), thread %u: %s (an invalid memory "
+                      "access; run with sanitizer=\"address\" to locate it)\n",
+                      g_current.kernel.c_str(), L->tg->id[0], L->tg->id[1], L->tg->id[2], L->index, strsignal(sig));
+  else
+    n = std::snprintf(msg, sizeof msg, "msl runtime error: kernel '%s': %s\n", g_current.kernel.c_str(), strsignal(sig));
   if (n > 0) (void)!write(2, msg, size_t(n));
   _exit(128 + sig);
 }

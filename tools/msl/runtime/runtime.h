@@ -1,6 +1,7 @@
 // Internal declarations of the CPU runtime that executes shim-compiled kernels: one OS thread per
 // GPU thread, threadgroups one after another (executor.cpp), barriers and simd collectives with
-// their convergence checks (sync.cpp), the command-line driver (driver.cpp).
+// their convergence checks (sync.cpp), [[function_constant]] values (function_constants.cpp), the
+// command-line driver (driver.cpp).
 #pragma once
 
 #include <atomic>

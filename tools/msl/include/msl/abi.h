@@ -71,6 +71,10 @@ void __msl_rt_threadgroup_barrier(unsigned flags, const struct __msl_site* site)
 void* __msl_rt_threadgroup_static(struct __msl_tg_key* key, unsigned long size, unsigned long align,
                                   const char* name, const char* file, unsigned line);
 unsigned __msl_rt_lane(void);
+// The value the host set for [[function_constant(index)]] (zeros when it set none).
+const void* __msl_rt_function_constant(unsigned index, unsigned long size, const char* name, const char* file,
+                                       unsigned line);
+int __msl_rt_function_constant_defined(const void* value);
 __attribute__((noreturn, format(printf, 2, 3))) void __msl_rt_fail(const struct __msl_site* site,
                                                                    const char* format, ...);
 

@@ -21,9 +21,13 @@ template <class T> struct __msl_address_space<__msl_threadgroup T> { static cons
 template <class T> constexpr bool __msl_is_device_or_constant =
     __msl_address_space<T>::value == 1 || (__msl_address_space<T>::value == 0 && metal::is_const_v<T>);
 
-inline void* __msl_buffer(const __msl_invocation* inv, int slot, const char* param, unsigned long need) {
+inline void* __msl_buffer(const __msl_invocation* inv, int slot, const char* param, unsigned long need,
+                          bool optional) {
   const __msl_bindings* b = inv->bindings;
-  if (!b->buffer_bound[slot]) __msl_rt_fail(nullptr, "[[buffer(%d)]] parameter '%s' is not bound", slot, param);
+  if (!b->buffer_bound[slot]) {
+    if (optional) return nullptr;  // guarded by a function constant
+    __msl_rt_fail(nullptr, "[[buffer(%d)]] parameter '%s' is not bound", slot, param);
+  }
   if (b->buffer_sizes[slot] < need)
     __msl_rt_fail(nullptr, "[[buffer(%d)]] parameter '%s' is bound to %lu bytes, fewer than the %lu bytes of its type",
                   slot, param, b->buffer_sizes[slot], need);
@@ -31,16 +35,16 @@ inline void* __msl_buffer(const __msl_invocation* inv, int slot, const char* par
 }
 
 template <class P>
-P __msl_bind_buffer(const __msl_invocation* inv, int slot, const char* param) {
+P __msl_bind_buffer(const __msl_invocation* inv, int slot, const char* param, bool optional) {
   if constexpr (metal::is_pointer_v<P>) {
     static_assert(__msl_is_device_or_constant<metal::remove_pointer_t<P>>,
                   "a [[buffer(i)]] parameter must be a device pointer or a constant pointer");
-    return (P)__msl_buffer(inv, slot, param, 0);
+    return (P)__msl_buffer(inv, slot, param, 0, optional);
   } else {
     static_assert(metal::is_reference_v<P>, "a [[buffer(i)]] parameter must be a pointer or a reference");
     typedef metal::remove_reference_t<P> E;
     static_assert(__msl_is_device_or_constant<E>, "a [[buffer(i)]] reference must refer to device or constant memory");
-    return *(E*)__msl_buffer(inv, slot, param, sizeof(E));
+    return *(E*)__msl_buffer(inv, slot, param, sizeof(E), false);
   }
 }
 

@@ -60,3 +60,12 @@ inline __msl_site __msl_here(const char* op, const char* file = __builtin_FILE()
                              unsigned line = __builtin_LINE(), unsigned column = __builtin_COLUMN()) {
   return __msl_site{op, file, line, column};
 }
+
+// is_function_constant_defined(c): whether the host set the [[function_constant]] `c`.
+template <class T>
+inline bool is_function_constant_defined(const T& c) {
+  return __msl_rt_function_constant_defined(&c) != 0;
+}
+namespace metal {
+using ::is_function_constant_defined;
+}

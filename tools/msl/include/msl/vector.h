@@ -71,7 +71,17 @@ constexpr V __msl_vec_ctor(A... a) {
     return r;
   }
 }
+// `T(a, ...)` where T may be a vector (a template parameter, a typedef): the rewrite calls this.
+template <class T, class... A>
+constexpr T __msl_construct(A&&... a) {
+  if constexpr (__msl_is_vec<T>) {
+    return __msl_vec_ctor<T>(a...);
+  } else {
+    return T(static_cast<A&&>(a)...);
+  }
+}
 namespace metal {
+using ::__msl_construct;
 using ::__msl_vec_ctor;
 }
 
