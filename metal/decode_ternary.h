@@ -21,7 +21,7 @@ struct TernaryDecoder {
 
   template <int LB>
   LOWBIT_METAL_FUNC static void
-  load_lane(WeightRow r, int block, int valid, thread Block (&out)[LB]) {
+  load_lane(WeightRow r, int block, int valid, thread Block* out) {
     static_assert(LB == kLaneBlocks, "ternary GEMV lanes take one block");
     static_assert(kWordsPerBlock == 2, "a block is one uint2");
     // Rows hold K / 16 words, an even number, so the load is 8-byte aligned.

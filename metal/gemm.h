@@ -139,7 +139,8 @@ LOWBIT_METAL_FUNC void store_tile(
       LOWBIT_UNROLL
       for (int e = 0; e < 2; ++e) {
         if (n + e < p.w.N) {
-          dst[e] = T(acc.frag[i][j].thread_elements()[e]);
+          float v = acc.frag[i][j].thread_elements()[e];
+          dst[e] = T(v);
         }
       }
     }
@@ -152,7 +153,7 @@ template <typename Tile, int BN>
 LOWBIT_METAL_FUNC void store_partial(
     thread Accumulators<Tile::TM, Tile::TN>& acc,
     device float* slot,
-    bool atomic,
+    bool use_atomics,
     int sm,
     int sn,
     short2 fc) {
@@ -164,7 +165,7 @@ LOWBIT_METAL_FUNC void store_partial(
       LOWBIT_UNROLL
       for (int e = 0; e < 2; ++e) {
         float v = acc.frag[i][j].thread_elements()[e];
-        if (atomic) {
+        if (use_atomics) {
           atomic_fetch_add_explicit(
               (device atomic_float*)(slot + at + e), v, memory_order_relaxed);
         } else {
