@@ -320,9 +320,12 @@ DispatchPlan plan_dequantize(
   DispatchPlan plan;
   plan.params = base_params(pr);
   int64_t chunks = int64_t(N) * (K / lowbit::kChunk);
+  if (chunks > INT_MAX) {
+    throw std::invalid_argument("[plan_dequantize] The weight has too many elements for the GPU kernel.");
+  }
   plan.launches.push_back(
       {dequantize_kernel_name(spec, dtype),
-       {int(lowbit::ceil_div(int(chunks), lowbit::kDequantizeThreads)), 1, 1},
+       {lowbit::ceil_div(int(chunks), lowbit::kDequantizeThreads), 1, 1},
        {lowbit::kDequantizeThreads, 1, 1},
        {{LOWBIT_BUFFER_PACKED, BufferRole::Packed, false},
         {LOWBIT_BUFFER_SCALES, BufferRole::Scales, false},

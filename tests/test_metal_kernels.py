@@ -43,6 +43,7 @@ CASES = [
     ("streamk", 20, 40, 160, {"gpu_cores": 3}),
     ("streamk", 20, 40, 160, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
     ("hybrid", 20, 160, 160, {"gpu_cores": 1}),
+    ("hybrid", 20, 160, 160, {"gpu_cores": 1, "streamk_fixup": "atomic"}),
 ]
 
 
