@@ -24,6 +24,7 @@ struct TernaryDecoder {
   load_lane(WeightRow r, int block, int valid, thread Block* out) {
     static_assert(LB == kLaneBlocks, "ternary GEMV lanes take one block");
     static_assert(kWordsPerBlock == 2, "a block is one uint2");
+    (void)valid;
     // Rows hold K / 16 words, an even number, so the load is 8-byte aligned.
     uint2 w = *(const device uint2*)(r.words + block * kWordsPerBlock);
     out[0].words[0] = w.x;
@@ -57,7 +58,7 @@ struct TernaryDecoder {
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
       uint code = ternary::code_at(word, base + i);
-      out[i] = code == ternary::code_of(1) ? plus : (code == ternary::code_of(-1) ? minus : T(0));
+      out[i] = code == ternary::code_of(1) ? plus : (code == ternary::code_of(-1) ? minus : T(0.0f));
     }
   }
 };

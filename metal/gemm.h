@@ -43,7 +43,7 @@ LOWBIT_METAL_FUNC void load_x_tile(
     int r = i / BK;
     int c = i % BK;
     int m = m0 + r;
-    xs[r * Tile::kLd + c] = m < p.M ? x[size_t(m) * size_t(p.w.K) + size_t(k0 + c)] : T(0);
+    xs[r * Tile::kLd + c] = m < p.M ? x[size_t(m) * size_t(p.w.K) + size_t(k0 + c)] : T(0.0f);
   }
 }
 
@@ -69,7 +69,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
     } else {
       LOWBIT_UNROLL
       for (int j = 0; j < kChunk; ++j) {
-        v[j] = T(0);
+        v[j] = T(0.0f);
       }
     }
     threadgroup T* dst = ws + r * Tile::kLd + (k - k0);

@@ -8,10 +8,10 @@
 #include <metal_simdgroup>
 #include <metal_simdgroup_matrix>
 
+using namespace metal;
+
 #include "mlx_lowbit/formats.h"
 #include "mlx_lowbit/kernel_params.h"
-
-using namespace metal;
 
 #define LOWBIT_METAL_FUNC inline __attribute__((always_inline))
 #define LOWBIT_UNROLL _Pragma("clang loop unroll(full)")
