@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/planner.h"
 #include "mlx_lowbit/primitives.h"
 
 namespace mlx_lowbit {
@@ -111,6 +112,20 @@ mx::array lowbit_matmul(
         tag, "activation_bits must be 0 (float activations) or 8 (per-token int8), got ",
         activation_bits, ".");
   }
+  mx::Stream stream = mx::to_stream(s);
+  if (stream.device == mx::Device::gpu) {
+    validate_gpu_request(spec, K, schedule, activation_bits, tag);
+    if (!transpose) {
+      // x @ W (the gradient of x @ W.T) on the GPU: the dequantized weight
+      // and MLX's matmul (docs/KERNELS.md), rather than kernels of its own.
+      auto w = mx::array(
+          {N, K},
+          x.dtype(),
+          std::make_shared<LowBitDequantize>(stream, spec, biases.has_value()),
+          contiguous_all(weight, s));
+      return mx::matmul(x, w, s);
+    }
+  }
   // 2-4. x keeps its dtype (the output's); all inputs row-contiguous.
   std::vector<mx::array> inputs = {x};
   inputs.insert(inputs.end(), weight.begin(), weight.end());
@@ -123,7 +138,7 @@ mx::array lowbit_matmul(
       std::move(shape),
       x.dtype(),
       std::make_shared<LowBitMatmul>(
-          mx::to_stream(s), spec, biases.has_value(), transpose, schedule, activation_bits),
+          stream, spec, biases.has_value(), transpose, schedule, activation_bits),
       std::move(inputs));
 }
 

@@ -31,6 +31,8 @@ Quantized as_tuple(lb::QuantizedArrays q) {
 
 } // namespace
 
+void init_metal(nb::module_& m);
+
 NB_MODULE(_ext, m) {
   m.doc() = "mlx-lowbit C++ core: low-bit matmul primitive, quantizers, packers.";
 
@@ -214,4 +216,6 @@ NB_MODULE(_ext, m) {
       &lb::cpu::set_num_threads,
       "n"_a,
       "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");
+
+  init_metal(m);
 }

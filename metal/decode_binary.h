@@ -1,0 +1,62 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// binary (formats/binary.h): the decoder both kernel families use.
+// sum(s * x) = 2 * sum(x where s = +1) - sum(x): GEMV adds x by sign select
+// and applies scale and bias once per group; GEMM writes bias +- scale.
+#pragma once
+
+#include "metal/utils.h"
+
+namespace lowbit {
+
+struct BinaryDecoder {
+  // GEMV: a lane takes two blocks (two words, 64 bits) per step.
+  static constant constexpr const int kLaneBlocks = 2;
+
+  struct Block {
+    uint word;
+  };
+
+  template <int LB>
+  LOWBIT_METAL_FUNC static void
+  load_lane(WeightRow r, int block, int valid, thread Block* out) {
+    static_assert(LB == kLaneBlocks, "binary GEMV lanes take two blocks");
+    // `block` is even; with an even row length the pair is 8-byte aligned.
+    if (valid == 2 && (r.words_per_row % 2) == 0) {
+      uint2 w = *(const device uint2*)(r.words + block);
+      out[0].word = w.x;
+      out[1].word = w.y;
+    } else {
+      out[0].word = r.words[block];
+      out[1].word = valid == 2 ? r.words[block + 1] : 0u;
+    }
+  }
+
+  // sum of x over the +1 weights among 8q .. 8q + 7 of the block.
+  LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
+    float s = 0.0f;
+    LOWBIT_UNROLL
+    for (int i = 0; i < kChunk; ++i) {
+      s += binary::sign_of(binary::bit_at(b.word, q * kChunk + i)) > 0 ? x[i] : 0.0f;
+    }
+    return s;
+  }
+
+  LOWBIT_METAL_FUNC static float apply(float part, float xsum, ScaleBias sb) {
+    return sb.scale * (2.0f * part - xsum) + sb.bias * xsum;
+  }
+
+  template <typename T>
+  LOWBIT_METAL_FUNC static void values8(WeightRow r, int k, ScaleBias sb, thread T* out) {
+    uint word = r.words[k / binary::kPerWord];
+    int base = k % binary::kPerWord;
+    T plus = T(sb.bias + sb.scale);
+    T minus = T(sb.bias - sb.scale);
+    LOWBIT_UNROLL
+    for (int i = 0; i < kChunk; ++i) {
+      out[i] = binary::sign_of(binary::bit_at(word, base + i)) > 0 ? plus : minus;
+    }
+  }
+};
+
+} // namespace lowbit

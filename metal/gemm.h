@@ -1,0 +1,249 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// GEMM (prefill): out (M, N) = x (M, K) @ w^T by BM x BN tiles. Per
+// K-iteration (kGemmBK weights) the threadgroup stages the x tile and the
+// decoded weight tile in threadgroup memory, both in x's dtype (half, bfloat
+// or float: a float32 x keeps float32 weights, so float32 scales and biases
+// are not rounded), then WM x WN simdgroups multiply-accumulate 8x8
+// fragments into float accumulators. What a threadgroup computes (a whole
+// tile, a K-slice of one, or a stream-K range over several) comes from
+// kernel_params.h; partial tiles go to an fp32 workspace that fixup.h sums.
+#pragma once
+
+#include "metal/utils.h"
+
+namespace lowbit {
+
+template <typename T, int BM, int BN, int BK, int WM, int WN>
+struct GemmTile {
+  static_assert(BK == kGemmBK, "K-iterations are kGemmBK weights");
+  static_assert(BM % (8 * WM) == 0 && BN % (8 * WN) == 0, "simdgroups own whole 8x8 fragments");
+  static constant constexpr const int kThreads = WM * WN * 32;
+  static constant constexpr const int TM = BM / (8 * WM); // fragments per simdgroup along M
+  static constant constexpr const int TN = BN / (8 * WN);
+  // Rows padded by 16 bytes against threadgroup memory bank conflicts.
+  static constant constexpr const int kLd = BK + 16 / int(sizeof(T));
+};
+
+template <int TM, int TN>
+struct Accumulators {
+  simdgroup_matrix<float, 8, 8> frag[TM][TN];
+};
+
+// x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK).
+template <typename Tile, typename T, int BM, int BK>
+LOWBIT_METAL_FUNC void load_x_tile(
+    const device T* x,
+    MatmulParams p,
+    int m0,
+    int k0,
+    threadgroup T* xs,
+    uint tid) {
+  for (int i = int(tid); i < BM * BK; i += Tile::kThreads) {
+    int r = i / BK;
+    int c = i % BK;
+    int m = m0 + r;
+    xs[r * Tile::kLd + c] = m < p.M ? x[size_t(m) * size_t(p.w.K) + size_t(k0 + c)] : T(0.0f);
+  }
+}
+
+// Weight rows [n0, n0 + BN) (zeros past N), columns [k0, k0 + BK), decoded
+// kChunk at a time; the group's scale (and bias) is read once per chunk.
+template <typename Tile, typename Decoder, typename T, int BN, int BK>
+LOWBIT_METAL_FUNC void decode_w_tile(
+    WeightSource src,
+    MatmulParams p,
+    int n0,
+    int k0,
+    threadgroup T* ws,
+    uint tid) {
+  constexpr int kChunksPerRow = BK / kChunk;
+  for (int i = int(tid); i < BN * kChunksPerRow; i += Tile::kThreads) {
+    int r = i / kChunksPerRow;
+    int k = k0 + (i % kChunksPerRow) * kChunk;
+    int n = n0 + r;
+    T v[kChunk];
+    if (n < p.w.N) {
+      ScaleBias sb = load_scale_bias(src, p.w, n, k / p.w.group_size);
+      Decoder::template values8<T>(row_of(src, p.w, n), k, sb, v);
+    } else {
+      LOWBIT_UNROLL
+      for (int j = 0; j < kChunk; ++j) {
+        v[j] = T(0.0f);
+      }
+    }
+    threadgroup T* dst = ws + r * Tile::kLd + (k - k0);
+    LOWBIT_UNROLL
+    for (int j = 0; j < kChunk; ++j) {
+      dst[j] = v[j];
+    }
+  }
+}
+
+// acc += x_tile @ w_tile^T for this simdgroup's TM x TN fragments at
+// (sm, sn). Fragments are float, read from the tiles element by element.
+template <typename Tile, typename T, int BK>
+LOWBIT_METAL_FUNC void multiply_tiles(
+    const threadgroup T* xs,
+    const threadgroup T* ws,
+    int sm,
+    int sn,
+    short2 fc,
+    thread Accumulators<Tile::TM, Tile::TN>& acc) {
+  LOWBIT_UNROLL
+  for (int kk = 0; kk < BK; kk += 8) {
+    simdgroup_matrix<float, 8, 8> a[Tile::TM];
+    simdgroup_matrix<float, 8, 8> b[Tile::TN];
+    LOWBIT_UNROLL
+    for (int i = 0; i < Tile::TM; ++i) {
+      const threadgroup T* src = xs + (sm + 8 * i + fc.y) * Tile::kLd + kk + fc.x;
+      a[i].thread_elements()[0] = float(src[0]);
+      a[i].thread_elements()[1] = float(src[1]);
+    }
+    LOWBIT_UNROLL
+    for (int j = 0; j < Tile::TN; ++j) {
+      // b(k, n) = w(n, k): the weight tile read transposed.
+      const threadgroup T* src = ws + (sn + 8 * j + fc.x) * Tile::kLd + kk + fc.y;
+      b[j].thread_elements()[0] = float(src[0]);
+      b[j].thread_elements()[1] = float(src[Tile::kLd]);
+    }
+    LOWBIT_UNROLL
+    for (int i = 0; i < Tile::TM; ++i) {
+      LOWBIT_UNROLL
+      for (int j = 0; j < Tile::TN; ++j) {
+        simdgroup_multiply_accumulate(acc.frag[i][j], a[i], b[j], acc.frag[i][j]);
+      }
+    }
+  }
+}
+
+// The finished tile into out, rounded once to T, clipped at M and N.
+template <typename Tile, typename T>
+LOWBIT_METAL_FUNC void store_tile(
+    thread Accumulators<Tile::TM, Tile::TN>& acc,
+    device T* out,
+    MatmulParams p,
+    int m0,
+    int n0,
+    short2 fc) {
+  LOWBIT_UNROLL
+  for (int i = 0; i < Tile::TM; ++i) {
+    int m = m0 + 8 * i + fc.y;
+    if (m >= p.M) {
+      continue;
+    }
+    LOWBIT_UNROLL
+    for (int j = 0; j < Tile::TN; ++j) {
+      int n = n0 + 8 * j + fc.x;
+      device T* dst = out + size_t(m) * size_t(p.w.N) + size_t(n);
+      LOWBIT_UNROLL
+      for (int e = 0; e < 2; ++e) {
+        if (n + e < p.w.N) {
+          float v = acc.frag[i][j].thread_elements()[e];
+          dst[e] = T(v);
+        }
+      }
+    }
+  }
+}
+
+// A partial tile into its fp32 workspace slot (BM x BN, row-major): stored
+// (deterministic fix-up, one writer per slot) or added atomically.
+template <typename Tile, int BN>
+LOWBIT_METAL_FUNC void store_partial(
+    thread Accumulators<Tile::TM, Tile::TN>& acc,
+    device float* slot,
+    bool use_atomics,
+    int sm,
+    int sn,
+    short2 fc) {
+  LOWBIT_UNROLL
+  for (int i = 0; i < Tile::TM; ++i) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < Tile::TN; ++j) {
+      int at = (sm + 8 * i + fc.y) * BN + sn + 8 * j + fc.x;
+      LOWBIT_UNROLL
+      for (int e = 0; e < 2; ++e) {
+        float v = acc.frag[i][j].thread_elements()[e];
+        if (use_atomics) {
+          atomic_fetch_add_explicit(
+              (device atomic_float*)(slot + at + e), v, memory_order_relaxed);
+        } else {
+          slot[at + e] = v;
+        }
+      }
+    }
+  }
+}
+
+} // namespace lowbit
+
+// One kernel per GEMM schedule (the template argument S): data-parallel
+// threadgroups own one tile; split-K ones a K-slice of one; stream-K ones
+// walk an even share of the stream-K iterations, then (hybrid) whole tiles.
+template <
+    lowbit::GemmSchedule S,
+    typename Decoder,
+    typename T,
+    int BM,
+    int BN,
+    int BK,
+    int WM,
+    int WN>
+[[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void lowbit_gemm(
+    const device T* x [[buffer(LOWBIT_BUFFER_X)]],
+    const device uint32_t* packed [[buffer(LOWBIT_BUFFER_PACKED)]],
+    const device uchar* scales [[buffer(LOWBIT_BUFFER_SCALES)]],
+    const device uchar* biases [[buffer(LOWBIT_BUFFER_BIASES)]],
+    const device uchar* codebook [[buffer(LOWBIT_BUFFER_CODEBOOK)]],
+    device T* out [[buffer(LOWBIT_BUFFER_OUT)]],
+    device float* workspace [[buffer(LOWBIT_BUFFER_WORKSPACE)]],
+    constant lowbit::MatmulParams& params [[buffer(LOWBIT_BUFFER_PARAMS)]],
+    uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
+    ushort sg [[simdgroup_index_in_threadgroup]],
+    ushort lane [[thread_index_in_simdgroup]]) {
+  using namespace lowbit;
+  typedef GemmTile<T, BM, BN, BK, WM, WN> Tile;
+  threadgroup T xs[BM * Tile::kLd];
+  threadgroup T ws[BN * Tile::kLd];
+
+  MatmulParams p = params;
+  p.schedule = int(S); // as planned; a constant lets the compiler drop the other schedules
+  const WeightSource src = {packed, scales, biases, codebook};
+  const int g = int(group.x);
+  const int sm = (int(sg) / WN) * Tile::TM * 8;
+  const int sn = (int(sg) % WN) * Tile::TN * 8;
+  const short2 fc = fragment_coord(lane);
+  // Data-parallel and split-K groups have one segment; the count is uniform
+  // over the threadgroup, so every thread reaches every barrier.
+  const int segments = S == GemmSchedule::StreamK ? segment_count(p, g) : 1;
+
+  for (int j = 0; j < segments; ++j) {
+    const Segment seg = segment_of(p, g, j);
+    const int m0 = (seg.tile % p.tiles_m) * BM;
+    const int n0 = (seg.tile / p.tiles_m) * BN;
+    Accumulators<Tile::TM, Tile::TN> acc;
+    LOWBIT_UNROLL
+    for (int i = 0; i < Tile::TM; ++i) {
+      LOWBIT_UNROLL
+      for (int jj = 0; jj < Tile::TN; ++jj) {
+        acc.frag[i][jj] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+      }
+    }
+    for (int it = seg.k_begin; it < seg.k_end; ++it) {
+      const int k0 = it * BK;
+      load_x_tile<Tile, T, BM, BK>(x, p, m0, k0, xs, tid);
+      decode_w_tile<Tile, Decoder, T, BN, BK>(src, p, n0, k0, ws, tid);
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+      multiply_tiles<Tile, T, BK>(xs, ws, sm, sn, fc, acc);
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    if (seg.slot < 0) {
+      store_tile<Tile, T>(acc, out, p, m0 + sm, n0 + sn, fc);
+    } else {
+      device float* slot = workspace + size_t(seg.slot) * size_t(BM * BN);
+      store_partial<Tile, BN>(acc, slot, p.fixup == int(FixupMode::Atomic), sm, sn, fc);
+    }
+  }
+}

@@ -1,0 +1,112 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// The GPU dispatch plan of one product: which kernels run, in which order,
+// on which grid, with which argument structs and workspace. Pure C++ (no
+// Metal): eval_gpu encodes exactly this plan, and the Linux tests run the
+// same plan through the Metal emulator (mlx_lowbit.testing.metal_matmul).
+// docs/KERNELS.md explains the schedules and the auto heuristic.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mlx/dtype.h"
+#include "mlx_lowbit/format_spec.h"
+#include "mlx_lowbit/kernel_names.h"
+#include "mlx_lowbit/kernel_params.h"
+#include "mlx_lowbit/schedule.h"
+
+namespace mlx_lowbit {
+
+// Tunables of the planner (docs/KERNELS.md says where each comes from).
+struct PlannerConstants {
+  // GEMV up to this many rows of x; GEMM above (auto).
+  static constexpr int kGemvMaxM = 8;
+  // Threadgroups that run at once on one GPU core (the persistent grid).
+  static constexpr int kGroupsPerCore = 2;
+  // CUTLASS's stream-K constants: keep data-parallel when the last wave is
+  // at least this full; at least this many K-iterations per stream-K group;
+  // fix-up cost in K-iterations (a fixed part plus one per peer).
+  static constexpr double kDpEfficiency = 0.92;
+  static constexpr int kMinItersPerGroup = 2;
+  static constexpr int kFixupStartup = 10;
+  static constexpr int kFixupPerPeer = 3;
+  // GPU cores assumed when the device does not say (the smallest M1).
+  static constexpr int kDefaultGpuCores = 8;
+};
+
+// The GEMM tile shapes metal/lowbit.metal instantiates; the first is the
+// default.
+const std::vector<TileConfig>& gemm_tiles();
+
+enum class BufferRole { X, Packed, Scales, Biases, Codebook, Out, Workspace };
+const char* buffer_role_name(BufferRole role);
+
+struct BufferBinding {
+  int slot;
+  BufferRole role;
+  bool written; // the launch writes it (orders it after earlier writers)
+};
+
+struct KernelLaunch {
+  std::string kernel;
+  std::array<int, 3> grid; // threadgroups
+  std::array<int, 3> threadgroup; // threads per threadgroup
+  std::vector<BufferBinding> buffers;
+  std::vector<uint8_t> params; // the constant struct, bound at LOWBIT_BUFFER_PARAMS
+};
+
+// One product: out (M, N) = x (M, K) @ w (N, K)^T in `dtype`.
+struct MatmulProblem {
+  FormatSpec spec;
+  bool has_bias = false;
+  bool scales_f32 = false;
+  mx::Dtype dtype = mx::float16;
+  int M = 0;
+  int N = 0;
+  int K = 0;
+};
+
+struct DispatchPlan {
+  Schedule schedule = Schedule::Auto; // as resolved (never Auto)
+  TileConfig tile{}; // GEMM schedules only
+  lowbit::MatmulParams params{};
+  std::vector<KernelLaunch> launches; // in order
+  int64_t workspace_floats = 0; // fp32 scratch the launches share
+};
+
+// Rejects, when the op is built on a GPU stream, what the Metal kernels do
+// not do: int8 activations, tile shapes that are not instantiated, more
+// K-splits than K-iterations. Throws std::invalid_argument "[tag] ...".
+void validate_gpu_request(
+    const FormatSpec& spec,
+    int K,
+    const ScheduleRequest& request,
+    int activation_bits,
+    std::string_view tag);
+
+// Threadgroups of the persistent (stream-K) grid for a GPU with `cores`.
+int persistent_groups(int gpu_cores);
+
+// The stream-K group count for `tiles` tiles of `iters` K-iterations with at
+// most `max_groups` groups: the makespan minimum of CUTLASS's cost model,
+// with at least kMinItersPerGroup iterations per group.
+int choose_sk_groups(int tiles, int iters, int max_groups);
+
+DispatchPlan plan_matmul(
+    const MatmulProblem& problem,
+    const ScheduleRequest& request,
+    int gpu_cores);
+
+DispatchPlan plan_dequantize(
+    const FormatSpec& spec,
+    bool has_bias,
+    bool scales_f32,
+    mx::Dtype dtype,
+    int N,
+    int K);
+
+} // namespace mlx_lowbit

@@ -1,0 +1,258 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Run the package's Metal kernels without a Mac.
+
+``metal_matmul`` executes exactly the dispatch plan that
+``LowBitMatmul::eval_gpu`` would encode (the same C++ planner, the same
+argument structs, a GPU core count you choose) through the Metal emulator in
+``tools/msl`` (a CPU runtime that runs each GPU thread as an OS thread), and
+returns the result as an MLX array. It needs a source checkout (``metal/`` and
+``tools/msl/``) and clang 19; see docs/KERNELS.md and docs/METAL_ON_LINUX.md.
+"""
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import mlx.core as mx
+import numpy as np
+
+from . import _ext
+from .quantized_weight import QuantizedWeight
+
+KERNEL_SOURCE = Path("metal") / "lowbit.metal"
+DEFAULT_GPU_CORES = 8
+
+
+def source_root() -> Path:
+    """The source checkout holding ``metal/lowbit.metal`` and ``tools/msl``.
+
+    Looked up in ``$MLX_LOWBIT_SOURCE_DIR``, then above this file (in-place
+    builds), then above the working directory.
+
+    Raises:
+        FileNotFoundError: no checkout was found.
+    """
+    candidates = []
+    if os.environ.get("MLX_LOWBIT_SOURCE_DIR"):
+        candidates.append(Path(os.environ["MLX_LOWBIT_SOURCE_DIR"]))
+    candidates += list(Path(__file__).resolve().parents)
+    candidates += [Path.cwd(), *Path.cwd().resolve().parents]
+    for root in candidates:
+        if (root / KERNEL_SOURCE).is_file() and (root / "tools" / "msl" / "runner.py").is_file():
+            return root
+    raise FileNotFoundError(
+        "mlx_lowbit.testing needs the source checkout (metal/lowbit.metal and "
+        "tools/msl/): run from it or set MLX_LOWBIT_SOURCE_DIR."
+    )
+
+
+@lru_cache(maxsize=None)
+def _runner():
+    tools = str(source_root() / "tools" / "msl")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import runner
+
+    return runner
+
+
+def _meta(qw: QuantizedWeight) -> Dict[str, Any]:
+    return {
+        "format": qw.fmt,
+        "group_size": qw.group_size,
+        "vector_size": qw.vector_size,
+        "index_bits": qw.index_bits,
+        "has_bias": qw.biases is not None,
+        "scales_f32": qw.scales.dtype == mx.float32,
+    }
+
+
+def metal_plan(
+    x: mx.array,
+    qw: QuantizedWeight,
+    schedule: str = "auto",
+    *,
+    streamk_fixup: str = "deterministic",
+    split_k: int = 0,
+    gpu_cores: int = DEFAULT_GPU_CORES,
+    with_work: bool = False,
+    bm: int = 0,
+    bn: int = 0,
+    bk: int = 0,
+) -> Dict[str, Any]:
+    """The dispatch plan ``eval_gpu`` would encode for ``x @ qw.T``.
+
+    The arguments are checked as ``mlx_lowbit.matmul`` on a GPU stream checks
+    them (``ValueError`` naming the problem).
+
+    Returns:
+        dict: see ``mlx_lowbit._ext.metal_plan``.
+    """
+    # The op's own checks (shapes, dtypes, weight arrays), without evaluating.
+    _ext.lowbit_matmul(
+        x,
+        qw.packed,
+        qw.scales,
+        qw.biases,
+        qw.codebook,
+        format=qw.fmt,
+        group_size=qw.group_size,
+        vector_size=qw.vector_size,
+        index_bits=qw.index_bits,
+        schedule=schedule,
+        streamk_fixup=streamk_fixup,
+        split_k=split_k,
+        bm=bm,
+        bn=bn,
+        bk=bk,
+        stream=mx.cpu,
+    )
+    n, k = qw.shape
+    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    return _ext.metal_plan(
+        **_meta(qw),
+        dtype=x.dtype,
+        M=max(m, 1),
+        N=n,
+        K=k,
+        schedule=schedule,
+        streamk_fixup=streamk_fixup,
+        split_k=split_k,
+        bm=bm,
+        bn=bn,
+        bk=bk,
+        gpu_cores=gpu_cores,
+        with_work=with_work,
+    )
+
+
+def _weight_buffers(qw: QuantizedWeight) -> Dict[str, Any]:
+    # Absent biases / codebook: a small buffer the kernels never read (as
+    # eval_gpu binds the scales there).
+    dummy = np.zeros(16, dtype=np.uint8)
+    return {
+        "packed": qw.packed,
+        "scales": qw.scales,
+        "biases": qw.biases if qw.biases is not None else dummy,
+        "codebook": qw.codebook if qw.codebook is not None else dummy,
+    }
+
+
+def _launches(plan: Dict[str, Any]) -> List[Any]:
+    runner = _runner()
+    return [
+        runner.Launch(
+            kernel=l["kernel"],
+            grid=l["grid"],
+            threadgroup=l["threadgroup"],
+            buffers={**l["buffers"], l["params_slot"]: l["params"]},
+        )
+        for l in plan["launches"]
+    ]
+
+
+def _source(plan_dtype: mx.Dtype, qw: QuantizedWeight, sanitizer: Optional[str]):
+    """lowbit.metal itself, or for sanitizer runs (whose builds are slow) a
+    source instantiating only this format and dtype with the same macros."""
+    root = source_root()
+    if sanitizer is None:
+        return root / KERNEL_SOURCE, None
+    fmt, dtype = _ext.metal_kernel_tokens(qw.fmt, qw.vector_size, plan_dtype)
+    text = (
+        '#include "metal/instantiate.h"\n'
+        f"instantiate_format_dtype({fmt}, {dtype})\n"
+        f"instantiate_fixups({dtype})\n"
+    )
+    return text, f"lowbit_{fmt}_{dtype}.metal"
+
+
+def _run(plan, buffers, outputs, source, name, sanitizer, order, seed):
+    runner = _runner()
+    return runner.run_sequence(
+        source,
+        _launches(plan),
+        buffers=buffers,
+        outputs=outputs,
+        include_dirs=[source_root()],
+        sanitizer=sanitizer,
+        order=order,
+        seed=seed,
+        name=name,
+    )
+
+
+def metal_matmul(
+    x: mx.array,
+    qw: QuantizedWeight,
+    schedule: str = "auto",
+    *,
+    streamk_fixup: str = "deterministic",
+    split_k: int = 0,
+    gpu_cores: int = DEFAULT_GPU_CORES,
+    sanitizer: Optional[str] = None,
+    order: str = "shuffled",
+    seed: int = 0,
+    **tile_overrides: int,
+) -> mx.array:
+    """``x @ dequantize(qw).T`` computed by the Metal kernels in the emulator.
+
+    Args:
+        x (mx.array): Shape (..., K); float16, bfloat16 or float32; any strides.
+        qw (QuantizedWeight): The weight.
+        schedule (str): As for ``mlx_lowbit.matmul``.
+        streamk_fixup (str): ``"deterministic"`` or ``"atomic"``.
+        split_k (int): K splits for ``splitk`` (0: the planner's choice).
+        gpu_cores (int): GPU cores the persistent grid is sized for.
+        sanitizer (str, optional): ``"thread"`` or ``"address"`` to run under
+          ThreadSanitizer or AddressSanitizer.
+        order (str): ``"shuffled"`` (threadgroups in a random order from
+          ``seed``) or ``"fixed"``.
+        seed (int): Seed of the shuffled order.
+        **tile_overrides: ``bm``, ``bn``, ``bk``.
+
+    Returns:
+        mx.array: Shape (..., N) in x's dtype. Every output element and every
+        workspace float starts as NaN, so one the plan fails to write shows.
+    """
+    unknown = set(tile_overrides) - {"bm", "bn", "bk"}
+    if unknown:
+        raise ValueError(f"[metal_matmul] Unknown tile overrides {sorted(unknown)}; use bm, bn, bk.")
+    plan = metal_plan(
+        x,
+        qw,
+        schedule,
+        streamk_fixup=streamk_fixup,
+        split_k=split_k,
+        gpu_cores=gpu_cores,
+        **tile_overrides,
+    )
+    n, k = qw.shape
+    out_shape = tuple(x.shape[:-1]) + (n,)
+    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    if m == 0:
+        return mx.zeros(out_shape, dtype=x.dtype)
+    buffers = {
+        "x": mx.contiguous(x.reshape(m, k)),
+        **_weight_buffers(qw),
+        "out": mx.full((m, n), float("nan"), dtype=x.dtype),
+        "workspace": np.full(max(plan["workspace_floats"], 4), np.nan, dtype=np.float32),
+    }
+    source, name = _source(x.dtype, qw, sanitizer)
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
+    return out.reshape(out_shape)
+
+
+def metal_dequantize(
+    qw: QuantizedWeight,
+    dtype: mx.Dtype = mx.float32,
+    *,
+    sanitizer: Optional[str] = None,
+) -> mx.array:
+    """The (N, K) weight as the Metal dequantize kernel writes it (emulator)."""
+    n, k = qw.shape
+    plan = _ext.metal_dequantize_plan(**_meta(qw), dtype=dtype, N=n, K=k)
+    buffers = {**_weight_buffers(qw), "out": mx.full((n, k), float("nan"), dtype=dtype)}
+    source, name = _source(dtype, qw, sanitizer)
+    return _run(plan, buffers, ["out"], source, name, sanitizer, "shuffled", 0)["out"]

@@ -1,0 +1,191 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""The Metal kernels, run by the emulator (tools/msl) with exactly the plan
+eval_gpu encodes (mlx_lowbit.testing.metal_matmul), against x @ W.T in
+float64 from the independent spec decoder (tests/reference.py). Outputs and
+workspaces start as NaN, so an element no launch writes fails the check."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_lowbit as lb
+from mlx_lowbit.testing import metal_dequantize, metal_matmul, metal_plan
+
+import reference
+from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
+
+
+def make_weight(f, n, k, gs, seed=0, scale_dtype=mx.float16):
+    fmt, opts = f
+    w = mx.random.normal((n, k), key=mx.random.key(seed))
+    return lb.quantize(w, fmt, gs, scale_dtype=scale_dtype, **opts)
+
+
+def make_x(shape, dtype, seed=1):
+    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
+
+
+def ref_product(x, qw):
+    xs = np.asarray(x.astype(mx.float32), dtype=np.float64).reshape(-1, x.shape[-1])
+    return (xs @ reference.dequantize(qw).T).reshape(tuple(x.shape[:-1]) + (qw.shape[0],))
+
+
+# schedule, M, N, K, options. With group 32, 32 x 32 tiles: ragged M and N
+# everywhere, 3-5 K-iterations per tile, an odd number of 32-blocks (binary
+# GEMV lanes read two), tiles split across 2 (cores=2) and 3 (cores=3)
+# threadgroups with both fix-ups, more stream-K groups than tiles (streamk)
+# and fewer (hybrid: 5 tiles, 2 groups, 2 data-parallel tiles).
+CASES = [
+    ("gemv", 3, 20, 160, {}),
+    ("auto", 1, 20, 160, {}),  # GEMV for one row of x
+    ("dataparallel", 20, 40, 96, {}),
+    ("splitk", 20, 40, 160, {"split_k": 2}),
+    ("streamk", 20, 40, 160, {"gpu_cores": 3}),
+    ("streamk", 20, 40, 160, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
+    ("hybrid", 20, 160, 160, {"gpu_cores": 1}),
+    ("hybrid", 20, 160, 160, {"gpu_cores": 1, "streamk_fixup": "atomic"}),
+]
+
+
+def case_id(c):
+    schedule, m, n, k, opts = c
+    return f"{schedule}-{m}x{n}x{k}" + "".join(f"-{v}" for v in opts.values())
+
+
+GRID = product(FORMATS, DTYPES, CASES)
+
+
+@pytest.mark.parametrize(
+    "f,dtype,case", GRID, ids=[f"{format_id(f)}-{d}-{case_id(c)}" for f, d, c in GRID]
+)
+def test_every_format_dtype_schedule(f, dtype, case):
+    schedule, m, n, k, opts = case
+    qw = make_weight(f, n, k, 32)
+    x = make_x((m, k), dtype)
+    out = metal_matmul(x, qw, schedule, **opts)
+    assert out.dtype == dtype and out.shape == (m, n)
+    assert_close(out, ref_product(x, qw), dtype)
+
+
+def test_cases_exercise_what_they_claim():
+    qw = make_weight(FORMATS[0], 40, 160, 32)
+    x = make_x((20, 160), mx.float16)
+    shares = {
+        cores: {len(s) for s in metal_plan(x, qw, "streamk", gpu_cores=cores, with_work=True)["work"]["fixups"]}
+        for cores in (2, 3)
+    }
+    assert shares == {2: {2}, 3: {3}}
+    hybrid = metal_plan(make_x((20, 160), mx.float16), make_weight(FORMATS[0], 160, 160, 32), "hybrid", gpu_cores=1)
+    prm = hybrid["params"]
+    assert prm["tiles_m"] * prm["tiles_n"] == 5 and prm["sk_tiles"] == 3 and prm["sk_groups"] == 2
+    assert metal_plan(make_x((1, 160), mx.float16), qw)["launches"][0]["kernel"].endswith("_mr1")
+    assert metal_plan(make_x((3, 160), mx.float16), qw, "gemv")["launches"][0]["kernel"].endswith("_mr8")
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+@pytest.mark.parametrize("gs,scale_dtype", [(64, mx.float32), (None, mx.float16)])
+def test_group_sizes_and_float32_scales(f, gs, scale_dtype):
+    """Two groups per K-iteration's neighbour, one group per row, and
+    float32 scales (and biases), through GEMV and GEMM."""
+    k = 192
+    qw = make_weight(f, 33, k, gs or k, scale_dtype=scale_dtype)
+    for m, schedule in [(2, "gemv"), (17, "streamk")]:
+        x = make_x((m, k), mx.float32)
+        assert_close(metal_matmul(x, qw, schedule, gpu_cores=3), ref_product(x, qw), mx.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiny_shapes(dtype):
+    qw = make_weight(FORMATS[1], 1, 32, 32)
+    for schedule in ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]:
+        x = make_x((1, 32), dtype)
+        assert_close(metal_matmul(x, qw, schedule), ref_product(x, qw), dtype, schedule)
+
+
+@pytest.mark.parametrize("f", [FORMATS[0], FORMATS[4]], ids=format_id)
+def test_batch_dims_and_non_contiguous_x(f):
+    qw = make_weight(f, 12, 128, 32)
+    views = (
+        make_x((2, 3, 128), mx.bfloat16),  # batch dims: 6 rows -> GEMV
+        make_x((128, 10), mx.float16).T,  # a transpose -> GEMM
+        make_x((6, 256), mx.float32)[:, ::2],  # a strided slice
+        mx.broadcast_to(make_x((1, 128), mx.float16), (2, 9, 128)),  # stride 0
+    )
+    for x in views:
+        out = metal_matmul(x, qw, gpu_cores=2)
+        assert out.shape == tuple(x.shape[:-1]) + (12,)
+        assert_close(out, ref_product(x, qw), x.dtype)
+
+
+def test_gemv_more_rows_than_one_threadgroup_takes():
+    qw = make_weight(FORMATS[2], 9, 96, 32)
+    x = make_x((11, 96), mx.float16)
+    assert_close(metal_matmul(x, qw, "gemv"), ref_product(x, qw), mx.float16)
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+def test_large_tile(f):
+    """64 x 64 tiles (the tile override), ragged in M and N, stream-K split."""
+    qw = make_weight(f, 70, 128, 64)
+    x = make_x((66, 128), mx.float16)
+    for schedule in ["dataparallel", "streamk"]:
+        out = metal_matmul(x, qw, schedule, gpu_cores=2, bm=64)
+        assert_close(out, ref_product(x, qw), mx.float16, schedule)
+
+
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float32])
+def test_large_tile_dtypes(dtype):
+    qw = make_weight(FORMATS[3], 65, 96, 32)
+    x = make_x((65, 96), dtype)
+    assert_close(metal_matmul(x, qw, "splitk", split_k=2, bm=64), ref_product(x, qw), dtype)
+
+
+@pytest.mark.parametrize(
+    "schedule,opts",
+    [("streamk", {"gpu_cores": 3}), ("splitk", {"split_k": 3}), ("hybrid", {"gpu_cores": 1})],
+)
+def test_deterministic_schedules_are_bitwise_reproducible(schedule, opts):
+    """Threadgroups in different orders (as on a GPU from run to run) give the
+    same bits; stream-K also agrees with data-parallel to fp32 rounding."""
+    qw = make_weight(FORMATS[3], 160, 160, 32)
+    x = make_x((40, 160), mx.float32)
+    runs = [
+        np.asarray(metal_matmul(x, qw, schedule, order=order, seed=seed, **opts))
+        for order, seed in [("fixed", 0), ("shuffled", 1), ("shuffled", 2)]
+    ]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(runs[0], r)
+    dp = metal_matmul(x, qw, "dataparallel")
+    assert_close(mx.array(runs[0]), np.asarray(dp, dtype=np.float64), mx.float32)
+
+
+def test_empty_batch():
+    qw = make_weight(FORMATS[0], 8, 64, 32)
+    out = metal_matmul(mx.zeros((0, 64), dtype=mx.float16), qw)
+    assert out.shape == (0, 8) and out.dtype == mx.float16
+
+
+def test_bad_input_is_a_value_error():
+    qw = make_weight(FORMATS[0], 8, 64, 32)
+    with pytest.raises(ValueError, match="last dimension of x"):
+        metal_matmul(make_x((2, 32), mx.float16), qw)
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        metal_matmul(mx.zeros((2, 64), dtype=mx.int32), qw)
+    with pytest.raises(ValueError, match="No GPU tile"):
+        metal_matmul(make_x((2, 64), mx.float16), qw, bm=16)
+    with pytest.raises(ValueError, match="Unknown tile overrides"):
+        metal_matmul(make_x((2, 64), mx.float16), qw, tm=16)
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dequantize_kernel(f, dtype):
+    qw = make_weight(f, 9, 96, 32)
+    out = metal_dequantize(qw, dtype)
+    assert out.shape == (9, 96) and out.dtype == dtype
+    ref = reference.dequantize(qw)
+    got = np.asarray(out.astype(mx.float32), dtype=np.float64)
+    # Each value is rounded once to dtype (binary with bias: bias +- scale in
+    # fp32 first).
+    tol = {mx.float32: 1e-7, mx.float16: 1e-3, mx.bfloat16: 8e-3}[dtype]
+    assert np.all(np.abs(got - ref) <= tol * np.abs(ref) + 1e-7)

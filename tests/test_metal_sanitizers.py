@@ -1,0 +1,64 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Every kernel family under ThreadSanitizer (missing barriers, racy
+threadgroup or workspace updates) and AddressSanitizer (reads or writes past
+a buffer: row ends, codebook indices that straddle the last word, ragged
+tiles). The emulator builds, for a sanitizer run, a source with only the
+weight's format and dtype instantiated (metal/instantiate.h)."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_lowbit as lb
+from mlx_lowbit.testing import metal_dequantize, metal_matmul
+
+import reference
+from conftest import FORMATS, assert_close, format_id
+
+# (schedule, M, options): GEMV with one row and with several; the GEMM and
+# fix-up kernels with both fix-ups and the zero fill; split-K.
+FAMILIES = [
+    ("gemv", 1, {}),
+    ("gemv", 5, {}),
+    ("dataparallel", 20, {}),
+    ("splitk", 20, {"split_k": 2}),
+    ("streamk", 20, {"gpu_cores": 3}),
+    ("streamk", 20, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
+]
+
+
+def run_families(f, dtype, sanitizer):
+    fmt, opts = f
+    # N and M ragged against every tile; K / 32 odd (binary GEMV lanes read
+    # a lone last word); 5-bit codebook indices straddle words, and with
+    # v = 16, c = 12 the row's last index sits in its last word, with no
+    # word after it in the row (nor, for the last row, in the buffer).
+    n, k = 21, 160
+    qw = lb.quantize(mx.random.normal((n, k), key=mx.random.key(0)), fmt, 32, **opts)
+    w = reference.dequantize(qw)
+    for schedule, m, extra in FAMILIES:
+        x = (mx.random.normal((m, k), key=mx.random.key(1)) / np.sqrt(k)).astype(dtype)
+        out = metal_matmul(x, qw, schedule, sanitizer=sanitizer, **extra)
+        ref = np.asarray(x.astype(mx.float32), dtype=np.float64) @ w.T
+        assert_close(out, ref, dtype, f"{schedule} under {sanitizer}")
+    deq = metal_dequantize(qw, dtype, sanitizer=sanitizer)
+    assert_close(deq, w, dtype, f"dequantize under {sanitizer}")
+
+
+@pytest.mark.parametrize(
+    "f,dtype",
+    [
+        (FORMATS[0], mx.bfloat16),
+        (FORMATS[2], mx.float32),
+        (FORMATS[3], mx.float16),
+        (FORMATS[4], mx.float16),
+    ],
+    ids=lambda v: format_id(v) if isinstance(v, tuple) else str(v),
+)
+def test_address_sanitizer(f, dtype):
+    """Each decoder once (they differ in what they read), every family."""
+    run_families(f, dtype, "address")
+
+
+def test_thread_sanitizer():
+    run_families(FORMATS[4], mx.float16, "thread")
