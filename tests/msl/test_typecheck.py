@@ -359,3 +359,25 @@ def test_command_line_entry_point(tmp_path):
         and "bad.metal:4:" in fail.stderr
         and "'__syncthreads'" in fail.stderr
     )
+
+
+def test_template_type_constructed_from_a_vector_element():
+    # T(v[i]) with T a template parameter: a vector element is no addressable
+    # lvalue (like a bit-field), so the constructor helper must take values.
+    source = """#include <metal_stdlib>
+using namespace metal;
+template <typename T>
+[[kernel]] void widen(device const float* x [[buffer(0)]], device T* y [[buffer(1)]],
+                      uint i [[thread_position_in_grid]]) {
+  float2 v = float2(x[2 * i], x[2 * i + 1]);
+  y[2 * i] = T(v[0]);
+  y[2 * i + 1] = T(v.y);
+}
+template [[host_name("widen_half")]] [[kernel]] decltype(widen<half>) widen<half>;
+"""
+    x = np.array([1.5, -2.25, 3.0, 65504.0], np.float32)
+    out = runner.run(
+        source, "widen_half", grid=2, threadgroup=2,
+        buffers={0: x, 1: np.zeros(4, np.float16)}, name="widen.metal",
+    )[1]
+    np.testing.assert_array_equal(out, x.astype(np.float16))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import threading
@@ -94,8 +95,14 @@ RUNTIME_FLAGS = (
     "-Wall",
     "-pthread",
 )
-# Debian's libgcc 12 lacks the bfloat conversion builtins (__truncsfbf2); compiler-rt has them.
-LINK_FLAGS = ("-pthread", "-rtlib=compiler-rt", "-unwindlib=libgcc", "-lm")
+# On Linux, libgcc lacks the __bf16 conversions (__truncsfbf2), so link
+# clang's compiler-rt builtins; macOS links compiler-rt already, and its
+# linker knows no libgcc.
+LINK_FLAGS = (
+    ("-pthread", "-lm")
+    if sys.platform == "darwin"
+    else ("-pthread", "-rtlib=compiler-rt", "-unwindlib=libgcc", "-lm")
+)
 SANITIZER_FLAGS = {
     None: (),
     "thread": ("-fsanitize=thread",),

@@ -73,7 +73,9 @@ constexpr V __msl_vec_ctor(A... a) {
 }
 // `T(a, ...)` where T may be a vector (a template parameter, a typedef): the rewrite calls this.
 template <class T, class... A>
-constexpr T __msl_construct(A&&... a) {
+constexpr T __msl_construct(A... a) {
+  // By value: MSL constructor arguments are values, and a vector element
+  // (v[i], v.y) cannot bind to a reference.
   if constexpr (__msl_is_vec<T>) {
     return __msl_vec_ctor<T>(a...);
   } else {
