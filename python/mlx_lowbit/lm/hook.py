@@ -1,0 +1,60 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Teach ``nn.Linear.to_quantized`` and ``nn.Embedding.to_quantized`` our
+layers, so that plain ``mlx_lm.load`` rebuilds mlx-lowbit models.
+
+mlx-lm's loader hands each per-layer entry of ``config["quantization"]`` to
+the layer's ``to_quantized``. After :func:`install` (run by
+``import mlx_lowbit``):
+
+``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
+a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
+the layer's weight; every other mode goes to MLX's own method unchanged.
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import mlx.nn as nn
+
+from ..nn import MODE, LowBitEmbedding, LowBitLinear, _quantizer_options
+
+_ORIGINAL = "_mlx_lowbit_original"
+
+
+def _linear_to_quantized(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+    ):
+        if mode == MODE:
+            fmt = kwargs.pop("fmt")
+            return LowBitLinear.from_linear(
+                self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
+            )
+        return original(self, group_size, bits, mode=mode, **kwargs)
+
+    return to_quantized
+
+
+def _embedding_to_quantized(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+    ):
+        if mode == MODE:
+            fmt = kwargs.pop("fmt")
+            return LowBitEmbedding.from_embedding(
+                self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
+            )
+        return original(self, group_size, bits, mode=mode, **kwargs)
+
+    return to_quantized
+
+
+def install() -> None:
+    """Wrap the two ``to_quantized`` methods (once; calling again is a no-op)."""
+    for cls, wrap in ((nn.Linear, _linear_to_quantized), (nn.Embedding, _embedding_to_quantized)):
+        if not hasattr(cls.to_quantized, _ORIGINAL):
+            wrapped = wrap(cls.to_quantized)
+            setattr(wrapped, _ORIGINAL, cls.to_quantized)
+            cls.to_quantized = wrapped
