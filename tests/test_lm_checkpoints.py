@@ -7,6 +7,7 @@ import json
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+import mlx_lm
 import pytest
 from mlx.utils import tree_flatten, tree_unflatten
 
@@ -16,7 +17,6 @@ from lm_models import VOCAB, tiny_model, tokens, write_model_dir
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
 
-mlx_lm = pytest.importorskip("mlx_lm")
 
 # ---------------------------------------------------------------- BitNet
 

@@ -7,6 +7,7 @@ import os
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx_lm
 import pytest
 from mlx.utils import tree_flatten
 
@@ -15,7 +16,6 @@ from lm_models import dense_model_dir, llama_config, tokens
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitLinear
 
-mlx_lm = pytest.importorskip("mlx_lm")
 
 LAYER = "model.layers.0.self_attn.q_proj"
 

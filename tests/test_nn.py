@@ -221,3 +221,17 @@ def test_quantize_errors_name_the_layer():
         lb.nn.quantize(model, class_predicate=lambda p, m: p.endswith("input_layernorm"))
     # Nothing was replaced by the failed calls.
     assert isinstance(model.model.layers[0].self_attn.q_proj, nn.Linear)
+
+
+def test_to_quantized_lowbit_mode_arguments():
+    linear = _linear(40, 64, bias=False)
+    with pytest.raises(ValueError, match="needs fmt"):
+        linear.to_quantized(32, mode="lowbit")
+    with pytest.raises(ValueError, match="not bits=4"):
+        linear.to_quantized(32, 4, mode="lowbit", fmt="ternary")
+    # mlx.nn.quantize(model, mode="lowbit") with a predicate dict works too.
+    model = nn.Sequential(_linear(40, 64, bias=True))
+    nn.quantize(model, class_predicate=lambda p, m: {"mode": "lowbit", "fmt": "binary", "group_size": 32, "biases": True})
+    assert isinstance(model.layers[0], LowBitLinear) and "group_biases" in model.layers[0]
+    # Other modes still reach MLX.
+    assert isinstance(linear.to_quantized(32, 4), nn.QuantizedLinear)

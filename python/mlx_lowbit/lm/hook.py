@@ -19,6 +19,19 @@ import mlx.nn as nn
 from ..nn import MODE, LowBitEmbedding, LowBitLinear, _quantizer_options
 
 _ORIGINAL = "_mlx_lowbit_original"
+DEFAULT_GROUP_SIZE = 128  # as mlx_lowbit.quantize
+
+
+def _lowbit_args(group_size: Optional[int], bits: Optional[int], kwargs: dict):
+    """(fmt, group_size) of a ``mode="lowbit"`` call; ``fmt`` is taken out
+    of ``kwargs``."""
+    if bits is not None:
+        raise ValueError(
+            f"[to_quantized] mode={MODE!r} takes fmt= (ternary, binary, codebook), not bits={bits}."
+        )
+    if "fmt" not in kwargs:
+        raise ValueError(f"[to_quantized] mode={MODE!r} needs fmt= (ternary, binary or codebook).")
+    return kwargs.pop("fmt"), group_size or DEFAULT_GROUP_SIZE
 
 
 def _linear_to_quantized(original: Callable) -> Callable:
@@ -27,7 +40,7 @@ def _linear_to_quantized(original: Callable) -> Callable:
         self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
     ):
         if mode == MODE:
-            fmt = kwargs.pop("fmt")
+            fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitLinear.from_linear(
                 self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
             )
@@ -42,7 +55,7 @@ def _embedding_to_quantized(original: Callable) -> Callable:
         self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
     ):
         if mode == MODE:
-            fmt = kwargs.pop("fmt")
+            fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitEmbedding.from_embedding(
                 self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
             )
