@@ -2,7 +2,6 @@
 """Checkpoints that exist today, built here in their exact on-disk layouts:
 BitNet b1.58 as mlx-lm loads it, and MLX affine 1-bit (the Bonsai family)."""
 
-import json
 
 import mlx.core as mx
 import mlx.nn as nn

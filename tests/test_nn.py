@@ -10,7 +10,7 @@ from mlx.utils import tree_flatten
 
 import mlx_lowbit as lb
 import reference
-from conftest import DTYPES, FORMATS, assert_close, format_id, product
+from conftest import DTYPES, FORMATS, assert_close, format_id
 from lm_models import llama_config, tiny_model, tokens
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
 
@@ -235,3 +235,18 @@ def test_to_quantized_lowbit_mode_arguments():
     assert isinstance(model.layers[0], LowBitLinear) and "group_biases" in model.layers[0]
     # Other modes still reach MLX.
     assert isinstance(linear.to_quantized(32, 4), nn.QuantizedLinear)
+
+
+def test_set_dtype_keeps_low_bit_scales():
+    model = tiny_model(llama_config())
+    lb.nn.quantize(model, "ternary", 32)
+    x = tokens()
+    before = model(x)
+    lb.nn.set_dtype(model, mx.bfloat16)
+    q = model.model.layers[0].self_attn.q_proj
+    assert q.group_scales.dtype == mx.float16  # the format allows no bfloat16 scales
+    assert model.model.embed_tokens.weight.dtype == mx.bfloat16
+    out = model(x)
+    assert out.dtype == mx.bfloat16
+    # A bfloat16 model: loose agreement with the float32 run.
+    assert np.abs(np.asarray(out.astype(mx.float32)) - np.asarray(before)).max() < 0.1 * np.abs(np.asarray(before)).max()

@@ -88,7 +88,7 @@ def _dequantized_float32(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn
 
 def _max_logit_diff(model: nn.Module, fresh: Callable[[], nn.Module], tokens: List[int]) -> float:
     ref = _dequantized_float32(model, fresh)
-    model.set_dtype(mx.float32)  # the last use of this model
+    lbnn.set_dtype(model, mx.float32)  # the last use of this model
     x = mx.array(tokens)[None]
     return mx.abs(model(x) - ref(x)).max().item()
 
@@ -108,7 +108,7 @@ def _measure(
     bits_model = 8 * model_bytes(model) / parameter_count(model)
     bits_layers, megabytes = _layer_bits(model), model_bytes(model) / 1e6
     if activations != mx.float16:  # the model is stored in float16
-        model.set_dtype(activations)
+        lbnn.set_dtype(model, activations)
     mx.eval(model.parameters())
     perplexity(model, eval_tokens[:8])  # warm-up
     start = time.perf_counter()

@@ -42,8 +42,8 @@ def _scale_dtype(value: Union[str, mx.Dtype]) -> mx.Dtype:
     return value
 
 
-class _LowBitWeight(nn.Module):
-    """Shared by the low-bit layers: a QuantizedWeight held as module
+class LowBitLayer(nn.Module):
+    """The base of the low-bit layers: a QuantizedWeight held as module
     parameters (so parameters(), load_weights, save_weights, mx.eval and
     freezing work) plus its metadata as plain attributes.
 
@@ -147,9 +147,11 @@ def _shell(
     )
 
 
-def _quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
-    """Layer/config vocabulary -> lb.quantize options (``biases`` there is
-    the binary format's ``bias`` option)."""
+def quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
+    """The options of a per-layer quantization entry (``biases``,
+    ``vector_size``, ``index_bits``, ...) as :func:`mlx_lowbit.quantize`
+    options: the entry's ``biases`` is the binary format's ``bias`` option,
+    and codebook settings are dropped for the other formats."""
     if "biases" in options:
         value = options.pop("biases")
         if fmt == "binary":
@@ -170,7 +172,7 @@ def dense_weight(module: nn.Module) -> mx.array:
     Raises:
         ValueError: any other module.
     """
-    if isinstance(module, _LowBitWeight):
+    if isinstance(module, LowBitLayer):
         return dequantize(module.qweight)
     if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
         return mx.dequantize(
@@ -189,7 +191,7 @@ def dense_weight(module: nn.Module) -> mx.array:
     )
 
 
-class LowBitLinear(_LowBitWeight):
+class LowBitLinear(LowBitLayer):
     """``y = x @ W.T + b`` with W in a low-bit format, computed by
     :func:`mlx_lowbit.matmul` (fp32 accumulation, output in x's dtype).
 
@@ -313,7 +315,7 @@ class LowBitLinear(_LowBitWeight):
         return y
 
 
-class LowBitEmbedding(_LowBitWeight):
+class LowBitEmbedding(LowBitLayer):
     """An embedding table in a low-bit format: a lookup dequantizes only the
     rows it gathers, and :meth:`as_linear` (a tied output head) runs on the
     low-bit kernels. Outputs are in the scales' dtype.
@@ -403,6 +405,18 @@ class LowBitEmbedding(_LowBitWeight):
     def as_linear(self, x: mx.array) -> mx.array:
         """``x @ W.T``: the tied output head."""
         return matmul(x, self.qweight)
+
+
+def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
+    """``model.set_dtype(dtype)`` except for the low-bit layers, whose scales
+    keep their float16/float32 storage (the formats allow no other; e.g.
+    bfloat16 scales would be refused at the next call)."""
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, LowBitLayer):
+            if "bias" in module:
+                module.bias = module.bias.astype(dtype)
+        else:
+            module.set_dtype(dtype)
 
 
 def _default_predicate(path: str, module: nn.Module) -> bool:

@@ -15,7 +15,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
-from ..nn import Predicate, _LowBitWeight
+from ..nn import LowBitLayer, Predicate
 from .gguf import from_gguf
 from .load import load
 
@@ -35,7 +35,7 @@ def load_source(
         return from_gguf(source, dtype or mx.float16)
     model, tokenizer, config = load(source, return_config=True)
     if dtype is not None:
-        model.set_dtype(dtype)
+        lbnn.set_dtype(model, dtype)
     return model, tokenizer, config
 
 
@@ -44,7 +44,7 @@ def quantization_entries(model: nn.Module) -> Dict[str, Dict[str, Any]]:
     (ours and MLX's own quantized layers)."""
     entries = {}
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if isinstance(module, _LowBitWeight):
+        if isinstance(module, LowBitLayer):
             entries[path] = module.quantization_config()
         elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
             entries[path] = {"group_size": module.group_size, "bits": module.bits, "mode": module.mode}
@@ -56,7 +56,7 @@ def parameter_count(model: nn.Module) -> int:
     the number of stored words."""
     total = 0
     for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if isinstance(module, _LowBitWeight):
+        if isinstance(module, LowBitLayer):
             n, k = module.qweight.shape
             total += n * k + (module["bias"].size if "bias" in module else 0)
         elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):

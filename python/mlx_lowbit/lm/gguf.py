@@ -195,7 +195,7 @@ def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
             f"{where}: tokenizer {model_kind!r} with pre-tokenizer {pre!r} is not "
             f"supported; byte-level BPE ('gpt2') with {sorted(_PRE_TOKENIZERS)} is."
         )
-    if bool(_int(metadata.get("tokenizer.ggml.add_space_prefix")) or 0):
+    if _int(metadata.get("tokenizer.ggml.add_space_prefix")):
         raise ValueError(f"{where}: a space prefix is not supported.")
     tokens = metadata["tokenizer.ggml.tokens"]
     merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 import mlx.nn as nn
 
-from ..nn import MODE, LowBitEmbedding, LowBitLinear, _quantizer_options
+from ..nn import MODE, LowBitEmbedding, LowBitLinear, quantizer_options
 
 _ORIGINAL = "_mlx_lowbit_original"
 DEFAULT_GROUP_SIZE = 128  # as mlx_lowbit.quantize
@@ -42,7 +42,7 @@ def _linear_to_quantized(original: Callable) -> Callable:
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitLinear.from_linear(
-                self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
+                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 
@@ -57,7 +57,7 @@ def _embedding_to_quantized(original: Callable) -> Callable:
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitEmbedding.from_embedding(
-                self, fmt, group_size, **_quantizer_options(fmt, **kwargs)
+                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 

@@ -2,13 +2,13 @@
 """Load mlx-lowbit models and existing low-bit checkpoints with mlx-lm."""
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from ..nn import MODE, LowBitEmbedding, LowBitLinear, _LowBitWeight
+from ..nn import MODE, LowBitLayer
 from .affine import from_affine_layer, is_affine_one_bit
 from .bitnet import from_bitlinear
 
@@ -105,7 +105,7 @@ def check_layers(model: nn.Module, config: Dict[str, Any], where: str = "[mlx_lo
     """
     entries = config.get("quantization") or {}
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if not isinstance(module, _LowBitWeight):
+        if not isinstance(module, LowBitLayer):
             continue
         try:
             qw = module.qweight  # validates arrays against the metadata
@@ -117,7 +117,7 @@ def check_layers(model: nn.Module, config: Dict[str, Any], where: str = "[mlx_lo
             raise ValueError(f"{where}: layer {path!r}: {e}") from e
 
 
-def _check_entry(module: _LowBitWeight, entry: Dict[str, Any]) -> None:
+def _check_entry(module: LowBitLayer, entry: Dict[str, Any]) -> None:
     actual = module.quantization_config()
     for key, expected in entry.items():
         if key in actual and actual[key] != expected:
