@@ -238,3 +238,20 @@ def test_affine_bad_tensor_errors_name_the_layer(affine_checkpoint, tmp_path):
     mx.save_safetensors(str(bad / "model.safetensors"), w)
     with pytest.raises(ValueError, match=r"model.layers.0.mlp.up_proj.*uint32"):
         lm.load(str(bad))
+
+
+def test_convert_keeps_repacked_bitnet_layers_exact(bitnet_checkpoint, tmp_path):
+    path, reference = bitnet_checkpoint
+    out = lm.convert(str(path), tmp_path / "out", "ternary", 32)
+    model, _ = lm.load(str(out))
+    layer = model.model.layers[0].self_attn.q_proj
+    assert layer.group_size == 64  # still one scale per row, not requantized
+    x = tokens()
+    with mx.stream(mx.cpu):
+        assert_close(model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits")
+    # Plain mlx_lm.load too, once BitLinear has a to_quantized (lm.load gave
+    # it one above; install_bitlinear() does it explicitly).
+    lm.hook.install_bitlinear()
+    again, _ = mlx_lm.load(str(out))
+    with mx.stream(mx.cpu):
+        assert mx.array_equal(again(x), model(x))

@@ -420,7 +420,9 @@ def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
 
 
 def _default_predicate(path: str, module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.QuantizedLinear, LowBitLinear)) and (
+    # Layers that are already low-bit (e.g. a repacked BitNet checkpoint)
+    # are kept as they are.
+    return isinstance(module, (nn.Linear, nn.QuantizedLinear)) and (
         path.rsplit(".", 1)[-1] not in OUTPUT_HEADS
     )
 
@@ -465,8 +467,9 @@ def quantize(
           ``activation_bits`` and the format's quantizer options), so mixed
           recipes are one call. Linear layers (``nn.Linear``,
           ``nn.QuantizedLinear``, ``LowBitLinear``) become :class:`LowBitLinear`,
-          embeddings :class:`LowBitEmbedding`. Default: every linear layer
-          except the output head (``lm_head``); embeddings stay as they are.
+          embeddings :class:`LowBitEmbedding`. Default: every ``nn.Linear``
+          and ``nn.QuantizedLinear`` except the output head (``lm_head``);
+          embeddings and layers that are already low-bit stay as they are.
         scale_dtype: ``mx.float16`` (default) or ``mx.float32``.
         progress (bool): Show a tqdm progress bar over the layers.
         **fmt_options: The format's quantizer options, as in

@@ -12,6 +12,7 @@ the layer's weight; every other mode goes to MLX's own method unchanged.
 """
 
 import functools
+import sys
 from typing import Any, Callable, Optional
 
 import mlx.nn as nn
@@ -64,10 +65,37 @@ def _embedding_to_quantized(original: Callable) -> Callable:
     return to_quantized
 
 
+def _bitlinear_to_quantized(
+    self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+):
+    """mlx-lm's BitLinear has no ``to_quantized``; mlx-lm's own ``bitnet``
+    architecture builds its projections as BitLinear, so a converted BitNet
+    model needs one to be rebuilt."""
+    from .bitnet import from_bitlinear
+
+    if mode != MODE:
+        raise ValueError(f"[to_quantized] A BitLinear converts only to mode={MODE!r}.")
+    fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+    return LowBitLinear.from_linear(
+        from_bitlinear(self), fmt, group_size, **quantizer_options(fmt, **kwargs)
+    )
+
+
 def install() -> None:
-    """Wrap the two ``to_quantized`` methods (once; calling again is a no-op)."""
+    """Wrap the two ``to_quantized`` methods (once; calling again is a no-op),
+    and give mlx-lm's BitLinear one if mlx-lm has loaded it."""
     for cls, wrap in ((nn.Linear, _linear_to_quantized), (nn.Embedding, _embedding_to_quantized)):
         if not hasattr(cls.to_quantized, _ORIGINAL):
             wrapped = wrap(cls.to_quantized)
             setattr(wrapped, _ORIGINAL, cls.to_quantized)
             cls.to_quantized = wrapped
+    bitlinear = sys.modules.get("mlx_lm.models.bitlinear_layers")
+    if bitlinear is not None:
+        bitlinear.BitLinear.to_quantized = _bitlinear_to_quantized
+
+
+def install_bitlinear() -> None:
+    """Give mlx-lm's BitLinear a ``to_quantized`` (imports mlx-lm)."""
+    import mlx_lm.models.bitlinear_layers  # noqa: F401
+
+    install()

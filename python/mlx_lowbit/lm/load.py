@@ -11,6 +11,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from ..nn import MODE, LowBitLayer
 from .affine import from_affine_layer, is_affine_one_bit
 from .bitnet import from_bitlinear
+from .hook import install_bitlinear
 
 
 def load(
@@ -53,6 +54,7 @@ def load(
     """
     from mlx_lm.utils import _download, load_model, load_tokenizer
 
+    install_bitlinear()
     path = _download(str(path_or_hf_repo))  # local dirs pass through unchanged
     try:
         model, config = load_model(path, lazy=True, model_config=model_config)
