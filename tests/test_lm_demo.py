@@ -45,13 +45,14 @@ def test_table_and_honest_note_are_printed(demo_run):
 
 def test_rows(demo_run):
     rows, _ = demo_run
-    expected = ["float16 (dense)", "MLX 4-bit g64"] + [label for label, *_ in demo.RECIPES]
+    expected = ["float16 (dense)", "MLX 4-bit g32"] + [label for label, *_ in demo.RECIPES]
     assert list(rows) == expected
-    fp16, q4 = rows["float16 (dense)"], rows["MLX 4-bit g64"]
+    fp16, q4 = rows["float16 (dense)"], rows["MLX 4-bit g32"]
     assert fp16.bits_model == 16.0 and "Paris" in fp16.completion
     assert 1 < fp16.perplexity < 100
     assert q4.perplexity < 1.5 * fp16.perplexity  # 4-bit RTN keeps the model
-    assert q4.bits_layers == pytest.approx(4.5)  # 4 bits + fp16 scale and bias per 64
+    assert q4.bits_layers == pytest.approx(5.0)  # 4 bits + fp16 scale and bias per 32
+    assert "Paris" in q4.completion
     assert q4.activations == "float32"
     for r in rows.values():
         assert r.prefill_tps > 0 and r.decode_tps > 0 and math.isfinite(r.perplexity)
@@ -67,4 +68,4 @@ def test_low_bit_rows_match_their_formats(demo_run):
         assert r.activations == "float16"
         # The kernels compute what the format stores: fp32 rounding only.
         assert r.max_logit_diff < 1e-2, (label, r.max_logit_diff)
-        assert r.bits_model < rows["MLX 4-bit g64"].bits_model
+        assert r.bits_model < rows["MLX 4-bit g32"].bits_model

@@ -29,7 +29,9 @@ RECIPES: List[Tuple[str, str, int, Dict[str, Any]]] = [
 FULL_ONLY_RECIPES = [
     ("codebook v16 c12 g192", "codebook", 192, {"vector_size": 16, "index_bits": 12}),
 ]
-MLX_4BIT_GROUP = 64
+# The source is Q4_1 (4-bit affine, 32 per group): at group 32 the MLX
+# 4-bit row keeps the model (at group 64, RTN already breaks its answers).
+MLX_4BIT_GROUP = 32
 
 # (evaluation tokens, generated tokens, tokens for the kernel check)
 QUICK_SIZES = (128, 16, 16)
@@ -219,7 +221,8 @@ Read this table with care:
   "{QUESTION}". Device: {info['device']}; others' load on the machine moves
   these numbers.
 - act: activation dtype. MLX 4-bit runs in float32 on the CPU because MLX's
-  CPU quantized_matmul is pathologically slow in float16.
+  CPU quantized_matmul is pathologically slow in float16. Its group of 32 is
+  the GGUF source's own Q4_1 grid, so that row stays close to the source.
 - bits/w: every stored byte of the whole model (including the float16
   embedding tied to the output head, which dominates a 135M model at 1-2 bits)
   per weight; layers: the quantized projections alone (codes, scales, biases,
