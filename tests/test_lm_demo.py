@@ -65,7 +65,7 @@ def test_low_bit_rows_match_their_formats(demo_run):
     assert rows["codebook v8 c6 g192"].bits_layers < 1.0
     for label, *_ in demo.RECIPES:
         r = rows[label]
-        assert r.activations == "float16"
+        assert r.activations == "float32"  # as the MLX 4-bit row, on the CPU
         # The kernels compute what the format stores: fp32 rounding only.
         assert r.max_logit_diff < 1e-2, (label, r.max_logit_diff)
         assert r.bits_model < rows["MLX 4-bit g32"].bits_model

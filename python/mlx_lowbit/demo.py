@@ -163,19 +163,21 @@ def run_demo(quick: bool = False, device: Optional[str] = None) -> Tuple[List[Ro
     rows.append(_measure("float16 (dense)", base, tokenizer, fresh, *sizes, mx.float16, False))
 
     # MLX's CPU quantized_matmul is ~40x slower with float16 activations than
-    # with float32 ones, so on the CPU this row runs in float32.
-    q4_dtype = mx.float32 if on_cpu else mx.float16
+    # with float32 ones, so on the CPU the quantized rows all run in float32
+    # (the same dtype for all, so the float16 embedding/head, which these
+    # rows share, costs them the same).
+    run_dtype = mx.float32 if on_cpu else mx.float16
     print("measuring MLX affine 4-bit ...", flush=True)
     q4 = fresh()
     nn.quantize(q4, MLX_4BIT_GROUP, 4, class_predicate=_is_linear)
-    rows.append(_measure(f"MLX 4-bit g{MLX_4BIT_GROUP}", q4, tokenizer, fresh, *sizes, q4_dtype, True))
+    rows.append(_measure(f"MLX 4-bit g{MLX_4BIT_GROUP}", q4, tokenizer, fresh, *sizes, run_dtype, True))
 
     for label, fmt, group, opts in RECIPES + ([] if quick else FULL_ONLY_RECIPES):
         print(f"quantizing to {label} ...", flush=True)
         model = fresh()
         lbnn.quantize(model, fmt, group, class_predicate=_is_linear, progress=True, **opts)
         try:
-            rows.append(_measure(label, model, tokenizer, fresh, *sizes, mx.float16, True))
+            rows.append(_measure(label, model, tokenizer, fresh, *sizes, run_dtype, True))
         except RuntimeError as e:
             if on_cpu:
                 raise
@@ -220,9 +222,11 @@ Read this table with care:
   generation speed for the {info['new_tokens']}-token greedy answer to
   "{QUESTION}". Device: {info['device']}; others' load on the machine moves
   these numbers.
-- act: activation dtype. MLX 4-bit runs in float32 on the CPU because MLX's
-  CPU quantized_matmul is pathologically slow in float16. Its group of 32 is
-  the GGUF source's own Q4_1 grid, so that row stays close to the source.
+- act: activation dtype. On the CPU the quantized rows run in float32,
+  because MLX's CPU quantized_matmul is pathologically slow in float16; the
+  embedding and tied head (float16 as stored) are cast with them, so every
+  quantized row pays the same for those. The MLX 4-bit group of 32 is the
+  GGUF source's own Q4_1 grid, so that row stays close to the source.
 - bits/w: every stored byte of the whole model (including the float16
   embedding tied to the output head, which dominates a 135M model at 1-2 bits)
   per weight; layers: the quantized projections alone (codes, scales, biases,
