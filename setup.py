@@ -5,10 +5,10 @@ from setuptools import setup
 
 if __name__ == "__main__":
     setup(
-        packages=["mlx_lowbit"],
+        packages=["mlx_lowbit", "mlx_lowbit.lm"],
         package_dir={"": "python"},
         ext_modules=[extension.CMakeExtension("mlx_lowbit._ext", sourcedir=".")],
         cmdclass={"build_ext": extension.CMakeBuild},
-        package_data={"mlx_lowbit": ["*.metallib"]},
+        package_data={"mlx_lowbit": ["*.metallib", "data/*.txt"]},
         zip_safe=False,
     )

@@ -7,6 +7,10 @@ from ._ext import num_threads, set_num_threads
 from .ops import FORMAT_OPTIONS, dequantize, matmul, quantize
 from .quantized_weight import QuantizedWeight
 
+# After the core: nn builds on ops, and importing lm registers our layers with
+# mlx.nn's to_quantized, which mlx_lm.load uses.
+from . import lm, nn  # noqa: E402
+
 __all__ = [
     "FORMAT_OPTIONS",
     "QuantizedWeight",

@@ -7,6 +7,8 @@ import sys
 # command -> module with a main(argv) entry point
 COMMANDS = {
     "layer": "mlx_lowbit.layer_report",
+    "convert": "mlx_lowbit.lm.convert",
+    "demo": "mlx_lowbit.demo",
 }
 
 

@@ -1,0 +1,197 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""``mlx-lowbit convert``: quantize an mlx-lm model (or a GGUF file) to a
+low-bit format and save it as an mlx-lm model directory."""
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .. import nn as lbnn
+from ..nn import LowBitLayer, Predicate
+from .gguf import from_gguf
+from .load import load
+
+# Written as the top-level entry of config["quantization"]: mlx-lm requires
+# a built-in mode there. It applies to no layer of our files, since every
+# quantized layer has its own entry (and mlx-lm only uses the default for
+# layers that have a ``scales`` tensor, which ours do not).
+_TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
+
+
+def load_source(
+    source: Union[str, Path], dtype: Optional[mx.Dtype] = None
+) -> Tuple[nn.Module, Any, Dict[str, Any]]:
+    """``(model, tokenizer, config)`` from a ``.gguf`` file, a local mlx-lm
+    model directory or a Hugging Face repository."""
+    if str(source).endswith(".gguf"):
+        return from_gguf(source, dtype or mx.float16)
+    model, tokenizer, config = load(source, return_config=True)
+    if dtype is not None:
+        lbnn.set_dtype(model, dtype)
+    return model, tokenizer, config
+
+
+def quantization_entries(model: nn.Module) -> Dict[str, Dict[str, Any]]:
+    """Per-layer entries for ``config["quantization"]``, keyed by module path
+    (ours and MLX's own quantized layers)."""
+    entries = {}
+    for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, LowBitLayer):
+            entries[path] = module.quantization_config()
+        elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            entries[path] = {"group_size": module.group_size, "bits": module.bits, "mode": module.mode}
+    return entries
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Weights the model represents: N * K for every (quantized) matrix, not
+    the number of stored words."""
+    total = 0
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, LowBitLayer):
+            n, k = module.qweight.shape
+            total += n * k + (module["bias"].size if "bias" in module else 0)
+        elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+            total += module.weight.shape[0] * module.weight.shape[1] * 32 // module.bits
+            total += module["bias"].size if "bias" in module else 0
+        else:
+            total += sum(v.size for _, v in tree_flatten(module.parameters()))
+    return total
+
+
+def model_bytes(model: nn.Module) -> int:
+    """Every stored byte of the model's parameters."""
+    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+
+
+def save_model_dir(
+    out_dir: Union[str, Path], model: nn.Module, tokenizer: Any, config: Dict[str, Any]
+) -> Path:
+    """Save an mlx-lm model directory atomically: everything is written into
+    a temporary directory next to ``out_dir``, which is renamed into place
+    only when complete.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists.
+    """
+    from mlx_lm.utils import save_config, save_model
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        config = dict(config)
+        entries = quantization_entries(model)
+        if entries:
+            config["quantization"] = {**_TOP_LEVEL_QUANTIZATION, **entries}
+        else:
+            config.pop("quantization", None)
+            config.pop("quantization_config", None)
+        save_model(tmp, model)
+        _fix_parameter_count(tmp, model)
+        save_config(config, config_path=tmp / "config.json")
+        tokenizer.save_pretrained(str(tmp))
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def _fix_parameter_count(path: Path, model: nn.Module) -> None:
+    # mlx-lm counts stored words for layers without a ``bits`` attribute.
+    index = path / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["metadata"]["total_parameters"] = parameter_count(model)
+    index.write_text(json.dumps(data, indent=4))
+
+
+def convert(
+    source: Union[str, Path],
+    out_dir: Union[str, Path],
+    fmt: str = "ternary",
+    group_size: int = 128,
+    *,
+    class_predicate: Optional[Predicate] = None,
+    scale_dtype: Union[str, mx.Dtype] = "float16",
+    dtype: Optional[mx.Dtype] = None,
+    **fmt_options: Any,
+) -> Path:
+    """Quantize a model with :func:`mlx_lowbit.nn.quantize` and save it as an
+    mlx-lm model directory (safetensors, config.json with one quantization
+    entry per low-bit layer, tokenizer files).
+
+    The directory loads with :func:`mlx_lowbit.lm.load`, or with plain
+    ``mlx_lm.load`` after ``import mlx_lowbit``. Nothing is left at
+    ``out_dir`` if conversion fails.
+
+    Args:
+        source: A ``.gguf`` file, a local mlx-lm model directory or a Hugging
+          Face repository.
+        out_dir: The directory to create; it must not exist.
+        fmt, group_size, class_predicate, scale_dtype, **fmt_options: As in
+          :func:`mlx_lowbit.nn.quantize`.
+        dtype (mx.Dtype, optional): Cast the unquantized parameters (norms,
+          embeddings, biases) to this dtype first. Default: keep (GGUF: float16).
+
+    Returns:
+        Path: ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
+    model, tokenizer, config = load_source(source, dtype)
+    lbnn.quantize(
+        model,
+        fmt,
+        group_size,
+        class_predicate=class_predicate,
+        scale_dtype=scale_dtype,
+        progress=True,
+        **fmt_options,
+    )
+    save_model_dir(out_dir, model, tokenizer, config)
+    bpw = 8 * model_bytes(model) / parameter_count(model)
+    print(f"[INFO] Saved {out_dir}: {bpw:.3f} bits per weight over the whole model.")
+    return out_dir
+
+
+def setup_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlx-lowbit convert", description=__doc__)
+    p.add_argument("source", help="A .gguf file, an mlx-lm model directory or a Hugging Face repo.")
+    p.add_argument("out_dir", help="The model directory to create.")
+    p.add_argument("--fmt", choices=["ternary", "binary", "codebook"], default="ternary")
+    p.add_argument("--group-size", type=int, default=128, help="Weights per scale along K.")
+    p.add_argument("--scale-dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--bias", action="store_true", help="binary: a bias per group.")
+    p.add_argument("--vector-size", type=int, default=16, help="codebook: weights per index.")
+    p.add_argument("--index-bits", type=int, default=12, help="codebook: bits per index.")
+    p.add_argument("--seed", type=int, default=0, help="codebook: clustering seed.")
+    return p
+
+
+def main(argv=None) -> None:
+    args = setup_arg_parser().parse_args(argv)
+    options: Dict[str, Any] = {}
+    if args.fmt == "binary":
+        options["bias"] = args.bias
+    elif args.fmt == "codebook":
+        options = {"vector_size": args.vector_size, "index_bits": args.index_bits, "seed": args.seed}
+    convert(
+        args.source,
+        args.out_dir,
+        args.fmt,
+        args.group_size,
+        scale_dtype=args.scale_dtype,
+        **options,
+    )

@@ -1,0 +1,101 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Teach ``nn.Linear.to_quantized`` and ``nn.Embedding.to_quantized`` our
+layers, so that plain ``mlx_lm.load`` rebuilds mlx-lowbit models.
+
+mlx-lm's loader hands each per-layer entry of ``config["quantization"]`` to
+the layer's ``to_quantized``. After :func:`install` (run by
+``import mlx_lowbit``):
+
+``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
+a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
+the layer's weight; every other mode goes to MLX's own method unchanged.
+"""
+
+import functools
+import sys
+from typing import Any, Callable, Optional
+
+import mlx.nn as nn
+
+from ..nn import MODE, LowBitEmbedding, LowBitLinear, quantizer_options
+
+_ORIGINAL = "_mlx_lowbit_original"
+DEFAULT_GROUP_SIZE = 128  # as mlx_lowbit.quantize
+
+
+def _lowbit_args(group_size: Optional[int], bits: Optional[int], kwargs: dict):
+    """(fmt, group_size) of a ``mode="lowbit"`` call; ``fmt`` is taken out
+    of ``kwargs``."""
+    if bits is not None:
+        raise ValueError(
+            f"[to_quantized] mode={MODE!r} takes fmt= (ternary, binary, codebook), not bits={bits}."
+        )
+    if "fmt" not in kwargs:
+        raise ValueError(f"[to_quantized] mode={MODE!r} needs fmt= (ternary, binary or codebook).")
+    return kwargs.pop("fmt"), group_size or DEFAULT_GROUP_SIZE
+
+
+def _linear_to_quantized(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+    ):
+        if mode == MODE:
+            fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+            return LowBitLinear.from_linear(
+                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
+            )
+        return original(self, group_size, bits, mode=mode, **kwargs)
+
+    return to_quantized
+
+
+def _embedding_to_quantized(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+    ):
+        if mode == MODE:
+            fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+            return LowBitEmbedding.from_embedding(
+                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
+            )
+        return original(self, group_size, bits, mode=mode, **kwargs)
+
+    return to_quantized
+
+
+def _bitlinear_to_quantized(
+    self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+):
+    """mlx-lm's BitLinear has no ``to_quantized``; mlx-lm's own ``bitnet``
+    architecture builds its projections as BitLinear, so a converted BitNet
+    model needs one to be rebuilt."""
+    from .bitnet import from_bitlinear
+
+    if mode != MODE:
+        raise ValueError(f"[to_quantized] A BitLinear converts only to mode={MODE!r}.")
+    fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+    return LowBitLinear.from_linear(
+        from_bitlinear(self), fmt, group_size, **quantizer_options(fmt, **kwargs)
+    )
+
+
+def install() -> None:
+    """Wrap the two ``to_quantized`` methods (once; calling again is a no-op),
+    and give mlx-lm's BitLinear one if mlx-lm has loaded it."""
+    for cls, wrap in ((nn.Linear, _linear_to_quantized), (nn.Embedding, _embedding_to_quantized)):
+        if not hasattr(cls.to_quantized, _ORIGINAL):
+            wrapped = wrap(cls.to_quantized)
+            setattr(wrapped, _ORIGINAL, cls.to_quantized)
+            cls.to_quantized = wrapped
+    bitlinear = sys.modules.get("mlx_lm.models.bitlinear_layers")
+    if bitlinear is not None:
+        bitlinear.BitLinear.to_quantized = _bitlinear_to_quantized
+
+
+def install_bitlinear() -> None:
+    """Give mlx-lm's BitLinear a ``to_quantized`` (imports mlx-lm)."""
+    import mlx_lm.models.bitlinear_layers  # noqa: F401
+
+    install()

@@ -1,0 +1,517 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Low-bit layers for mlx.nn models: LowBitLinear, LowBitEmbedding, quantize."""
+
+from typing import Any, Callable, Dict, Optional, Union
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .ops import dequantize, matmul, quantize as quantize_weight
+from .quantized_weight import QuantizedWeight
+
+# The ``mode`` under which mlx-lm's per-layer quantization entries name our
+# layers (see mlx_lowbit.lm.hook).
+MODE = "lowbit"
+
+SCALE_DTYPES = {"float16": mx.float16, "float32": mx.float32}
+
+# Layers that nn.quantize leaves alone unless the predicate asks for them:
+# the output head is as sensitive as the embedding it is often tied to.
+OUTPUT_HEADS = ("lm_head",)
+
+Predicate = Callable[[str, nn.Module], Union[bool, Dict[str, Any]]]
+
+
+def _dtype_name(dtype: mx.Dtype) -> str:
+    for name, d in SCALE_DTYPES.items():
+        if d == dtype:
+            return name
+    raise ValueError(f"[mlx_lowbit.nn] Scales must be float16 or float32, not {dtype}.")
+
+
+def _scale_dtype(value: Union[str, mx.Dtype]) -> mx.Dtype:
+    if isinstance(value, str):
+        if value not in SCALE_DTYPES:
+            raise ValueError(
+                f"[mlx_lowbit.nn] Unknown scale dtype {value!r}; use one of "
+                f"{', '.join(SCALE_DTYPES)}."
+            )
+        return SCALE_DTYPES[value]
+    _dtype_name(value)
+    return value
+
+
+class LowBitLayer(nn.Module):
+    """The base of the low-bit layers: a QuantizedWeight held as module
+    parameters (so parameters(), load_weights, save_weights, mx.eval and
+    freezing work) plus its metadata as plain attributes.
+
+    The arrays are named ``packed``, ``group_scales``, ``group_biases`` and
+    ``codebook`` (docs/FORMATS.md calls them packed, scales, biases,
+    codebook): mlx-lm takes a layer with a ``scales`` tensor for one of its
+    own affine layers.
+    """
+
+    def _set_qweight(self, qw: QuantizedWeight) -> None:
+        self.fmt = qw.fmt
+        self.group_size = qw.group_size
+        self.vector_size = qw.vector_size
+        self.index_bits = qw.index_bits
+        self.packed = qw.packed
+        self.group_scales = qw.scales
+        if qw.biases is not None:
+            self.group_biases = qw.biases
+        if qw.codebook is not None:
+            self.codebook = qw.codebook
+
+    @property
+    def qweight(self) -> QuantizedWeight:
+        """The weight as a QuantizedWeight (checked against the metadata)."""
+        return QuantizedWeight(
+            fmt=self.fmt,
+            group_size=self.group_size,
+            packed=self.packed,
+            scales=self.group_scales,
+            biases=self.get("group_biases"),
+            codebook=self.get("codebook"),
+            vector_size=self.vector_size,
+            index_bits=self.index_bits,
+        )
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Every stored byte of the weight (codes, scales, biases, codebook)
+        per weight; a bias vector is not counted."""
+        return self.qweight.bits_per_weight
+
+    def quantization_config(self) -> Dict[str, Any]:
+        """The per-layer entry for mlx-lm's ``config["quantization"]``: the
+        keyword arguments of ``to_quantized`` that rebuild this layer."""
+        entry = {
+            "mode": MODE,
+            "fmt": self.fmt,
+            "group_size": self.group_size,
+            "scale_dtype": _dtype_name(self.group_scales.dtype),
+        }
+        if self.fmt == "binary":
+            entry["biases"] = "group_biases" in self
+        if self.fmt == "codebook":
+            entry["vector_size"] = self.vector_size
+            entry["index_bits"] = self.index_bits
+        return entry
+
+    def _weight_repr(self) -> str:
+        extra = f", vector_size={self.vector_size}, index_bits={self.index_bits}"
+        return (
+            f"fmt={self.fmt}, group_size={self.group_size}"
+            + (extra if self.fmt == "codebook" else "")
+            + (", biases=True" if "group_biases" in self else "")
+            + f", bits_per_weight={self.bits_per_weight:.3f}"
+        )
+
+
+def _shell(
+    n: int,
+    k: int,
+    fmt: str,
+    group_size: int,
+    scale_dtype: Union[str, mx.Dtype],
+    biases: bool,
+    vector_size: int,
+    index_bits: int,
+) -> QuantizedWeight:
+    """A zero weight of shape (n, k) with the arrays of the given format, to be
+    filled by ``load_weights``. The array shapes come from quantizing one row,
+    so no layout rule is restated here (docs/FORMATS.md)."""
+    opts: Dict[str, Any] = {}
+    if fmt == "binary":
+        opts["bias"] = biases
+    elif fmt == "codebook":
+        opts = {"vector_size": vector_size, "index_bits": index_bits, "max_iters": 1}
+    row = quantize_weight(
+        mx.ones((1, k)), fmt, group_size, scale_dtype=_scale_dtype(scale_dtype), **opts
+    )
+    arrays = {
+        name: mx.zeros((n, *a.shape[1:]), a.dtype)
+        for name, a in row.arrays().items()
+        if name != "codebook"
+    }
+    return QuantizedWeight(
+        fmt=fmt,
+        group_size=group_size,
+        codebook=row.codebook,
+        vector_size=row.vector_size,
+        index_bits=row.index_bits,
+        **arrays,
+    )
+
+
+def quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
+    """The options of a per-layer quantization entry (``biases``,
+    ``vector_size``, ``index_bits``, ...) as :func:`mlx_lowbit.quantize`
+    options: the entry's ``biases`` is the binary format's ``bias`` option,
+    and codebook settings are dropped for the other formats."""
+    if "biases" in options:
+        value = options.pop("biases")
+        if fmt == "binary":
+            options["bias"] = value
+        elif value:
+            raise ValueError(f"[mlx_lowbit.nn] Format {fmt!r} stores no biases.")
+    if fmt != "codebook":
+        for name in ("vector_size", "index_bits"):
+            if options.get(name, 0) in (0, None):
+                options.pop(name, None)
+    return options
+
+
+def dense_weight(module: nn.Module) -> mx.array:
+    """The (out, in) float32 weight of a linear layer: ``nn.Linear``,
+    ``nn.QuantizedLinear`` (dequantized) or a low-bit layer.
+
+    Raises:
+        ValueError: any other module.
+    """
+    if isinstance(module, LowBitLayer):
+        return dequantize(module.qweight)
+    if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+        return mx.dequantize(
+            module.weight,
+            module.scales,
+            module.get("biases"),
+            group_size=module.group_size,
+            bits=module.bits,
+            mode=module.mode,
+        ).astype(mx.float32)
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        return module.weight.astype(mx.float32)
+    raise ValueError(
+        f"[mlx_lowbit.nn] Cannot take the weight of a {type(module).__name__}; "
+        "expected Linear, QuantizedLinear, Embedding or a low-bit layer."
+    )
+
+
+class LowBitLinear(LowBitLayer):
+    """``y = x @ W.T + b`` with W in a low-bit format, computed by
+    :func:`mlx_lowbit.matmul` (fp32 accumulation, output in x's dtype).
+
+    The constructor makes a zero weight of the right shapes (for
+    ``load_weights`` to fill); :meth:`from_linear` quantizes an existing layer.
+
+    Args:
+        input_dims (int): K, a multiple of 32.
+        output_dims (int): N.
+        bias (bool): Add a bias vector. Default: ``True``.
+        fmt (str): ``"ternary"``, ``"binary"`` or ``"codebook"``.
+        group_size (int): Weights per scale along K. Default: ``128``.
+        scale_dtype: ``"float16"``/``mx.float16`` (default) or float32.
+        biases (bool): Binary only: a bias per group. Default: ``False``.
+        vector_size (int): Codebook only: weights per index. Default: ``16``.
+        index_bits (int): Codebook only: bits per index. Default: ``12``.
+        activation_bits (int): 0 (default) or 8 (int8 activations, as
+          BitNet b1.58 was trained; see :func:`mlx_lowbit.matmul`).
+    """
+
+    def __init__(
+        self,
+        input_dims: int,
+        output_dims: int,
+        bias: bool = True,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        biases: bool = False,
+        vector_size: int = 16,
+        index_bits: int = 12,
+        activation_bits: int = 0,
+    ):
+        super().__init__()
+        qw = _shell(
+            output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
+        )
+        self._set_qweight(qw)
+        self.activation_bits = activation_bits
+        if bias:
+            self.bias = mx.zeros((output_dims,), _scale_dtype(scale_dtype))
+        self.freeze()
+
+    @classmethod
+    def from_qweight(
+        cls, qw: QuantizedWeight, bias: Optional[mx.array] = None, activation_bits: int = 0
+    ) -> "LowBitLinear":
+        """A layer around an existing QuantizedWeight (and bias)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._set_qweight(qw)
+        layer.activation_bits = activation_bits
+        if bias is not None:
+            layer.bias = bias
+        layer.freeze()
+        return layer
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Module,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        activation_bits: int = 0,
+        **fmt_options: Any,
+    ) -> "LowBitLinear":
+        """Quantize a linear layer (round to nearest, :func:`mlx_lowbit.quantize`).
+
+        Args:
+            linear: ``nn.Linear``, ``nn.QuantizedLinear`` (dequantized first) or
+              a ``LowBitLinear`` (re-quantized from its dequantized weight).
+            fmt, group_size, scale_dtype: As in :func:`mlx_lowbit.quantize`.
+            activation_bits (int): See the class.
+            **fmt_options: The format's quantizer options (binary: ``bias``;
+              codebook: ``vector_size``, ``index_bits``, ``seed``, ``max_iters``).
+        """
+        qw = quantize_weight(
+            dense_weight(linear), fmt, group_size, scale_dtype=_scale_dtype(scale_dtype), **fmt_options
+        )
+        return cls.from_qweight(qw, linear.get("bias"), activation_bits)
+
+    def to_linear(self, dtype: Optional[mx.Dtype] = None) -> nn.Linear:
+        """An ``nn.Linear`` holding the dequantized weight, in ``dtype``
+        (default: the scales' dtype)."""
+        dtype = dtype or self.group_scales.dtype
+        n, k = self.qweight.shape
+        linear = nn.Linear(k, n, bias="bias" in self)
+        linear.weight = dequantize(self.qweight, dtype)
+        if "bias" in self:
+            linear.bias = self.bias
+        return linear
+
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs
+    ) -> nn.Module:
+        """Re-quantize from the dequantized weight, as ``nn.Linear.to_quantized``
+        does (any MLX mode, or ``mode="lowbit"`` for another low-bit format)."""
+        return self.to_linear().to_quantized(group_size, bits, mode=mode, **kwargs)
+
+    def quantization_config(self) -> Dict[str, Any]:
+        entry = super().quantization_config()
+        if self.activation_bits:
+            entry["activation_bits"] = self.activation_bits
+        return entry
+
+    def _extra_repr(self) -> str:
+        n, k = self.qweight.shape
+        return (
+            f"input_dims={k}, output_dims={n}, bias={'bias' in self}, "
+            + self._weight_repr()
+            + (f", activation_bits={self.activation_bits}" if self.activation_bits else "")
+        )
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = matmul(x, self.qweight, activation_bits=self.activation_bits)
+        if "bias" in self:
+            y = y + self.bias.astype(y.dtype)  # the output keeps x's dtype
+        return y
+
+
+class LowBitEmbedding(LowBitLayer):
+    """An embedding table in a low-bit format: a lookup dequantizes only the
+    rows it gathers, and :meth:`as_linear` (a tied output head) runs on the
+    low-bit kernels. Outputs are in the scales' dtype.
+
+    Args:
+        num_embeddings (int): Rows (vocabulary size).
+        dims (int): Columns, a multiple of 32.
+        fmt, group_size, scale_dtype, biases, vector_size, index_bits: As in
+          :class:`LowBitLinear`.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        dims: int,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        biases: bool = False,
+        vector_size: int = 16,
+        index_bits: int = 12,
+    ):
+        super().__init__()
+        qw = _shell(num_embeddings, dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits)
+        self._set_qweight(qw)
+        self.freeze()
+
+    @classmethod
+    def from_qweight(cls, qw: QuantizedWeight) -> "LowBitEmbedding":
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._set_qweight(qw)
+        layer.freeze()
+        return layer
+
+    @classmethod
+    def from_embedding(
+        cls,
+        embedding: nn.Module,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        **fmt_options: Any,
+    ) -> "LowBitEmbedding":
+        """Quantize an ``nn.Embedding`` or ``nn.QuantizedEmbedding``."""
+        qw = quantize_weight(
+            dense_weight(embedding), fmt, group_size, scale_dtype=_scale_dtype(scale_dtype), **fmt_options
+        )
+        return cls.from_qweight(qw)
+
+    def to_embedding(self, dtype: Optional[mx.Dtype] = None) -> nn.Embedding:
+        """An ``nn.Embedding`` holding the dequantized table."""
+        n, k = self.qweight.shape
+        embedding = nn.Embedding(n, k)
+        embedding.weight = dequantize(self.qweight, dtype or self.group_scales.dtype)
+        return embedding
+
+    def to_quantized(
+        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs
+    ) -> nn.Module:
+        return self.to_embedding().to_quantized(group_size, bits, mode=mode, **kwargs)
+
+    def _extra_repr(self) -> str:
+        n, k = self.qweight.shape
+        return f"{n}, {k}, " + self._weight_repr()
+
+    def _rows(self, rows: mx.array) -> QuantizedWeight:
+        """The weight restricted to some rows (the codebook is shared)."""
+        return QuantizedWeight(
+            fmt=self.fmt,
+            group_size=self.group_size,
+            packed=self.packed[rows],
+            scales=self.group_scales[rows],
+            biases=self["group_biases"][rows] if "group_biases" in self else None,
+            codebook=self.get("codebook"),
+            vector_size=self.vector_size,
+            index_bits=self.index_bits,
+        )
+
+    def __call__(self, x: mx.array) -> mx.array:
+        qw = self._rows(x.reshape(-1))
+        out = dequantize(qw, qw.scales.dtype)
+        return out.reshape(*x.shape, out.shape[-1])
+
+    def as_linear(self, x: mx.array) -> mx.array:
+        """``x @ W.T``: the tied output head."""
+        return matmul(x, self.qweight)
+
+
+def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
+    """``model.set_dtype(dtype)`` except for the low-bit layers, whose scales
+    keep their float16/float32 storage (the formats allow no other; e.g.
+    bfloat16 scales would be refused at the next call)."""
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, LowBitLayer):
+            if "bias" in module:
+                module.bias = module.bias.astype(dtype)
+        else:
+            module.set_dtype(dtype)
+
+
+def _default_predicate(path: str, module: nn.Module) -> bool:
+    # Layers that are already low-bit (e.g. a repacked BitNet checkpoint)
+    # are kept as they are.
+    return isinstance(module, (nn.Linear, nn.QuantizedLinear)) and (
+        path.rsplit(".", 1)[-1] not in OUTPUT_HEADS
+    )
+
+
+def _layer_options(
+    result: Union[bool, Dict[str, Any]],
+    fmt: str,
+    group_size: int,
+    scale_dtype: Union[str, mx.Dtype],
+    fmt_options: Dict[str, Any],
+) -> Dict[str, Any]:
+    """The call's settings overridden by the predicate's dict. A dict that
+    switches format starts from that format's defaults, not the call's
+    format options."""
+    opts = {"fmt": fmt, "group_size": group_size, "scale_dtype": scale_dtype, **fmt_options}
+    if isinstance(result, dict):
+        if result.get("fmt", fmt) != fmt:
+            opts = {"group_size": group_size, "scale_dtype": scale_dtype}
+        opts.update(result)
+    return opts
+
+
+def quantize(
+    model: nn.Module,
+    fmt: str = "ternary",
+    group_size: int = 128,
+    *,
+    class_predicate: Optional[Predicate] = None,
+    scale_dtype: Union[str, mx.Dtype] = mx.float16,
+    progress: bool = False,
+    **fmt_options: Any,
+) -> None:
+    """Replace a model's layers by low-bit ones in place, like ``mlx.nn.quantize``.
+
+    Args:
+        model (nn.Module): The model.
+        fmt (str): ``"ternary"``, ``"binary"`` or ``"codebook"``. Default: ``"ternary"``.
+        group_size (int): Weights per scale along K. Default: ``128``.
+        class_predicate (callable, optional): ``(path, module) -> bool | dict``.
+          ``True`` quantizes with the call's settings; a dict overrides them
+          for that layer (keys: ``fmt``, ``group_size``, ``scale_dtype``,
+          ``activation_bits`` and the format's quantizer options), so mixed
+          recipes are one call. Linear layers (``nn.Linear``,
+          ``nn.QuantizedLinear``, ``LowBitLinear``) become :class:`LowBitLinear`,
+          embeddings :class:`LowBitEmbedding`. Default: every ``nn.Linear``
+          and ``nn.QuantizedLinear`` except the output head (``lm_head``);
+          embeddings and layers that are already low-bit stay as they are.
+        scale_dtype: ``mx.float16`` (default) or ``mx.float32``.
+        progress (bool): Show a tqdm progress bar over the layers.
+        **fmt_options: The format's quantizer options, as in
+          :func:`mlx_lowbit.quantize`.
+
+    Raises:
+        ValueError: naming the layer, e.g. a group size that does not divide
+          its input dimension, an unknown option, or a predicate that selects
+          a module that is neither linear nor an embedding.
+    """
+    predicate = class_predicate or _default_predicate
+    chosen = []
+    for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        result = predicate(path, module)
+        if result:
+            chosen.append((path, module, result))
+    if progress:
+        from tqdm import tqdm
+
+        chosen = tqdm(chosen, desc=f"quantizing to {fmt}", unit="layer")
+    replaced = []
+    for path, module, result in chosen:
+        opts = _layer_options(result, fmt, group_size, scale_dtype, fmt_options)
+        try:
+            replaced.append((path, _quantize_module(module, **opts)))
+        except ValueError as e:
+            raise ValueError(f"[mlx_lowbit.nn.quantize] Layer {path!r}: {e}") from e
+    model.update_modules(tree_unflatten(replaced))
+
+
+def _quantize_module(
+    module: nn.Module, fmt: str, group_size: int, activation_bits: int = 0, **options: Any
+) -> nn.Module:
+    if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding, LowBitEmbedding)):
+        if activation_bits:
+            raise ValueError("Embeddings take no activation_bits.")
+        return LowBitEmbedding.from_embedding(module, fmt, group_size, **options)
+    if isinstance(module, (nn.Linear, nn.QuantizedLinear, LowBitLinear)):
+        return LowBitLinear.from_linear(
+            module, fmt, group_size, activation_bits=activation_bits, **options
+        )
+    raise ValueError(
+        f"A {type(module).__name__} cannot be quantized; the predicate may select "
+        "linear layers and embeddings."
+    )
