@@ -1,0 +1,55 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// The SIMD kernels for AVX-512 (F, BW, VL, DQ, VNNI: Ice Lake, Zen 4 and
+// later). Compiled with those flags (CMakeLists.txt) and called only after
+// isa.cpp has checked the CPU for them.
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "mlx_lowbit/backend/cpu/kernel_abi.h"
+#include "mlx_lowbit/formats.h"
+
+namespace mlx_lowbit::cpu {
+
+namespace {
+
+#define LOWBIT_SIMD_BYTES 64
+#define LOWBIT_SIMD_MR 12
+#define LOWBIT_SIMD_MASK_REGISTERS 1
+#include "mlx_lowbit/backend/cpu/simd_types.h"
+
+// u8 codes x s8 activations, 4 per lane: one vpdpbusd.
+inline vi dot4(vi acc, vi a, vi b) {
+  return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)b);
+}
+inline vb bits_to_bytes(uint64_t bits) {
+  return (vb)_mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(1));
+}
+inline float half_to_float1(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+inline void half_to_float_w(const uint16_t* src, float* dst) {
+  _mm512_storeu_ps(dst, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))));
+}
+inline void float_to_half_w(const float* src, uint16_t* dst) {
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(dst),
+      _mm512_cvtps_ph(_mm512_loadu_ps(src), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+#include "mlx_lowbit/backend/cpu/simd_kernels.h"
+
+} // namespace
+
+const KernelTable* avx512_kernels() {
+  static const KernelTable table{
+      "avx512", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half};
+  return &table;
+}
+
+} // namespace mlx_lowbit::cpu
