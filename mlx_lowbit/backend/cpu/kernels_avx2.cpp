@@ -40,6 +40,12 @@ inline vb bits_to_bytes(uint64_t bits) {
   v = _mm256_and_si256(_mm256_shuffle_epi8(v, spread), bit);
   return (vb)_mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(1));
 }
+inline vi broadcast128(const void* p) {
+  return (vi)_mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+inline vf add_if(vf acc, vu word, vu bit, vf x) {
+  return acc + (vf)((vi)((word & bit) == bit) & (vi)x);
+}
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);
 }

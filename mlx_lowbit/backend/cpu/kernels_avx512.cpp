@@ -30,6 +30,13 @@ inline vi dot4(vi acc, vi a, vi b) {
 inline vb bits_to_bytes(uint64_t bits) {
   return (vb)_mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(1));
 }
+inline vi broadcast128(const void* p) {
+  return (vi)_mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+inline vf add_if(vf acc, vu word, vu bit, vf x) {
+  return (vf)_mm512_mask_add_ps(
+      (__m512)acc, _mm512_test_epi32_mask((__m512i)word, (__m512i)bit), (__m512)acc, (__m512)x);
+}
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);
 }

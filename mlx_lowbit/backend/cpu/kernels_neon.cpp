@@ -33,6 +33,12 @@ inline vb bits_to_bytes(uint64_t bits) {
   const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
   return (vb)vandq_u8(vtstq_u8(v, bit), vdupq_n_u8(1));
 }
+inline vi broadcast128(const void* p) {
+  return (vi)vld1q_s32(static_cast<const int32_t*>(p));
+}
+inline vf add_if(vf acc, vu word, vu bit, vf x) {
+  return acc + (vf)(vtstq_u32((uint32x4_t)word, (uint32x4_t)bit) & (vu)x);
+}
 inline float half_to_float1(uint16_t h) {
   __fp16 f;
   std::memcpy(&f, &h, 2);

@@ -12,6 +12,9 @@
 //                                32-bit lane; a holds small non-negative codes
 //                                (0..2), b int8 activations
 //   vb bits_to_bytes(uint64_t)   the low 4*W bits as 0/1 bytes, bit i -> byte i
+//   vi broadcast128(const void*) 16 bytes loaded into every 128-bit lane
+//   vf add_if(vf acc, vu word, vu bit, vf x)  acc + x in the lanes where
+//                                (word & bit) != 0 (a masked add)
 //   float half_to_float1(uint16_t); void half_to_float_w(const uint16_t*, float*);
 //   void float_to_half_w(const float*, uint16_t*)   (W values, IEEE float16)
 // Everything here has internal linkage (see kernel_abi.h for why).
@@ -30,6 +33,13 @@
 // <cstdlib>, <cstring>, <type_traits>, kernel_abi.h and formats.h.
 
 // ---------------------------------------------------------------- helpers
+
+// Loops over register arrays must be unrolled, or the arrays live in memory.
+#if defined(__clang__)
+#define LOWBIT_UNROLL _Pragma("unroll")
+#else
+#define LOWBIT_UNROLL _Pragma("GCC unroll 16")
+#endif
 
 template <class V, class T>
 inline V load(const T* p) {
@@ -59,6 +69,25 @@ inline int ceil_div(int a, int b) {
 }
 inline int imin(int a, int b) {
   return a < b ? a : b;
+}
+template <class T>
+inline float dot(const float* a, const T* b, int n) {
+  vf acc{};
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    vf bv;
+    if constexpr (std::is_same<T, float>::value) {
+      bv = load<vf>(b + i);
+    } else {
+      bv = __builtin_convertvector(load<vi>(b + i), vf);
+    }
+    acc += load<vf>(a + i) * bv;
+  }
+  float s = hsum(acc);
+  for (; i < n; ++i) {
+    s += a[i] * float(b[i]);
+  }
+  return s;
 }
 
 template <class F>
@@ -114,6 +143,35 @@ struct WeightRows {
     return w.scales_f32 ? static_cast<const float*>(w.biases)[i]
                         : half_to_float1(static_cast<const uint16_t*>(w.biases)[i]);
   }
+  // code_coef and sum_coef of every group of row n (G floats each).
+  void row_coefs(int n, float* cc, float* sc) const {
+    const size_t first = size_t(n) * G;
+    const float mult = format() == Format::Ternary ? 1.0f : 2.0f;
+    if (w.scales_f32) {
+      std::memcpy(sc, static_cast<const float*>(w.scales) + first, sizeof(float) * G);
+    } else {
+      half_to_float_n(static_cast<const uint16_t*>(w.scales) + first, sc, G);
+    }
+    for (int g = 0; g < G; ++g) {
+      cc[g] = mult * sc[g];
+      sc[g] = -sc[g];
+    }
+    if (w.biases) {
+      for (int g = 0; g < G; ++g) {
+        sc[g] += bias(n, g);
+      }
+    }
+  }
+  static void half_to_float_n(const uint16_t* src, float* dst, int n) {
+    int i = 0;
+    for (; i + W <= n; i += W) {
+      half_to_float_w(src + i, dst + i);
+    }
+    for (; i < n; ++i) {
+      dst[i] = half_to_float1(src[i]);
+    }
+  }
+
   // The multiplier of sum c x and of sum x in the identity above.
   float code_coef(int n, int g) const {
     return format() == Format::Ternary ? scale(n, g) : 2.0f * scale(n, g);
@@ -138,10 +196,38 @@ struct WeightRows {
     }
     return bits;
   }
+  // Codebook: codebook_bits of chunks [ch0, ch0 + count) into dst, reading
+  // the index stream once (the same bits as index_from_words, in order).
+  void codebook_bits_run(const uint32_t* r, int ch0, int count, uint32_t* dst) const {
+    const int v = w.vector_size, c = w.index_bits, per = 32 / v;
+    const uint64_t mask = (uint64_t(1) << c) - 1;
+    const uint8_t* cb8 = static_cast<const uint8_t*>(w.codebook);
+    const uint16_t* cb16 = static_cast<const uint16_t*>(w.codebook);
+    const int start = ch0 * per * c;
+    const uint32_t* p = r + start / lowbit::kWordBits;
+    int have = lowbit::kWordBits - start % lowbit::kWordBits;
+    uint64_t buf = uint64_t(*p++) >> (start % lowbit::kWordBits);
+    for (int ch = 0; ch < count; ++ch) {
+      uint32_t bits = 0;
+      for (int i = 0; i < per; ++i) {
+        if (have < c) {
+          buf |= uint64_t(*p++) << have;
+          have += lowbit::kWordBits;
+        }
+        uint32_t idx = uint32_t(buf & mask);
+        buf >>= c;
+        have -= c;
+        bits |= uint32_t(v == 8 ? cb8[idx] : cb16[idx]) << (i * v);
+      }
+      dst[ch] = bits;
+    }
+  }
+
   // Binary / codebook: sign bits of chunk ch (32 weights) of a row.
   uint32_t sign_bits(const uint32_t* r, int ch) const {
     return format() == Format::Binary ? r[ch] : codebook_bits(r, ch);
   }
+
 };
 
 // Per-lane constants that vectorize formats/ternary.h's code_at and the
@@ -158,6 +244,12 @@ inline V make_vec(F f) {
 inline vu ternary_shift(int v) {
   return make_vec<vu>([v](int i) {
     return uint32_t(lowbit::ternary::kBits * ((v * W + i) % lowbit::ternary::kPerWord));
+  });
+}
+// Ternary: code bit b (0 or 1) of weight (v*W + i) % 16 of its word.
+inline vu ternary_bit(int v, int b) {
+  return make_vec<vu>([v, b](int i) {
+    return uint32_t(1) << (lowbit::ternary::kBits * ((v * W + i) % lowbit::ternary::kPerWord) + b);
   });
 }
 // Binary: the bit of weight v*W + i in the chunk's 32-bit word.
@@ -181,100 +273,135 @@ struct GemvF32 {
   int M;
   float* out; // (M, N)
 
-  template <int R, int MB>
-  void rows(int n0, int m0) const {
+  // scratch: per row of the block, 2 G coefficients then (codebook) the
+  // row's sign bits, K / 32 words.
+  template <Format F, int R, int MB>
+  void rows(int n0, int m0, float* scratch) const {
     const int K = wr.w.K, G = wr.G, chunks_per_group = wr.w.group_size / 32;
-    const bool ternary = wr.format() == Format::Ternary;
+    const size_t stride = 2 * G + K / 32;
     const uint32_t* r[R];
-    for (int i = 0; i < R; ++i) {
+    const float *cc[R], *sc[R];
+    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+      float* mine = scratch + i * stride;
+      cc[i] = mine;
+      sc[i] = mine + G;
+      wr.row_coefs(n0 + i, mine, mine + G);
       r[i] = wr.row(n0 + i);
+      if constexpr (F == Format::Codebook) {
+        // The sign bits of the whole row, so the inner loop reads words as
+        // for binary.
+        uint32_t* bits = reinterpret_cast<uint32_t*>(mine + 2 * G);
+        wr.codebook_bits_run(r[i], 0, K / 32, bits);
+        r[i] = bits;
+      }
     }
-    vf F[R][MB] = {};
-    float corr[R][MB] = {};
+    vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
       vf A[R][MB] = {}, A2[R][MB] = {};
       for (int cg = 0; cg < chunks_per_group; ++cg) {
         const int ch = g * chunks_per_group + cg;
         vf xv[MB][kChunksPerVec];
-        for (int m = 0; m < MB; ++m) {
-          for (int v = 0; v < kChunksPerVec; ++v) {
+        LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+          LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
             xv[m][v] = load<vf>(x + size_t(m0 + m) * K + ch * 32 + v * W);
           }
         }
-        for (int i = 0; i < R; ++i) {
-          if (ternary) {
-            for (int v = 0; v < kChunksPerVec; ++v) {
+        LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+          if constexpr (F == Format::Ternary) {
+            LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
               vu word = splatu(r[i][2 * ch + (v * W) / 16]);
 #if LOWBIT_SIMD_MASK_REGISTERS
               // Code bit 0 adds x once, bit 1 twice (codes are 0, 1, 2).
-              vu shifted = word >> ternary_shift(v);
-              vi lo = (shifted & 1u) != 0, hi = (shifted & 2u) != 0;
-              for (int m = 0; m < MB; ++m) {
-                A[i][m] += lo ? xv[m][v] : vf{};
-                A2[i][m] += hi ? xv[m][v] : vf{};
+              LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+                A[i][m] = add_if(A[i][m], word, ternary_bit(v, 0), xv[m][v]);
+                A2[i][m] = add_if(A2[i][m], word, ternary_bit(v, 1), xv[m][v]);
               }
 #else
               vf code = __builtin_convertvector((vi)((word >> ternary_shift(v)) & 3u), vf);
-              for (int m = 0; m < MB; ++m) {
+              LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
                 A[i][m] += code * xv[m][v];
               }
 #endif
             }
           } else {
-            vu bits = splatu(wr.sign_bits(r[i], ch));
-            for (int v = 0; v < kChunksPerVec; ++v) {
-              vi set = (bits & bit_select(v)) != 0;
-              for (int m = 0; m < MB; ++m) {
-                A[i][m] += set ? xv[m][v] : vf{};
+            vu sign = splatu(r[i][ch]);
+            LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
+              LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+                A[i][m] = add_if(A[i][m], sign, bit_select(v), xv[m][v]);
               }
             }
           }
         }
       }
-      for (int i = 0; i < R; ++i) {
-        float cc = wr.code_coef(n0 + i, g), sc = wr.sum_coef(n0 + i, g);
-        for (int m = 0; m < MB; ++m) {
-          F[i][m] += A[i][m] * cc + A2[i][m] * (2.0f * cc);
-          corr[i][m] += sc * xsum[size_t(m0 + m) * G + g];
+      LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+        const float c = cc[i][g];
+        LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+          F_[i][m] += A[i][m] * c;
+          if constexpr (F == Format::Ternary && LOWBIT_SIMD_MASK_REGISTERS) {
+            F_[i][m] += A2[i][m] * (2.0f * c);
+          }
         }
       }
     }
-    for (int i = 0; i < R; ++i) {
-      for (int m = 0; m < MB; ++m) {
-        out[size_t(m0 + m) * wr.w.N + n0 + i] = hsum(F[i][m]) + corr[i][m];
+    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+      LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+        out[size_t(m0 + m) * wr.w.N + n0 + i] =
+            hsum(F_[i][m]) + dot(sc[i], xsum + size_t(m0 + m) * G, G);
       }
     }
   }
 
-  template <int MB>
-  void row_block(int n0, int n1, int m0) const {
+  template <Format F, int MB>
+  void row_block(int n0, int n1, int m0, float* scratch) const {
     constexpr int R = MB == 1 ? 4 : (MB == 2 ? 2 : 1);
     int n = n0;
     for (; n + R <= n1; n += R) {
-      rows<R, MB>(n, m0);
+      rows<F, R, MB>(n, m0, scratch);
     }
     for (; n < n1; ++n) {
-      rows<1, MB>(n, m0);
+      rows<F, 1, MB>(n, m0, scratch);
     }
   }
 
-  void run(int n0, int n1) const {
+  template <Format F>
+  void run_format(int n0, int n1, float* scratch) const {
     for (int m0 = 0; m0 < M; m0 += kGemvMaxM) {
       switch (imin(kGemvMaxM, M - m0)) {
         case 1:
-          row_block<1>(n0, n1, m0);
+          row_block<F, 1>(n0, n1, m0, scratch);
           break;
         case 2:
-          row_block<2>(n0, n1, m0);
+          row_block<F, 2>(n0, n1, m0, scratch);
           break;
         case 3:
-          row_block<3>(n0, n1, m0);
+          row_block<F, 3>(n0, n1, m0, scratch);
           break;
         default:
-          row_block<4>(n0, n1, m0);
+          row_block<F, 4>(n0, n1, m0, scratch);
           break;
       }
     }
+  }
+
+  // Returns false if the scratch could not be allocated.
+  bool run(int n0, int n1) const {
+    Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
+    if (!scratch.p) {
+      return false;
+    }
+    float* p = scratch.as<float>();
+    switch (wr.format()) {
+      case Format::Ternary:
+        run_format<Format::Ternary>(n0, n1, p);
+        break;
+      case Format::Binary:
+        run_format<Format::Binary>(n0, n1, p);
+        break;
+      case Format::Codebook:
+        run_format<Format::Codebook>(n0, n1, p);
+        break;
+    }
+    return true;
   }
 };
 
@@ -312,91 +439,123 @@ struct GemvI8 {
   int M;
   float* out;
 
-  template <int R, int MB>
-  void rows(int n0, int m0) const {
+  // scratch: as for GemvF32.
+  template <Format F, int R, int MB>
+  void rows(int n0, int m0, float* scratch) const {
     const int K = wr.w.K, G = wr.G, steps_per_group = wr.w.group_size / kStep8;
-    const bool ternary = wr.format() == Format::Ternary;
+    const size_t stride = 2 * G + K / 32;
     const uint32_t* r[R];
-    for (int i = 0; i < R; ++i) {
+    const float *cc[R], *sc[R];
+    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+      float* mine = scratch + i * stride;
+      cc[i] = mine;
+      sc[i] = mine + G;
+      wr.row_coefs(n0 + i, mine, mine + G);
       r[i] = wr.row(n0 + i);
+      if constexpr (F == Format::Codebook) {
+        uint32_t* bits = reinterpret_cast<uint32_t*>(mine + 2 * G);
+        wr.codebook_bits_run(r[i], 0, K / 32, bits);
+        r[i] = bits;
+      }
     }
     const vb three = vb{} + uint8_t(3);
-    vf F[R][MB] = {};
-    float corr[R][MB] = {};
+    vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
       vi acc[R][MB] = {};
       for (int sg = 0; sg < steps_per_group; ++sg) {
         const int s = g * steps_per_group + sg;
-        for (int i = 0; i < R; ++i) {
+        vi xs[MB][kVecsPerStep];
+        LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+          LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
+            xs[m][h] = load<vi>(x + size_t(m0 + m) * K + s * kStep8 + h * 4 * W);
+          }
+        }
+        LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
           vb codes[kVecsPerStep];
-          if (ternary) {
-            vq rep;
-            for (int l = 0; l < W / 4; ++l) {
-              std::memcpy(reinterpret_cast<char*>(&rep) + 16 * l, r[i] + 4 * s, 16);
-            }
-            for (int h = 0; h < kVecsPerStep; ++h) {
+          if constexpr (F == Format::Ternary) {
+            vq rep = (vq)broadcast128(r[i] + 4 * s);
+            LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
               codes[h] = (vb)(rep >> ternary_lane_shift(h)) & three;
             }
           } else {
-            uint64_t bits = uint64_t(wr.sign_bits(r[i], 2 * s)) |
-                (uint64_t(wr.sign_bits(r[i], 2 * s + 1)) << 32);
-            for (int h = 0; h < kVecsPerStep; ++h) {
-              codes[h] = bits_to_bytes(bits >> (h * 4 * W));
+            uint64_t sign = uint64_t(r[i][2 * s]) | (uint64_t(r[i][2 * s + 1]) << 32);
+            LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
+              codes[h] = bits_to_bytes(sign >> (h * 4 * W));
             }
           }
-          for (int m = 0; m < MB; ++m) {
-            const int8_t* xs = x + size_t(m0 + m) * K + s * kStep8;
-            for (int h = 0; h < kVecsPerStep; ++h) {
-              acc[i][m] = dot4(acc[i][m], (vi)codes[h], load<vi>(xs + h * 4 * W));
+          LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+            LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
+              acc[i][m] = dot4(acc[i][m], (vi)codes[h], xs[m][h]);
             }
           }
         }
       }
-      for (int i = 0; i < R; ++i) {
-        float cc = wr.code_coef(n0 + i, g), sc = wr.sum_coef(n0 + i, g);
-        for (int m = 0; m < MB; ++m) {
-          F[i][m] += __builtin_convertvector(acc[i][m], vf) * cc;
-          corr[i][m] += sc * float(xsum[size_t(m0 + m) * G + g]);
+      LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+        const float c = cc[i][g];
+        LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+          F_[i][m] += __builtin_convertvector(acc[i][m], vf) * c;
         }
       }
     }
-    for (int i = 0; i < R; ++i) {
-      for (int m = 0; m < MB; ++m) {
-        out[size_t(m0 + m) * wr.w.N + n0 + i] =
-            xscale[m0 + m] * (hsum(F[i][m]) + corr[i][m]);
+    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+      LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+        out[size_t(m0 + m) * wr.w.N + n0 + i] = xscale[m0 + m] *
+            (hsum(F_[i][m]) + dot(sc[i], xsum + size_t(m0 + m) * G, G));
       }
     }
   }
 
-  template <int MB>
-  void row_block(int n0, int n1, int m0) const {
+  template <Format F, int MB>
+  void row_block(int n0, int n1, int m0, float* scratch) const {
     constexpr int R = MB == 1 ? 4 : (MB == 2 ? 2 : 1);
     int n = n0;
     for (; n + R <= n1; n += R) {
-      rows<R, MB>(n, m0);
+      rows<F, R, MB>(n, m0, scratch);
     }
     for (; n < n1; ++n) {
-      rows<1, MB>(n, m0);
+      rows<F, 1, MB>(n, m0, scratch);
     }
   }
 
-  void run(int n0, int n1) const {
+  template <Format F>
+  void run_format(int n0, int n1, float* scratch) const {
     for (int m0 = 0; m0 < M; m0 += kGemvMaxM) {
       switch (imin(kGemvMaxM, M - m0)) {
         case 1:
-          row_block<1>(n0, n1, m0);
+          row_block<F, 1>(n0, n1, m0, scratch);
           break;
         case 2:
-          row_block<2>(n0, n1, m0);
+          row_block<F, 2>(n0, n1, m0, scratch);
           break;
         case 3:
-          row_block<3>(n0, n1, m0);
+          row_block<F, 3>(n0, n1, m0, scratch);
           break;
         default:
-          row_block<4>(n0, n1, m0);
+          row_block<F, 4>(n0, n1, m0, scratch);
           break;
       }
     }
+  }
+
+  // Returns false if the scratch could not be allocated.
+  bool run(int n0, int n1) const {
+    Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
+    if (!scratch.p) {
+      return false;
+    }
+    float* p = scratch.as<float>();
+    switch (wr.format()) {
+      case Format::Ternary:
+        run_format<Format::Ternary>(n0, n1, p);
+        break;
+      case Format::Binary:
+        run_format<Format::Binary>(n0, n1, p);
+        break;
+      case Format::Codebook:
+        run_format<Format::Codebook>(n0, n1, p);
+        break;
+    }
+    return true;
   }
 };
 
@@ -492,17 +651,20 @@ struct GemmNT {
   int M;
   float* out;
 
-  // Words of chunk ch for the W rows starting at n (0 past N).
-  void gather(int n, int ch, uint32_t* lo, uint32_t* hi) const {
-    const bool ternary = wr.format() == Format::Ternary;
+  // Words of chunk ch for the W rows starting at n (0 past N). Codebook
+  // rows come from `bits`, their sign bits for the block's chunks.
+  void gather(int n, int ch, int ch0, const uint32_t* bits, uint32_t* lo, uint32_t* hi) const {
+    const Format f = wr.format();
     for (int i = 0; i < W; ++i) {
       if (n + i >= wr.w.N) {
         lo[i] = hi[i] = 0;
-      } else if (ternary) {
+      } else if (f == Format::Ternary) {
         lo[i] = wr.row(n + i)[2 * ch];
         hi[i] = wr.row(n + i)[2 * ch + 1];
+      } else if (f == Format::Binary) {
+        lo[i] = wr.row(n + i)[ch];
       } else {
-        lo[i] = wr.sign_bits(wr.row(n + i), ch);
+        lo[i] = bits[(n + i) % NR * (KC / 32) + ch - ch0];
       }
     }
   }
@@ -511,9 +673,15 @@ struct GemmNT {
   void decode(int n0, int k0, int k1, Elem* panel) const {
     const bool ternary = wr.format() == Format::Ternary;
     alignas(64) uint32_t lo[W], hi[W];
+    uint32_t bits[NR * (KC / 32)]; // codebook only
+    if (wr.format() == Format::Codebook) {
+      for (int j = 0; j < NR && n0 + j < wr.w.N; ++j) {
+        wr.codebook_bits_run(wr.row(n0 + j), k0 / 32, (k1 - k0) / 32, bits + j * (KC / 32));
+      }
+    }
     for (int ch = k0 / 32; ch < k1 / 32; ++ch) {
       for (int half = 0; half < 2; ++half) {
-        gather(n0 + half * W, ch, lo, hi);
+        gather(n0 + half * W, ch, k0 / 32, bits, lo, hi);
         vu vlo = load<vu>(lo), vhi = load<vu>(hi);
         Elem* dst = panel + size_t(ch * 32 - k0) / M_::kStep * NR + half * W;
         if constexpr (kInt8) {
@@ -700,9 +868,10 @@ bool matmul_nt(const MatmulArgs& a) {
   group_sums(a.x, a.M, a.w.K, a.w.group_size, xsum.as<float>());
   if (a.M <= kGemvMaxM) {
     GemvF32 k{wr, a.x, xsum.as<float>(), a.M, a.out};
-    auto body = [&](int b, int e) { k.run(b, e); };
+    bool ok = true;
+    auto body = [&](int b, int e) { ok = k.run(b, e) && ok; };
     parallel(a, a.w.N, body);
-    return true;
+    return ok;
   }
   return GemmNT<false>{wr, a.x, xsum.as<float>(), nullptr, a.M, a.out}.run(a);
 }
@@ -728,9 +897,10 @@ bool matmul_nt_int8(const MatmulArgs& a) {
       x = permuted.as<int8_t>();
     }
     GemvI8 k{wr, x, isum.as<int32_t>(), a.xscale, a.M, a.out};
-    auto body = [&](int b, int e) { k.run(b, e); };
+    bool ok = true;
+    auto body = [&](int b, int e) { ok = k.run(b, e) && ok; };
     parallel(a, a.w.N, body);
-    return true;
+    return ok;
   }
   Buffer fsum(sizeof(float) * size_t(a.M) * G);
   if (!fsum.p) {
