@@ -7,6 +7,7 @@ import sys
 # command -> module with a main(argv) entry point
 COMMANDS = {
     "layer": "mlx_lowbit.layer_report",
+    "bench": "mlx_lowbit.bench",
 }
 
 
