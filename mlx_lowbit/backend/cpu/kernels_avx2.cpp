@@ -20,7 +20,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 32
 #define LOWBIT_SIMD_MR 6
-#define LOWBIT_SIMD_MASK_REGISTERS 0
+#define LOWBIT_SIMD_PERMUTE_CODES 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
 // u8 codes x s8 activations: vpmaddubsw (pairs into int16; codes <= 2 keep
@@ -45,6 +45,10 @@ inline vi broadcast128(const void* p) {
 }
 inline vf add_if(vf acc, vu word, vu bit, vf x) {
   return acc + (vf)((vi)((word & bit) == bit) & (vi)x);
+}
+inline vf permute_codes(vu idx) {
+  const __m256 table = _mm256_setr_ps(0, 1, 2, 0, 0, 1, 2, 0);
+  return (vf)_mm256_permutevar8x32_ps(table, (__m256i)idx);
 }
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);

@@ -20,7 +20,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 64
 #define LOWBIT_SIMD_MR 12
-#define LOWBIT_SIMD_MASK_REGISTERS 1
+#define LOWBIT_SIMD_PERMUTE_CODES 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
 // u8 codes x s8 activations, 4 per lane: one vpdpbusd.
@@ -36,6 +36,10 @@ inline vi broadcast128(const void* p) {
 inline vf add_if(vf acc, vu word, vu bit, vf x) {
   return (vf)_mm512_mask_add_ps(
       (__m512)acc, _mm512_test_epi32_mask((__m512i)word, (__m512i)bit), (__m512)acc, (__m512)x);
+}
+inline vf permute_codes(vu idx) {
+  const __m512 table = _mm512_setr_ps(0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 0);
+  return (vf)_mm512_permutexvar_ps((__m512i)idx, table);
 }
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);

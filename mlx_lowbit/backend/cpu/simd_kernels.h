@@ -7,7 +7,8 @@
 //   LOWBIT_SIMD_BYTES          vector width in bytes (64, 32, 16), then
 //                              include simd_types.h for W, vf, vi, vu, vq, vb
 //   LOWBIT_SIMD_MR             rows of x per GEMM micro-tile
-//   LOWBIT_SIMD_MASK_REGISTERS 1 where a compare yields a mask register
+//   LOWBIT_SIMD_PERMUTE_CODES  1 with vf permute_codes(vu idx): lane i =
+//                              {0,1,2,0}[idx_i & 3] by a table permute
 //   vi dot4(vi acc, vi a, vi b)  acc + the sum of the 4 byte products in each
 //                                32-bit lane; a holds small non-negative codes
 //                                (0..2), b int8 activations
@@ -252,6 +253,16 @@ inline vu ternary_bit(int v, int b) {
     return uint32_t(1) << (lowbit::ternary::kBits * ((v * W + i) % lowbit::ternary::kPerWord) + b);
   });
 }
+// Ternary codes (0, 1, 2) of vector v of a word, as floats.
+inline vf ternary_codes(vu word, int v) {
+#if LOWBIT_SIMD_PERMUTE_CODES
+  // vpermps reads only the low index bits: the next code above the two we
+  // want picks among copies of {0, 1, 2, 0}, so no mask is needed.
+  return permute_codes(word >> ternary_shift(v));
+#else
+  return __builtin_convertvector((vi)((word >> ternary_shift(v)) & lowbit::ternary::kCodeMask), vf);
+#endif
+}
 // Binary: the bit of weight v*W + i in the chunk's 32-bit word.
 inline vu bit_select(int v) {
   return make_vec<vu>([v](int i) { return uint32_t(1) << ((v * W + i) % 32); });
@@ -259,9 +270,10 @@ inline vu bit_select(int v) {
 
 // ---------------------------------------------------------------- GEMV (float)
 // Small M: no weight reuse to exploit across rows of x, so each weight chunk
-// goes from its packed bits straight into masked adds (or, without mask
-// registers, a convert and an FMA) in registers; R rows of W at once keep
-// enough independent accumulators in flight.
+// goes from its packed bits straight into registers: binary and codebook
+// signs into masked adds of x, ternary codes (shift + table permute, or
+// shift + mask + convert) into an FMA. R rows of W at once keep enough
+// independent accumulators in flight.
 
 constexpr int kGemvMaxM = 4;
 constexpr int kChunksPerVec = 32 / W; // vectors per 32-weight chunk
@@ -297,7 +309,7 @@ struct GemvF32 {
     }
     vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
-      vf A[R][MB] = {}, A2[R][MB] = {};
+      vf A[R][MB] = {};
       for (int cg = 0; cg < chunks_per_group; ++cg) {
         const int ch = g * chunks_per_group + cg;
         vf xv[MB][kChunksPerVec];
@@ -309,19 +321,10 @@ struct GemvF32 {
         LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
           if constexpr (F == Format::Ternary) {
             LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
-              vu word = splatu(r[i][2 * ch + (v * W) / 16]);
-#if LOWBIT_SIMD_MASK_REGISTERS
-              // Code bit 0 adds x once, bit 1 twice (codes are 0, 1, 2).
-              LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-                A[i][m] = add_if(A[i][m], word, ternary_bit(v, 0), xv[m][v]);
-                A2[i][m] = add_if(A2[i][m], word, ternary_bit(v, 1), xv[m][v]);
-              }
-#else
-              vf code = __builtin_convertvector((vi)((word >> ternary_shift(v)) & 3u), vf);
+              vf code = ternary_codes(splatu(r[i][2 * ch + (v * W) / 16]), v);
               LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
                 A[i][m] += code * xv[m][v];
               }
-#endif
             }
           } else {
             vu sign = splatu(r[i][ch]);
@@ -337,9 +340,6 @@ struct GemvF32 {
         const float c = cc[i][g];
         LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
           F_[i][m] += A[i][m] * c;
-          if constexpr (F == Format::Ternary && LOWBIT_SIMD_MASK_REGISTERS) {
-            F_[i][m] += A2[i][m] * (2.0f * c);
-          }
         }
       }
     }
