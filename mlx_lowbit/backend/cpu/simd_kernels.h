@@ -9,6 +9,9 @@
 //   LOWBIT_SIMD_MR             rows of x per GEMM micro-tile
 //   LOWBIT_SIMD_PERMUTE_CODES  1 with vf permute_codes(vu idx): lane i =
 //                              {0,1,2,0}[idx_i & 3] by a table permute
+//   LOWBIT_SIMD_CODEBOOK_GATHER 1 with codebook_patterns16(row, words_per_row,
+//                              j0, c, v, padded table, dst): the patterns of
+//                              indices j0 .. j0+15 of a row written to dst
 //   vi dot4(vi acc, vi a, vi b)  acc + the sum of the 4 byte products in each
 //                                32-bit lane; a holds small non-negative codes
 //                                (0..2), b int8 activations
@@ -122,8 +125,22 @@ using Format = lowbit::Format;
 struct WeightRows {
   const PackedWeight& w;
   int G; // groups per row
+  // Codebook with LOWBIT_SIMD_CODEBOOK_GATHER: a copy of the codebook with
+  // 4 bytes of padding, so 32-bit gathers of any entry stay in bounds.
+  Buffer gather_table;
 
-  explicit WeightRows(const PackedWeight& w) : w(w), G(w.K / w.group_size) {}
+  explicit WeightRows(const PackedWeight& w)
+      : w(w),
+        G(w.K / w.group_size),
+        gather_table(LOWBIT_SIMD_CODEBOOK_GATHER && w.format == int(Format::Codebook)
+                         ? (size_t(1) << w.index_bits) * (w.vector_size / 8) + 4
+                         : 0) {
+    if (LOWBIT_SIMD_CODEBOOK_GATHER && w.format == int(Format::Codebook) && gather_table.p) {
+      size_t bytes = (size_t(1) << w.index_bits) * (w.vector_size / 8);
+      std::memcpy(gather_table.p, w.codebook, bytes);
+      std::memset(gather_table.as<char>() + bytes, 0, 4);
+    }
+  }
 
   Format format() const {
     return Format(w.format);
@@ -201,6 +218,24 @@ struct WeightRows {
   // the index stream once (the same bits as index_from_words, in order).
   void codebook_bits_run(const uint32_t* r, int ch0, int count, uint32_t* dst) const {
     const int v = w.vector_size, c = w.index_bits, per = 32 / v;
+#if LOWBIT_SIMD_CODEBOOK_GATHER
+    if (gather_table.p) {
+      // 16 indices at a time by permutes and a gather; the rest below.
+      const int j0 = ch0 * per, n = count * per;
+      int b = 0;
+      for (; b + 16 <= n; b += 16) {
+        codebook_patterns16(r, w.words_per_row, j0 + b, c, v, gather_table.p,
+                            reinterpret_cast<uint8_t*>(dst) + b * v / 8);
+      }
+      const int words = b * v / 32;
+      ch0 += words;
+      dst += words;
+      count -= words;
+      if (count == 0) {
+        return;
+      }
+    }
+#endif
     const uint64_t mask = (uint64_t(1) << c) - 1;
     const uint8_t* cb8 = static_cast<const uint8_t*>(w.codebook);
     const uint16_t* cb16 = static_cast<const uint16_t*>(w.codebook);
