@@ -130,6 +130,9 @@ def test_transposed_product(isa, path, fi, dtype):
             out = lb.matmul(x, qw, transpose=False)
             assert out.shape == (m, 128)
             assert_close(out, expected(x, qw, transpose=False), dtype, f"N{n} M{m}")
+            # int8 rounding of x applies to this product too (same on every path).
+            out8 = lb.matmul(x, qw, transpose=False, activation_bits=8)
+            assert_close(out8, expected(x, qw, 8, transpose=False), dtype, f"N{n} M{m} a8")
 
 
 @pytest.mark.parametrize("path", ISAS)

@@ -188,7 +188,6 @@ void run(const KernelTable& t, const Case& c, int M) {
   a.w = w.view;
   a.M = M;
   a.parallel = &two_chunks;
-  a.threads = 2;
   std::vector<float> out(size_t(M) * c.N);
   std::vector<double> ref(out.size());
   // x @ W.T, float

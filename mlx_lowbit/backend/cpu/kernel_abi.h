@@ -42,7 +42,6 @@ struct MatmulArgs {
   const float* xscale;
   float* out; // (M, N) or (M, K), row-major
   ParallelFor parallel;
-  int threads;
 };
 
 // Activation/output dtypes the kernels convert (MLX's bit layouts).

@@ -64,7 +64,6 @@ std::vector<array> weak_copies(const std::vector<array>& arrays, size_t first) {
   return out;
 }
 
-
 cpu::PackedWeight packed_weight(const cpu::WeightView& v) {
   return cpu::PackedWeight{
       int(v.spec.format),
@@ -135,7 +134,6 @@ void matmul_simd(
   args.w = packed_weight(w);
   args.M = int(x.size() / x.shape(-1));
   args.parallel = &cpu::parallel_for_c;
-  args.threads = cpu::num_threads();
   const size_t x_cols = x.shape(-1);
   std::vector<float> x_storage, out_storage;
   std::vector<int8_t> xq;
@@ -151,7 +149,20 @@ void matmul_simd(
     xf = x_storage.data();
   }
   args.x = xf;
-  if (activation_bits == 8) {
+  if (activation_bits == 8 && !transpose) {
+    // x @ W has no integer kernel: round x to its int8 grid and multiply in
+    // float, as the portable path does.
+    if (xf != x_storage.data()) {
+      x_storage.assign(xf, xf + x.size());
+    }
+    cpu::parallel_for(args.M, [&](int m0, int m1) {
+      std::vector<int8_t> scratch(x_cols);
+      for (int m = m0; m < m1; ++m) {
+        cpu::round_row_to_int8_grid(x_storage.data() + m * x_cols, int(x_cols), scratch.data());
+      }
+    });
+    args.x = x_storage.data();
+  } else if (activation_bits == 8) {
     xq.resize(x.size());
     xscale.resize(args.M);
     cpu::parallel_for(args.M, [&](int m0, int m1) {

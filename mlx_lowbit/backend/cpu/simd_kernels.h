@@ -22,7 +22,6 @@
 //   float half_to_float1(uint16_t); void half_to_float_w(const uint16_t*, float*);
 //   void float_to_half_w(const float*, uint16_t*)   (W values, IEEE float16)
 // Everything here has internal linkage (see kernel_abi.h for why).
-#pragma once
 //
 // Identity used by every kernel: with c the stored code of a weight (ternary
 // c in {0, 1, 2}, t = c - 1; binary / codebook sign bit c in {0, 1},
@@ -35,6 +34,7 @@
 
 // The including file has already included, at global scope, <cstdint>,
 // <cstdlib>, <cstring>, <type_traits>, kernel_abi.h and formats.h.
+#pragma once
 
 // ---------------------------------------------------------------- helpers
 
@@ -54,9 +54,6 @@ inline V load(const T* p) {
 template <class V, class T>
 inline void store(T* p, V v) {
   std::memcpy(p, &v, sizeof(V));
-}
-inline vf splat(float s) {
-  return vf{} + s;
 }
 inline vu splatu(uint32_t s) {
   return vu{} + s;
