@@ -19,7 +19,13 @@ def quick(tmp_path_factory):
 
 def test_writes_every_output(quick):
     out, results = quick
-    for name in ("report.md", "results.json", "results.csv", "roofline.png", "time_vs_m_square_4096x4096.png"):
+    for name in (
+        "report.md",
+        "results.json",
+        "results.csv",
+        "roofline.png",
+        "time_vs_m_square_4096x4096.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     for png in results["plots"]:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -53,7 +59,9 @@ def test_kernel_rows_are_consistent(quick):
         assert 0.5 < r["bits_per_weight"] < 2.5
         assert r["repeats"] >= 3
     # Ratios exist exactly where the baseline was measured, and are time ratios.
-    base = {(r["name"], r["M"]): r["median_s"] for r in results["kernels"] if r["kind"] == "baseline"}
+    base = {
+        (r["name"], r["M"]): r["median_s"] for r in results["kernels"] if r["kind"] == "baseline"
+    }
     assert ("dense f32", 1) in base and base[("dense f32", 1)]
     for r in kernels:
         b = base.get(("dense f32", r["M"]))

@@ -17,7 +17,7 @@ import mlx_lowbit as lb
 from mlx_lowbit import _ext
 
 import reference
-from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
+from conftest import DTYPES, FORMATS, assert_close, format_id, product
 
 ISAS = _ext.cpu_isas()
 SIMD_ISAS = [i for i in ISAS if i != "portable"]
@@ -103,7 +103,9 @@ def test_reduction_blocks_and_groups(isa, path, fi, gs, m):
     qw = weight(fi, 35, k, gs)
     x = make_x((m, k), mx.float32)
     for bits in (0, 8):
-        assert_close(lb.matmul(x, qw, activation_bits=bits), expected(x, qw, bits), mx.float32, f"a{bits}")
+        assert_close(
+            lb.matmul(x, qw, activation_bits=bits), expected(x, qw, bits), mx.float32, f"a{bits}"
+        )
 
 
 @pytest.mark.parametrize("path", ISAS)
@@ -251,8 +253,12 @@ def test_x86_kernels_in_the_cpp_harness(tmp_path):
     compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
         pytest.skip("no C++ compiler")
-    flags = "-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni".split()
-    sources = HARNESS + [ROOT / f"mlx_lowbit/backend/cpu/kernels_{i}.cpp" for i in ("avx2", "avx512")]
+    flags = (
+        "-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni".split()
+    )
+    sources = HARNESS + [
+        ROOT / f"mlx_lowbit/backend/cpu/kernels_{i}.cpp" for i in ("avx2", "avx512")
+    ]
     for name in SIMD_ISAS:
         _build_and_run(compiler, flags, sources, [], name, tmp_path)
 
@@ -267,4 +273,11 @@ def test_neon_kernels_under_qemu(tmp_path):
             "(apt-get install g++-aarch64-linux-gnu qemu-user); arm64 CI runs NEON natively"
         )
     sources = HARNESS + [ROOT / "mlx_lowbit/backend/cpu/kernels_neon.cpp"]
-    _build_and_run(compiler, ["-static", "-march=armv8.2-a+dotprod"], sources, [qemu, "-cpu", "max"], "neon", tmp_path)
+    _build_and_run(
+        compiler,
+        ["-static", "-march=armv8.2-a+dotprod"],
+        sources,
+        [qemu, "-cpu", "max"],
+        "neon",
+        tmp_path,
+    )
