@@ -308,6 +308,14 @@ inline vu bit_select(int v) {
 // independent accumulators in flight.
 
 constexpr int kGemvMaxM = 4;
+// Rows of W per pass for MB rows of x: enough independent accumulator chains
+// to cover the FMA / dot-product latency, and each x load serving several
+// rows (x of 4 rows no longer fits L1 at K = 4096), within the registers.
+#if LOWBIT_SIMD_BYTES == 64
+constexpr int kGemvRows[kGemvMaxM + 1] = {0, 4, 4, 2, 2};
+#else
+constexpr int kGemvRows[kGemvMaxM + 1] = {0, 4, 2, 1, 1};
+#endif
 constexpr int kChunksPerVec = 32 / W; // vectors per 32-weight chunk
 
 struct GemvF32 {
@@ -385,7 +393,7 @@ struct GemvF32 {
 
   template <Format F, int MB>
   void row_block(int n0, int n1, int m0, float* scratch) const {
-    constexpr int R = MB == 1 ? 4 : (MB == 2 ? 2 : 1);
+    constexpr int R = kGemvRows[MB];
     int n = n0;
     for (; n + R <= n1; n += R) {
       rows<F, R, MB>(n, m0, scratch);
@@ -395,22 +403,15 @@ struct GemvF32 {
     }
   }
 
+  // Passes of at most 2 rows of x: float rows of 3 or 4 no longer fit L1
+  // next to the weights (K = 4096: 16 KB each), and two passes are faster.
   template <Format F>
   void run_format(int n0, int n1, float* scratch) const {
-    for (int m0 = 0; m0 < M; m0 += kGemvMaxM) {
-      switch (imin(kGemvMaxM, M - m0)) {
-        case 1:
-          row_block<F, 1>(n0, n1, m0, scratch);
-          break;
-        case 2:
-          row_block<F, 2>(n0, n1, m0, scratch);
-          break;
-        case 3:
-          row_block<F, 3>(n0, n1, m0, scratch);
-          break;
-        default:
-          row_block<F, 4>(n0, n1, m0, scratch);
-          break;
+    for (int m0 = 0; m0 < M; m0 += 2) {
+      if (M - m0 == 1) {
+        row_block<F, 1>(n0, n1, m0, scratch);
+      } else {
+        row_block<F, 2>(n0, n1, m0, scratch);
       }
     }
   }
@@ -539,7 +540,7 @@ struct GemvI8 {
 
   template <Format F, int MB>
   void row_block(int n0, int n1, int m0, float* scratch) const {
-    constexpr int R = MB == 1 ? 4 : (MB == 2 ? 2 : 1);
+    constexpr int R = kGemvRows[MB];
     int n = n0;
     for (; n + R <= n1; n += R) {
       rows<F, R, MB>(n, m0, scratch);
