@@ -9,6 +9,7 @@ COMMANDS = {
     "layer": "mlx_lowbit.layer_report",
     "convert": "mlx_lowbit.lm.convert",
     "demo": "mlx_lowbit.demo",
+    "bench": "mlx_lowbit.bench",
 }
 
 

@@ -34,6 +34,7 @@ Quantized as_tuple(lb::QuantizedArrays q) {
 void init_metal(nb::module_& m);
 
 NB_MODULE(_ext, m) {
+  void init_cpu(nb::module_&); init_cpu(m); // python/src/cpu_bindings.cpp
   m.doc() = "mlx-lowbit C++ core: low-bit matmul primitive, quantizers, packers.";
 
   m.def(

@@ -1,14 +1,17 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// eval_cpu for LowBitMatmul and LowBitDequantize: convert activations to
-// float32, run the kernel inside the CPU stream's dispatch, convert back.
+// eval_cpu for LowBitMatmul and LowBitDequantize: pick the kernel path
+// (isa.h), convert activations to float32 (or int8 rows), run the kernel
+// inside the CPU stream's dispatch, convert back.
 
+#include <new>
 #include <vector>
 
 #include "mlx/allocator.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/types/half_types.h"
 #include "mlx_lowbit/backend/cpu/activation_quant.h"
+#include "mlx_lowbit/backend/cpu/isa.h"
 #include "mlx_lowbit/backend/cpu/kernels.h"
 #include "mlx_lowbit/backend/cpu/thread_pool.h"
 #include "mlx_lowbit/primitives.h"
@@ -61,6 +64,136 @@ std::vector<array> weak_copies(const std::vector<array>& arrays, size_t first) {
   return out;
 }
 
+cpu::PackedWeight packed_weight(const cpu::WeightView& v) {
+  return cpu::PackedWeight{
+      int(v.spec.format),
+      v.N,
+      v.K,
+      v.spec.group_size,
+      v.spec.vector_size,
+      v.spec.index_bits,
+      v.words_per_row,
+      v.packed,
+      v.scales,
+      v.biases,
+      v.codebook,
+      v.scales_f32};
+}
+
+cpu::Half16 half_type(const array& a) {
+  return a.dtype() == mx::float16 ? cpu::Half16::Float16 : cpu::Half16::BFloat16;
+}
+
+// The portable kernels: float32 everywhere; int8 activations are rounded to
+// their int8 grid and multiplied in float (the same result as an integer
+// product, up to fp32 rounding).
+void matmul_portable(
+    const cpu::WeightView& w,
+    array& x,
+    array& out,
+    bool transpose,
+    int activation_bits) {
+  int M = int(x.size() / x.shape(-1));
+  std::vector<float> x_storage, out_storage;
+  const float* xf = as_float(x, x_storage);
+  if (activation_bits == 8) {
+    int K = x.shape(-1);
+    if (xf != x_storage.data()) {
+      x_storage.assign(xf, xf + x.size());
+    }
+    cpu::parallel_for(M, [&](int m0, int m1) {
+      std::vector<int8_t> scratch(K);
+      for (int m = m0; m < m1; ++m) {
+        cpu::round_row_to_int8_grid(x_storage.data() + size_t(m) * K, K, scratch.data());
+      }
+    });
+    xf = x_storage.data();
+  }
+  float* of = out.data<float>();
+  if (out.dtype() != mx::float32) {
+    out_storage.resize(out.size());
+    of = out_storage.data();
+  }
+  if (transpose) {
+    cpu::matmul_nt(w, xf, M, of);
+  } else {
+    cpu::matmul_nn(w, xf, M, of);
+  }
+  store_float(of, out);
+}
+
+// A SIMD path: the same contract through kernel_abi.h.
+void matmul_simd(
+    const cpu::KernelTable& k,
+    const cpu::WeightView& w,
+    array& x,
+    array& out,
+    bool transpose,
+    int activation_bits) {
+  cpu::MatmulArgs args{};
+  args.w = packed_weight(w);
+  args.M = int(x.size() / x.shape(-1));
+  args.parallel = &cpu::parallel_for_c;
+  const size_t x_cols = x.shape(-1);
+  std::vector<float> x_storage, out_storage;
+  std::vector<int8_t> xq;
+  std::vector<float> xscale;
+  const float* xf = x.dtype() == mx::float32 ? x.data<float>() : nullptr;
+  if (!xf) {
+    x_storage.resize(x.size());
+    cpu::parallel_for(args.M, [&](int m0, int m1) {
+      k.half_to_float(
+          x.data<uint16_t>() + m0 * x_cols, half_type(x), x_storage.data() + m0 * x_cols,
+          (m1 - m0) * x_cols);
+    });
+    xf = x_storage.data();
+  }
+  args.x = xf;
+  if (activation_bits == 8 && !transpose) {
+    // x @ W has no integer kernel: round x to its int8 grid and multiply in
+    // float, as the portable path does.
+    if (xf != x_storage.data()) {
+      x_storage.assign(xf, xf + x.size());
+    }
+    cpu::parallel_for(args.M, [&](int m0, int m1) {
+      std::vector<int8_t> scratch(x_cols);
+      for (int m = m0; m < m1; ++m) {
+        cpu::round_row_to_int8_grid(x_storage.data() + m * x_cols, int(x_cols), scratch.data());
+      }
+    });
+    args.x = x_storage.data();
+  } else if (activation_bits == 8) {
+    xq.resize(x.size());
+    xscale.resize(args.M);
+    cpu::parallel_for(args.M, [&](int m0, int m1) {
+      for (int m = m0; m < m1; ++m) {
+        xscale[m] = cpu::quantize_row_int8(xf + m * x_cols, int(x_cols), xq.data() + m * x_cols);
+      }
+    });
+    args.xq = xq.data();
+    args.xscale = xscale.data();
+  }
+  args.out = out.data<float>();
+  if (out.dtype() != mx::float32) {
+    out_storage.resize(out.size());
+    args.out = out_storage.data();
+  }
+  bool ok = !transpose ? k.matmul_nn(args)
+      : activation_bits == 8 ? k.matmul_nt_int8(args)
+                             : k.matmul_nt(args);
+  if (!ok) {
+    throw std::bad_alloc();
+  }
+  if (out.dtype() != mx::float32) {
+    const size_t cols = out.shape(-1);
+    cpu::parallel_for(args.M, [&](int m0, int m1) {
+      k.float_to_half(
+          out_storage.data() + m0 * cols, half_type(out), out.data<uint16_t>() + m0 * cols,
+          (m1 - m0) * cols);
+    });
+  }
+}
+
 } // namespace
 
 void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
@@ -70,46 +203,26 @@ void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
     encoder.set_input_array(a);
   }
   encoder.set_output_array(out);
+  // Resolved here, on the caller's thread, so that a bad MLX_LOWBIT_CPU_ISA
+  // raises at mx.eval instead of inside the stream's worker.
+  const cpu::KernelTable* kernels = cpu::kernels_for(cpu::active_isa());
   encoder.dispatch([x = array::unsafe_weak_copy(inputs[0]),
                     weight = weak_copies(inputs, 1),
                     out = array::unsafe_weak_copy(out),
                     spec = spec_,
                     has_bias = has_bias_,
                     transpose = transpose_,
-                    activation_bits = activation_bits_]() mutable {
+                    activation_bits = activation_bits_,
+                    kernels]() mutable {
     if (out.size() == 0) {
       return;
     }
     cpu::WeightView w = cpu::make_view(spec, has_bias, weight);
-    int M = int(x.size() / x.shape(-1));
-    std::vector<float> x_storage, out_storage;
-    const float* xf = as_float(x, x_storage);
-    if (activation_bits == 8) {
-      // The portable path multiplies the int8-rounded values in float: the
-      // same result as integer dot products, up to fp32 rounding.
-      int K = x.shape(-1);
-      if (xf != x_storage.data()) {
-        x_storage.assign(xf, xf + x.size());
-      }
-      cpu::parallel_for(M, [&](int m0, int m1) {
-        std::vector<int8_t> scratch(K);
-        for (int m = m0; m < m1; ++m) {
-          cpu::round_row_to_int8_grid(x_storage.data() + size_t(m) * K, K, scratch.data());
-        }
-      });
-      xf = x_storage.data();
-    }
-    float* of = out.data<float>();
-    if (out.dtype() != mx::float32) {
-      out_storage.resize(out.size());
-      of = out_storage.data();
-    }
-    if (transpose) {
-      cpu::matmul_nt(w, xf, M, of);
+    if (kernels) {
+      matmul_simd(*kernels, w, x, out, transpose, activation_bits);
     } else {
-      cpu::matmul_nn(w, xf, M, of);
+      matmul_portable(w, x, out, transpose, activation_bits);
     }
-    store_float(of, out);
   });
 }
 

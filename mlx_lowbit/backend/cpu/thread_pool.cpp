@@ -188,4 +188,8 @@ void parallel_for(int n, const std::function<void(int, int)>& fn) {
   pool().run(n, fn);
 }
 
+void parallel_for_c(int n, void (*body)(void* ctx, int begin, int end), void* ctx) {
+  parallel_for(n, [body, ctx](int begin, int end) { body(ctx, begin, end); });
+}
+
 } // namespace mlx_lowbit::cpu

@@ -16,4 +16,8 @@ void set_num_threads(int n);
 // worker, and returns when all are done. Nested calls run inline.
 void parallel_for(int n, const std::function<void(int, int)>& fn);
 
+// The same with a plain function pointer, for the SIMD kernel files
+// (kernel_abi.h's ParallelFor).
+void parallel_for_c(int n, void (*body)(void* ctx, int begin, int end), void* ctx);
+
 } // namespace mlx_lowbit::cpu

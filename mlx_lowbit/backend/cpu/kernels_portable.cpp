@@ -1,7 +1,7 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// Portable kernels: decode a group of weights to floats once, then reuse it
-// for every row of x. Scales and biases are applied per group, not per weight:
+// The portable kernels (any CPU, plain C++): decode a group of weights to
+// floats once, then reuse it for every row of x. Scales and biases are applied per group, not per weight:
 //   sum_k (s * t_k + b) x_k = s * sum_k t_k x_k + b * sum_k x_k.
 
 #include <algorithm>

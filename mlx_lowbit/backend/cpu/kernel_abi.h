@@ -1,0 +1,66 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// The interface between the CPU backend and its SIMD kernel files. Those files
+// are compiled with ISA flags (-mavx512f, ...), so this header holds plain
+// data and function pointers only: any inline function or template it pulled
+// in (the STL, mlx headers) would be emitted in each ISA's object file and
+// the linker could keep an AVX-512 copy for every caller, which then crashes
+// on an older CPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mlx_lowbit::cpu {
+
+// One quantized weight, as laid out in formats/*.h. Aggregates without
+// default member initializers: no constructor gets emitted in an ISA file.
+struct PackedWeight {
+  int format; // lowbit::Format
+  int N, K, group_size;
+  int vector_size, index_bits; // codebook only
+  int words_per_row;
+  const uint32_t* packed;
+  const void* scales; // (N, K / group_size), float16 or float32
+  const void* biases; // binary only, may be null
+  const void* codebook; // codebook only: uint8 (v = 8) / uint16 (v = 16)
+  bool scales_f32;
+};
+
+// Runs body(ctx, begin, end) on disjoint chunks of [0, n) over the worker
+// threads and returns when all are done.
+using ParallelFor = void (*)(int n, void (*body)(void* ctx, int begin, int end), void* ctx);
+
+struct MatmulArgs {
+  PackedWeight w;
+  int M; // rows of x (all batch dimensions flattened)
+  // Float activations, row-major: (M, K) for x @ W.T, (M, N) for x @ W.
+  const float* x;
+  // activation_bits = 8: (M, K) int8 rows and their scales (see
+  // activation_quant.h); the product is xscale[m] * (q[m] @ W.T).
+  const int8_t* xq;
+  const float* xscale;
+  float* out; // (M, N) or (M, K), row-major
+  ParallelFor parallel;
+};
+
+// Activation/output dtypes the kernels convert (MLX's bit layouts).
+enum class Half16 { Float16, BFloat16 };
+
+struct KernelTable {
+  const char* name;
+  // Each returns false if it could not allocate its scratch memory.
+  bool (*matmul_nt)(const MatmulArgs&); // out = x @ W.T, float x
+  bool (*matmul_nt_int8)(const MatmulArgs&); // out = xscale * (xq @ W.T)
+  bool (*matmul_nn)(const MatmulArgs&); // out = x @ W, float x
+  void (*half_to_float)(const uint16_t* src, Half16 type, float* dst, size_t n);
+  void (*float_to_half)(const float* src, Half16 type, uint16_t* dst, size_t n);
+};
+
+// The table of each SIMD file, or null where that file was not compiled for
+// this architecture.
+const KernelTable* avx2_kernels();
+const KernelTable* avx512_kernels();
+const KernelTable* neon_kernels();
+
+} // namespace mlx_lowbit::cpu

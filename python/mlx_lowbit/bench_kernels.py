@@ -1,0 +1,470 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""The kernel benchmark of ``mlx-lowbit bench``: what runs (plans, shapes,
+formats), the device and its peak figures, the timer, and the kernels against
+baselines measured in the same run."""
+
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import mlx.core as mx
+import numpy as np
+
+from . import _ext
+from .ops import matmul, quantize
+from .quantized_weight import QuantizedWeight
+
+DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+
+# (label, format, options): the formats every kernel table covers.
+FORMATS = [
+    ("ternary", "ternary", {}),
+    ("binary", "binary", {}),
+    ("codebook v16 c12", "codebook", {"vector_size": 16, "index_bits": 12, "max_iters": 10}),
+    ("codebook v8 c6", "codebook", {"vector_size": 8, "index_bits": 6, "max_iters": 10}),
+]
+
+# Layer shapes (N output features, K input features) of real models. The
+# 4096 x 4096 square is also Llama-2-7B's q/k/v/o and Llama-3-8B's q/o.
+LAYER_SHAPES = {
+    "square 4096x4096": (4096, 4096),
+    "llama2-7b gate/up": (11008, 4096),
+    "llama2-7b down": (4096, 11008),
+    "llama3-8b k/v": (1024, 4096),
+    "llama3-8b gate/up": (14336, 4096),
+    "llama3-8b down": (4096, 14336),
+    "4096x16384x4096": (4096, 16384),
+}
+
+SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
+
+# ggml (llama.cpp) CPU kernels, timed earlier on ONE core of the developers'
+# 2-core AVX-512 machine for a 4096 x 4096 weight (issue 6). Printed as fixed
+# reference figures: they are not re-measured by this benchmark.
+GGML_REFERENCE = [
+    # (label, format it compares with, M, seconds, activations)
+    ("ggml TQ2_0 (ternary, 2.06 bpw)", "ternary", 1, 270e-6, "int8"),
+    ("ggml TQ2_0 (ternary, 2.06 bpw)", "ternary", 128, 34e-3, "int8"),
+    ("ggml Q1_0 (binary, 1.125 bpw)", "binary", 1, 460e-6, "int8"),
+    ("ggml Q4_0 repacked (4.5 bpw)", None, 128, 17e-3, "int8"),
+    ("ggml dense f32", None, 1, 1.5e-3, "float32"),
+    ("ggml dense f16", None, 1, 0.9e-3, "float16"),
+]
+
+
+@dataclass
+class Plan:
+    """What a run measures; --quick and the full run differ only here."""
+
+    name: str
+    shapes: List[str]
+    ms: List[int]
+    dtypes: List[str]  # activation dtypes of the kernel table (the first for every shape)
+    extra_dtype_shapes: List[str]  # shapes that also get the other dtypes
+    min_time: float  # seconds of timed runs per measurement
+    max_repeats: int
+    baseline_limit: float  # skip a baseline predicted to take longer than this
+    big_m_shape: Optional[str] = None  # the 4096x16384x4096 case gets M = 4096
+    thread_ms: List[int] = field(default_factory=list)
+    group_sizes: List[int] = field(default_factory=list)
+    codebook_grid: List[Tuple[int, int]] = field(default_factory=list)
+    accumulation_ks: List[int] = field(default_factory=list)
+    ablation_shape: Tuple[int, int] = (4096, 4096)
+    e2e_prompt: int = 128
+    e2e_decode: int = 32
+    e2e_formats: int = len(FORMATS)  # how many of FORMATS run end to end
+    e2e_dense: bool = True  # also the dense float16 model (slow on MLX's CPU)
+
+
+QUICK = Plan(
+    name="quick",
+    shapes=["square 4096x4096"],
+    ms=[1, 16, 128],
+    dtypes=["float16"],
+    extra_dtype_shapes=[],
+    min_time=0.05,
+    max_repeats=10,
+    baseline_limit=1.5,
+    thread_ms=[1, 16],
+    group_sizes=[64, 128],
+    codebook_grid=[(8, 6), (16, 12)],
+    accumulation_ks=[256, 4096],
+    ablation_shape=(1024, 1024),
+    e2e_prompt=16,
+    e2e_decode=4,
+    e2e_formats=1,
+    e2e_dense=False,
+)
+
+FULL = Plan(
+    name="full",
+    shapes=list(LAYER_SHAPES),
+    ms=[1, 4, 16, 128, 512],
+    dtypes=["float16", "bfloat16", "float32"],
+    extra_dtype_shapes=["square 4096x4096"],
+    min_time=0.3,
+    max_repeats=50,
+    baseline_limit=10.0,
+    big_m_shape="4096x16384x4096",
+    thread_ms=[1, 8, 16, 128],
+    group_sizes=[32, 64, 128, 256, 4096],
+    codebook_grid=[(8, 4), (8, 6), (8, 8), (16, 8), (16, 10), (16, 12), (16, 14), (16, 16)],
+    accumulation_ks=[256, 1024, 4096, 16384, 65536],
+)
+
+
+# ---------------------------------------------------------------- device
+
+
+def _cpu_model() -> str:
+    try:
+        if sys.platform == "darwin":
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True
+            ).stdout.strip()
+        text = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        return m.group(1).strip() if m else platform.processor()
+    except OSError:
+        return platform.processor() or "unknown"
+
+
+def _cpu_mhz() -> Optional[float]:
+    try:
+        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        return float(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+def _cpu_flags() -> List[str]:
+    try:
+        m = re.search(r"^flags\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        return []
+    wanted = (
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "bmi2",
+    )
+    return [f for f in (m.group(1).split() if m else []) if f in wanted]
+
+
+def measure_copy_bandwidth(mib: int = 256) -> float:
+    """Achieved single-thread memory bandwidth in GB/s: numpy copying a
+    buffer far larger than the caches (read + write bytes counted)."""
+    src = np.ones(mib * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.nbytes / best / 1e9
+
+
+def detect_device(device: str) -> Dict[str, Any]:
+    """The machine and the peak figures the roofline uses."""
+    info: Dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "mlx": getattr(mx, "__version__", "?"),
+        "device": device,
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
+        "cpu_paths_available": _ext.cpu_isas(),
+        "cpu_path": _ext.cpu_isa(),
+        "threads": _ext.num_threads(),
+    }
+    mhz = _cpu_mhz()
+    # fp32 flops per cycle per core: 2 FMA pipes x lanes x 2.
+    lanes = {"avx512": 16, "avx2": 8, "neon": 4, "portable": 4}[info["cpu_path"]]
+    flops_cycle = 2 * lanes * 2 if info["cpu_path"] != "neon" else 4 * 4 * 2
+    ghz = (mhz / 1000.0) if mhz else 3.0
+    info["peak_note"] = (
+        f"CPU fp32 peak = cores x {ghz:.2f} GHz ({'/proc/cpuinfo' if mhz else 'assumed'}) x "
+        f"{flops_cycle} flop/cycle ({info['cpu_path']}: FMA pipes x lanes x 2); int8 dot-product "
+        "peak taken as 4x that (64 int8 MACs per VNNI/sdot instruction vs 16 fp32 FMAs); "
+        "bandwidth = measured single-thread copy bandwidth (numpy), scaled by threads."
+    )
+    info["peak_gflops_per_core"] = ghz * flops_cycle
+    info["copy_bandwidth_gbps_1thread"] = measure_copy_bandwidth()
+    if device == "gpu" and mx.metal.is_available():
+        gpu = mx.metal.device_info()
+        info["gpu"] = {
+            k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in gpu.items()
+        }
+    return info
+
+
+def peak_figures(info: Dict[str, Any], threads: int) -> Tuple[float, float]:
+    """(fp32 GFLOP/s, GB/s) ceilings for a run on `threads` threads."""
+    return (
+        info["peak_gflops_per_core"] * threads,
+        info["copy_bandwidth_gbps_1thread"] * threads,
+    )
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_op(make: Callable[[], Any], plan: Plan, limit: Optional[float] = None) -> Dict[str, Any]:
+    """Median and spread of `make()`'s evaluation time.
+
+    One warm-up call, then repeated timed regions of mx.eval + mx.synchronize;
+    calls shorter than a millisecond run several per region so per-call
+    overhead does not dominate. An op slower than `limit` seconds is timed
+    once (its warm-up call) and flagged. `cpu` is the process CPU time per
+    op (all threads): on a machine shared with other work it estimates a
+    single-threaded op's uncontended time better than the wall clock."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    mx.eval(make())
+    mx.synchronize()
+    first, first_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if limit is not None and first > limit:
+        return {
+            "median": first,
+            "p10": first,
+            "p90": first,
+            "cpu": first_cpu,
+            "repeats": 1,
+            "per_region": 1,
+            "note": "1 run (slow)",
+        }
+    per_region = max(1, min(64, int(2e-3 / max(first, 1e-7))))
+    repeats = int(plan.min_time / max(first * per_region, 1e-7))
+    repeats = max(3, min(plan.max_repeats, repeats))
+    samples, cpu = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        mx.eval([make() for _ in range(per_region)])
+        mx.synchronize()
+        samples.append((time.perf_counter() - start) / per_region)
+        cpu.append((time.process_time() - cpu_start) / per_region)
+    q10, q50, q90 = np.percentile(samples, [10, 50, 90])
+    return {
+        "median": float(q50),
+        "p10": float(q10),
+        "p90": float(q90),
+        "cpu": float(np.median(cpu)),
+        "repeats": repeats,
+        "per_region": per_region,
+    }
+
+
+def _progress(i: int, total: int, what: str) -> None:
+    print(f"  [{i}/{total}] {what}", flush=True)
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def random_layer(n: int, k: int, dtype: mx.Dtype = mx.float32, seed: int = 0) -> mx.array:
+    return (mx.random.normal((n, k), key=mx.random.key(seed)) * (k**-0.5)).astype(dtype)
+
+
+def _baselines(w: mx.array, dtype: mx.Dtype) -> Dict[str, Callable[[mx.array], mx.array]]:
+    """The products we compare with, for x in `dtype` (built once per shape)."""
+    w16, w32 = w.astype(mx.float16), w.astype(mx.float32)
+    q4 = mx.quantize(w32, group_size=64, bits=4)
+    q2 = mx.quantize(w32, group_size=64, bits=2)
+    mx.eval(w16, w32, *q4, *q2)
+    return {
+        "dense f16": lambda x: x.astype(mx.float16) @ w16.T,
+        "dense f32": lambda x: x.astype(mx.float32) @ w32.T,
+        "mx.qmm 4-bit": lambda x: mx.quantized_matmul(x, *q4, group_size=64, bits=4),
+        "mx.qmm 2-bit": lambda x: mx.quantized_matmul(x, *q2, group_size=64, bits=2),
+    }
+
+
+def _bitlinear(n: int, k: int, dtype: mx.Dtype) -> Optional[Callable[[mx.array], mx.array]]:
+    """mlx-lm's BitLinear (ternary, Metal only) with a random ternary weight."""
+    if not mx.metal.is_available():
+        return None
+    from mlx_lm.models.bitlinear_layers import BitLinear
+
+    layer = BitLinear(k, n, bias=False)
+    layer.weight = mx.random.randint(0, 256, ((n + 3) // 4, k)).astype(mx.uint8)
+    layer.weight_scale = mx.array([1.0], dtype=dtype)
+    mx.eval(layer.parameters())
+    return layer
+
+
+def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]]:
+    """Every format x dtype x activation path x M for the plan's shapes, and
+    the baselines at the same shapes."""
+    rows: List[Dict[str, Any]] = []
+    jobs = []
+    for shape in plan.shapes:
+        dtypes = (
+            plan.dtypes
+            if shape in plan.extra_dtype_shapes or len(plan.shapes) == 1
+            else plan.dtypes[:1]
+        )
+        ms = plan.ms + ([4096] if shape == plan.big_m_shape else [])
+        jobs.append((shape, dtypes, ms))
+    n_base = 4 + (1 if stream == mx.gpu and mx.metal.is_available() else 0)
+    total = sum(len(d) * len(m) * (len(FORMATS) * 2 + n_base) for _, d, m in jobs)
+    done = 0
+    for shape, dtypes, ms in jobs:
+        n, k = LAYER_SHAPES[shape]
+        print(f"\n{shape}: N={n} K={k}", flush=True)
+        w = random_layer(n, k)
+        mx.eval(w)
+        weights = {}
+        for label, fmt, opts in FORMATS:
+            start = time.perf_counter()
+            weights[label] = quantize(w, fmt, 128, **opts)
+            mx.eval(*weights[label].arrays())
+            print(f"  quantized {label} in {time.perf_counter() - start:.1f} s", flush=True)
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            baselines = _baselines(w, dtype)
+            bitlinear = _bitlinear(n, k, dtype) if stream == mx.gpu else None
+            if stream != mx.gpu and dname == dtypes[0] and shape == jobs[0][0]:
+                print(
+                    "  mlx-lm BitLinear: skipped (a Metal kernel; run with --device gpu on a Mac)",
+                    flush=True,
+                )
+            last: Dict[str, Tuple[int, float]] = {}
+            for m in ms:
+                x = mx.random.normal((m, k), key=mx.random.key(m)).astype(dtype)
+                mx.eval(x)
+                for label, qw in weights.items():
+                    for bits in (0, 8):
+                        done += 1
+                        t = time_op(
+                            lambda: matmul(x, qw, activation_bits=bits, stream=stream), plan
+                        )
+                        rows.append(_kernel_row(shape, n, k, m, dname, label, bits, qw, t, info))
+                        _progress(
+                            done,
+                            total,
+                            f"{label:<17} {dname} a{bits} M={m:<5} {t['median'] * 1e3:9.3f} ms",
+                        )
+                named = dict(baselines)
+                if bitlinear is not None:
+                    named["mlx-lm BitLinear"] = bitlinear
+                for name, fn in named.items():
+                    done += 1
+                    prev = last.get(name)
+                    predicted = prev[1] * m / prev[0] if prev else 0.0
+                    if predicted > plan.baseline_limit:
+                        rows.append(
+                            _baseline_row(
+                                shape,
+                                n,
+                                k,
+                                m,
+                                dname,
+                                name,
+                                None,
+                                f"skipped: predicted {predicted:.0f} s",
+                            )
+                        )
+                        _progress(
+                            done,
+                            total,
+                            f"{name:<17} {dname} M={m:<5} skipped (predicted {predicted:.0f} s)",
+                        )
+                        continue
+                    t = time_op(lambda: fn(x), plan, limit=plan.baseline_limit / 4)
+                    last[name] = (m, t["median"])
+                    rows.append(_baseline_row(shape, n, k, m, dname, name, t, t.get("note", "")))
+                    _progress(
+                        done,
+                        total,
+                        f"{name:<17} {dname} M={m:<5} {t['median'] * 1e3:9.3f} ms {t.get('note', '')}",
+                    )
+    _add_ratios(rows)
+    return rows
+
+
+def _kernel_row(shape, n, k, m, dtype, label, bits, qw: QuantizedWeight, t, info) -> Dict[str, Any]:
+    act_bytes = m * k * (4 if dtype == "float32" else 2)
+    out_bytes = m * n * (4 if dtype == "float32" else 2)
+    nbytes = qw.nbytes + act_bytes + out_bytes
+    flops = 2.0 * m * n * k
+    return {
+        "kind": "kernel",
+        "shape": shape,
+        "N": n,
+        "K": k,
+        "M": m,
+        "dtype": dtype,
+        "name": label,
+        "activation_bits": bits,
+        "threads": _ext.num_threads(),
+        "cpu_path": _ext.cpu_isa(),
+        "bits_per_weight": qw.bits_per_weight,
+        "bytes": nbytes,
+        "flops": flops,
+        "median_s": t["median"],
+        "p10_s": t["p10"],
+        "p90_s": t["p90"],
+        "cpu_s": t["cpu"],
+        "repeats": t["repeats"],
+        "ops_per_region": t["per_region"],
+        "gflops": flops / t["median"] / 1e9,
+        "gbps": nbytes / t["median"] / 1e9,
+        "note": "",
+    }
+
+
+def _baseline_row(shape, n, k, m, dtype, name, t, note) -> Dict[str, Any]:
+    row = {
+        "kind": "baseline",
+        "shape": shape,
+        "N": n,
+        "K": k,
+        "M": m,
+        "dtype": dtype,
+        "name": name,
+        "activation_bits": 0,
+        "threads": _ext.num_threads(),
+        "flops": 2.0 * m * n * k,
+        "median_s": None,
+        "p10_s": None,
+        "p90_s": None,
+        "repeats": 0,
+        "note": note,
+    }
+    if t is not None:
+        row.update(
+            median_s=t["median"],
+            p10_s=t["p10"],
+            p90_s=t["p90"],
+            repeats=t["repeats"],
+            gflops=row["flops"] / t["median"] / 1e9,
+        )
+    return row
+
+
+def _add_ratios(rows: List[Dict[str, Any]]) -> None:
+    """speedup_vs[<baseline>] = baseline time / kernel time, same shape, M, dtype."""
+    base = {
+        (r["shape"], r["M"], r["dtype"], r["name"]): r["median_s"]
+        for r in rows
+        if r["kind"] == "baseline" and r["median_s"]
+    }
+    names = sorted({r["name"] for r in rows if r["kind"] == "baseline"})
+    for r in rows:
+        if r["kind"] != "kernel":
+            continue
+        for name in names:
+            b = base.get((r["shape"], r["M"], r["dtype"], name))
+            r[f"x {name}"] = b / r["median_s"] if b else None

@@ -1,0 +1,283 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Every CPU kernel path this machine can run (portable, avx2, avx512 or neon),
+forced one at a time, against the spec decoder in reference.py and against
+each other. The shapes are chosen to hit each blocking edge of the SIMD
+kernels (simd_kernels.h): GEMV for M <= 4 (int8 GEMV only when
+group_size % 64 == 0), GEMM micro-tiles of MR rows (12 on AVX-512 and NEON,
+6 on AVX2) and NR = 2 * lanes columns (32, 16, 8), reduction blocks of 256
+(float) and 1024 (int8) steps, and work items of 512 rows of x."""
+
+import functools
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_lowbit as lb
+from mlx_lowbit import _ext
+
+import reference
+from conftest import DTYPES, FORMATS, assert_close, format_id, product
+
+ISAS = _ext.cpu_isas()
+SIMD_ISAS = [i for i in ISAS if i != "portable"]
+
+# M: GEMV sizes 1-4, then every remainder of the AVX2 (6) and AVX-512 (12)
+# micro-tiles, and one past a 512-row work item.
+M_EDGES = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 17, 25, 64, 65]
+
+
+@pytest.fixture
+def isa():
+    """Restores automatic path choice after a test that forces one."""
+    yield
+    _ext.set_cpu_isa("auto")
+
+
+@functools.lru_cache(maxsize=None)
+def weight(f_index: int, n: int, k: int, gs: int, seed: int = 0):
+    fmt, opts = FORMATS[f_index]
+    w = mx.random.normal((n, k), key=mx.random.key(seed))
+    return lb.quantize(w, fmt, gs, **opts)
+
+
+def make_x(shape, dtype, seed=1):
+    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
+
+
+def as64(a: mx.array) -> np.ndarray:
+    return np.asarray(a.astype(mx.float32), dtype=np.float64)
+
+
+def int8_rows(x: mx.array) -> np.ndarray:
+    """activation_quant.h's rounding, in the same float32 arithmetic."""
+    xs = np.asarray(x.astype(mx.float32)).reshape(-1, x.shape[-1])
+    amax = np.abs(xs).max(-1, keepdims=True)
+    inv = np.float32(127.0) / np.where(amax == 0, np.float32(1), amax)
+    q = np.clip(np.rint(xs * inv), -127, 127)
+    return (q.astype(np.float64) * (amax.astype(np.float64) / 127.0)).reshape(x.shape)
+
+
+def expected(x: mx.array, qw, activation_bits=0, transpose=True) -> np.ndarray:
+    xs = int8_rows(x) if activation_bits == 8 else as64(x)
+    w = reference.dequantize(qw)
+    return xs @ (w.T if transpose else w)
+
+
+F_IDS = [format_id(f) for f in FORMATS]
+
+
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_m_edge_matches_reference(isa, path, fi, dtype):
+    """x @ W.T over the M edges, float and int8 activations, N off the
+    register block (33), group 32 (int8 GEMM even at M = 1), 64 and K."""
+    _ext.set_cpu_isa(path)
+    assert _ext.cpu_isa() == path
+    k = 192
+    for gs, n in [(32, 33), (64, 7), (k, 40)]:
+        qw = weight(fi, n, k, gs)
+        for m in M_EDGES:
+            x = make_x((m, k), dtype, seed=m)
+            for bits in (0, 8):
+                out = lb.matmul(x, qw, activation_bits=bits)
+                assert out.dtype == dtype and out.shape == (m, n)
+                what = f"{path} g{gs} N{n} M{m} a{bits}"
+                assert_close(out, expected(x, qw, bits), dtype, what)
+
+
+# K blocking: 1152 = 4.5 float blocks of 256 and 1.125 int8 blocks of 1024;
+# group 384 is larger than a float block and not a multiple of it, so a
+# block straddles a group boundary; group 128 packs two per block.
+BLOCK_CASES = product(range(len(FORMATS)), [128, 384, 1152], [1, 6, 30])
+
+
+@pytest.mark.parametrize("path", SIMD_ISAS or ["portable"])
+@pytest.mark.parametrize(
+    "fi,gs,m", BLOCK_CASES, ids=[f"{F_IDS[c[0]]}-g{c[1]}-M{c[2]}" for c in BLOCK_CASES]
+)
+def test_reduction_blocks_and_groups(isa, path, fi, gs, m):
+    _ext.set_cpu_isa(path)
+    k = 1152
+    qw = weight(fi, 35, k, gs)
+    x = make_x((m, k), mx.float32)
+    for bits in (0, 8):
+        assert_close(
+            lb.matmul(x, qw, activation_bits=bits), expected(x, qw, bits), mx.float32, f"a{bits}"
+        )
+
+
+@pytest.mark.parametrize("path", ISAS)
+def test_more_rows_than_one_work_item(isa, path):
+    """M = 513: the GEMM splits x into work items of 512 rows."""
+    _ext.set_cpu_isa(path)
+    qw = weight(0, 20, 64, 32)
+    x = make_x((513, 64), mx.float32)
+    for bits in (0, 8):
+        assert_close(lb.matmul(x, qw, activation_bits=bits), expected(x, qw, bits), mx.float32)
+
+
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_transposed_product(isa, path, fi, dtype):
+    """x @ W (the gradient's product): the reduction runs over N, in blocks
+    of 256 (N = 300 crosses one); K gives whole column blocks."""
+    _ext.set_cpu_isa(path)
+    for n, gs in [(7, 32), (300, 64)]:
+        qw = weight(fi, n, 128, gs)
+        for m in (1, 5, 13):
+            x = make_x((m, n), dtype, seed=m)
+            out = lb.matmul(x, qw, transpose=False)
+            assert out.shape == (m, 128)
+            assert_close(out, expected(x, qw, transpose=False), dtype, f"N{n} M{m}")
+            # int8 rounding of x applies to this product too (same on every path).
+            out8 = lb.matmul(x, qw, transpose=False, activation_bits=8)
+            assert_close(out8, expected(x, qw, 8, transpose=False), dtype, f"N{n} M{m} a8")
+
+
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
+def test_batch_dims_and_strides(isa, path, fi):
+    _ext.set_cpu_isa(path)
+    qw = weight(fi, 19, 128, 64)
+    cases = (
+        make_x((2, 3, 128), mx.bfloat16),  # batch dimensions, GEMM
+        make_x((2, 1, 128), mx.float16),  # batch dimensions, GEMV
+        make_x((128, 10), mx.float16).T,  # a transpose
+        make_x((6, 256), mx.float32)[:, ::2],  # a strided slice
+        mx.broadcast_to(make_x((1, 128), mx.float16), (7, 128)),  # stride 0
+    )
+    for x in cases:
+        for bits in (0, 8):
+            out = lb.matmul(x, qw, activation_bits=bits)
+            assert out.shape == x.shape[:-1] + (19,)
+            assert_close(out, expected(x, qw, bits), x.dtype, f"{x.shape} a{bits}")
+
+
+@pytest.mark.parametrize("path", SIMD_ISAS or ["portable"])
+@pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
+def test_simd_paths_agree_with_portable(isa, path, fi):
+    """The paths against each other, by normalised error (as ggml's
+    test-backend-ops compares backends), on one larger shape."""
+    qw = weight(fi, 70, 512, 128)
+    x = make_x((9, 512), mx.float32)
+    results = {}
+    for p in ("portable", path):
+        _ext.set_cpu_isa(p)
+        for bits in (0, 8):
+            for m in (1, 9):
+                results[p, bits, m] = as64(lb.matmul(x[:m], qw, activation_bits=bits))
+    for key, ref in results.items():
+        if key[0] == "portable":
+            out = results[(path,) + key[1:]]
+            nmse = np.sum((out - ref) ** 2) / np.sum(ref**2)
+            assert nmse < 1e-12, f"{path} vs portable {key}: NMSE {nmse:.3g}"
+
+
+@pytest.mark.parametrize("path", ISAS)
+def test_thread_count_does_not_change_results(isa, path):
+    _ext.set_cpu_isa(path)
+    qw = weight(3, 50, 256, 64)
+    before = lb.num_threads()
+    try:
+        for m in (1, 20):
+            x = make_x((m, 256), mx.float32)
+            lb.set_num_threads(1)
+            one = np.asarray(lb.matmul(x, qw))
+            lb.set_num_threads(3)
+            three = np.asarray(lb.matmul(x, qw))
+            np.testing.assert_array_equal(one, three)
+    finally:
+        lb.set_num_threads(before)
+
+
+def test_auto_picks_the_fastest_path(isa):
+    _ext.set_cpu_isa("auto")
+    assert _ext.cpu_isa() == ISAS[-1]
+    assert ISAS[0] == "portable"
+
+
+def test_unknown_or_unavailable_path_is_a_value_error(isa):
+    with pytest.raises(ValueError, match="available: portable"):
+        _ext.set_cpu_isa("avx9000")
+    missing = [p for p in ("avx2", "avx512", "neon") if p not in ISAS]
+    for p in missing:
+        with pytest.raises(ValueError, match="not a CPU kernel path"):
+            _ext.set_cpu_isa(p)
+
+
+def test_environment_variable_forces_a_path(isa, monkeypatch):
+    qw = weight(0, 8, 64, 32)
+    x = make_x((2, 64), mx.float32)
+    monkeypatch.setenv("MLX_LOWBIT_CPU_ISA", "portable")
+    assert _ext.cpu_isa() == "portable"
+    assert_close(lb.matmul(x, qw), expected(x, qw), mx.float32)
+    monkeypatch.setenv("MLX_LOWBIT_CPU_ISA", "avx9000")
+    with pytest.raises(ValueError, match="MLX_LOWBIT_CPU_ISA"):
+        _ext.cpu_isa()
+    with pytest.raises((ValueError, RuntimeError), match="MLX_LOWBIT_CPU_ISA"):
+        mx.eval(lb.matmul(x, qw))
+    # set_cpu_isa wins over the environment.
+    _ext.set_cpu_isa(ISAS[-1])
+    assert _ext.cpu_isa() == ISAS[-1]
+
+
+# ---------------------------------------------------------------- C++ harness
+# tests/cpu_harness/harness.cpp checks one kernel table without Python or MLX
+# against weights decoded with the format headers. Natively it runs the x86
+# tables; with an aarch64 cross compiler and qemu-user (Debian:
+# g++-aarch64-linux-gnu qemu-user) it runs the NEON kernels here too. On an
+# arm64 machine the tests above already run the NEON path natively.
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+HARNESS = [ROOT / "tests/cpu_harness/harness.cpp"]
+
+
+def _build_and_run(compiler, flags, sources, runner, isa_name, tmp_path):
+    import subprocess
+
+    exe = tmp_path / f"harness_{isa_name}"
+    cmd = [compiler, "-std=c++20", "-O2", f"-I{ROOT}", *flags, *map(str, sources), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    run = subprocess.run([*runner, str(exe), isa_name], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " 0 failed" in run.stdout and " passed" in run.stdout, run.stdout[-500:]
+
+
+@pytest.mark.skipif(not SIMD_ISAS or "neon" in ISAS, reason="no x86 SIMD path on this machine")
+def test_x86_kernels_in_the_cpp_harness(tmp_path):
+    import shutil
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    flags = (
+        "-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni".split()
+    )
+    sources = HARNESS + [
+        ROOT / f"mlx_lowbit/backend/cpu/kernels_{i}.cpp" for i in ("avx2", "avx512")
+    ]
+    for name in SIMD_ISAS:
+        _build_and_run(compiler, flags, sources, [], name, tmp_path)
+
+
+def test_neon_kernels_under_qemu(tmp_path):
+    import shutil
+
+    compiler, qemu = shutil.which("aarch64-linux-gnu-g++"), shutil.which("qemu-aarch64")
+    if compiler is None or qemu is None:
+        pytest.skip(
+            "NEON under emulation needs aarch64-linux-gnu-g++ and qemu-aarch64 "
+            "(apt-get install g++-aarch64-linux-gnu qemu-user); arm64 CI runs NEON natively"
+        )
+    sources = HARNESS + [ROOT / "mlx_lowbit/backend/cpu/kernels_neon.cpp"]
+    _build_and_run(
+        compiler,
+        ["-static", "-march=armv8.2-a+dotprod"],
+        sources,
+        [qemu, "-cpu", "max"],
+        "neon",
+        tmp_path,
+    )
