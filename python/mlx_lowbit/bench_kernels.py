@@ -278,17 +278,30 @@ def random_layer(n: int, k: int, dtype: mx.Dtype = mx.float32, seed: int = 0) ->
 
 
 def _baselines(w: mx.array, dtype: mx.Dtype) -> Dict[str, Callable[[mx.array], mx.array]]:
-    """The products we compare with, for x in `dtype` (built once per shape)."""
-    w16, w32 = w.astype(mx.float16), w.astype(mx.float32)
-    q4 = mx.quantize(w32, group_size=64, bits=4)
-    q2 = mx.quantize(w32, group_size=64, bits=2)
+    """The products we compare with, for x in `dtype` (built once per shape).
+
+    MLX's 4- and 2-bit weights are quantized from the weight in x's dtype, as
+    a model in that dtype stores them (scales and biases share it). For float16
+    and bfloat16 x that is a slow CPU path in MLX 0.32, so the row
+    "mx.qmm 4-bit f32 scales" adds MLX's fastest CPU case, where float32
+    scales promote the product to float32."""
+    wd, w16, w32 = w.astype(dtype), w.astype(mx.float16), w.astype(mx.float32)
+    q4 = mx.quantize(wd, group_size=64, bits=4)
+    q2 = mx.quantize(wd, group_size=64, bits=2)
     mx.eval(w16, w32, *q4, *q2)
-    return {
+    named = {
         "dense f16": lambda x: x.astype(mx.float16) @ w16.T,
         "dense f32": lambda x: x.astype(mx.float32) @ w32.T,
         "mx.qmm 4-bit": lambda x: mx.quantized_matmul(x, *q4, group_size=64, bits=4),
         "mx.qmm 2-bit": lambda x: mx.quantized_matmul(x, *q2, group_size=64, bits=2),
     }
+    if dtype != mx.float32:
+        q4_32 = mx.quantize(w32, group_size=64, bits=4)
+        mx.eval(*q4_32)
+        named["mx.qmm 4-bit f32 scales"] = lambda x: mx.quantized_matmul(
+            x, *q4_32, group_size=64, bits=4
+        )
+    return named
 
 
 def _bitlinear(n: int, k: int, dtype: mx.Dtype) -> Optional[Callable[[mx.array], mx.array]]:
@@ -317,8 +330,12 @@ def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]
         )
         ms = plan.ms + ([4096] if shape == plan.big_m_shape else [])
         jobs.append((shape, dtypes, ms))
-    n_base = 4 + (1 if stream == mx.gpu and mx.metal.is_available() else 0)
-    total = sum(len(d) * len(m) * (len(FORMATS) * 2 + n_base) for _, d, m in jobs)
+    n_bitlinear = 1 if stream == mx.gpu and mx.metal.is_available() else 0
+    total = sum(
+        len(m) * (len(FORMATS) * 2 + 4 + (dname != "float32") + n_bitlinear)
+        for _, d, m in jobs
+        for dname in d
+    )
     done = 0
     for shape, dtypes, ms in jobs:
         n, k = LAYER_SHAPES[shape]
