@@ -318,6 +318,31 @@ constexpr int kGemvRows[kGemvMaxM + 1] = {0, 4, 2, 1, 1};
 #endif
 constexpr int kChunksPerVec = 32 / W; // vectors per 32-weight chunk
 
+// The format switch of a GEMV kernel, with its scratch: per row of a block
+// of up to 4, 2 G coefficients and K / 32 codebook sign words. Returns false
+// if the scratch could not be allocated.
+template <class Gemv>
+bool run_gemv(const Gemv& gemv, int n0, int n1) {
+  const WeightRows& wr = gemv.wr;
+  Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
+  if (!scratch.p) {
+    return false;
+  }
+  float* p = scratch.as<float>();
+  switch (wr.format()) {
+    case Format::Ternary:
+      gemv.template run_format<Format::Ternary>(n0, n1, p);
+      break;
+    case Format::Binary:
+      gemv.template run_format<Format::Binary>(n0, n1, p);
+      break;
+    case Format::Codebook:
+      gemv.template run_format<Format::Codebook>(n0, n1, p);
+      break;
+  }
+  return true;
+}
+
 struct GemvF32 {
   const WeightRows& wr;
   const float* x; // (M, K)
@@ -418,23 +443,7 @@ struct GemvF32 {
 
   // Returns false if the scratch could not be allocated.
   bool run(int n0, int n1) const {
-    Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
-    if (!scratch.p) {
-      return false;
-    }
-    float* p = scratch.as<float>();
-    switch (wr.format()) {
-      case Format::Ternary:
-        run_format<Format::Ternary>(n0, n1, p);
-        break;
-      case Format::Binary:
-        run_format<Format::Binary>(n0, n1, p);
-        break;
-      case Format::Codebook:
-        run_format<Format::Codebook>(n0, n1, p);
-        break;
-    }
-    return true;
+    return run_gemv(*this, n0, n1);
   }
 };
 
@@ -572,23 +581,7 @@ struct GemvI8 {
 
   // Returns false if the scratch could not be allocated.
   bool run(int n0, int n1) const {
-    Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
-    if (!scratch.p) {
-      return false;
-    }
-    float* p = scratch.as<float>();
-    switch (wr.format()) {
-      case Format::Ternary:
-        run_format<Format::Ternary>(n0, n1, p);
-        break;
-      case Format::Binary:
-        run_format<Format::Binary>(n0, n1, p);
-        break;
-      case Format::Codebook:
-        run_format<Format::Codebook>(n0, n1, p);
-        break;
-    }
-    return true;
+    return run_gemv(*this, n0, n1);
   }
 };
 
