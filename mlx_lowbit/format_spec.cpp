@@ -75,6 +75,17 @@ void validate_spec(const FormatSpec& spec, std::string_view tag) {
   }
 }
 
+FormatSpec make_format_spec(
+    std::string_view format,
+    int group_size,
+    int vector_size,
+    int index_bits,
+    std::string_view tag) {
+  FormatSpec spec{parse_format(format, tag), group_size, vector_size, index_bits};
+  validate_spec(spec, tag);
+  return spec;
+}
+
 int validate_weight(
     const FormatSpec& spec,
     const mx::array& packed,

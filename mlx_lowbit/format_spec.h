@@ -45,6 +45,14 @@ std::vector<std::string> format_names();
 // their own, before any array is looked at.
 void validate_spec(const FormatSpec& spec, std::string_view tag);
 
+// A spec from the names and numbers the Python API takes, checked.
+FormatSpec make_format_spec(
+    std::string_view format,
+    int group_size,
+    int vector_size,
+    int index_bits,
+    std::string_view tag);
+
 // Checks that the arrays of a quantized weight agree with `spec` and with
 // each other, and returns K. Throws std::invalid_argument naming the problem.
 int validate_weight(

@@ -16,17 +16,6 @@ bool is_supported_float(mx::Dtype t) {
   return t == mx::float16 || t == mx::bfloat16 || t == mx::float32;
 }
 
-FormatSpec make_spec(
-    const std::string& format,
-    int group_size,
-    int vector_size,
-    int index_bits,
-    std::string_view tag) {
-  FormatSpec spec{parse_format(format, tag), group_size, vector_size, index_bits};
-  validate_spec(spec, tag);
-  return spec;
-}
-
 std::vector<mx::array> collect(
     const mx::array& packed,
     const mx::array& scales,
@@ -99,14 +88,7 @@ mx::array lowbit_matmul(
         transpose ? "K" : "N", "=", in_dim, " of the ", format_name(spec.format),
         " weight (N=", N, ", K=", K, ", group_size=", spec.group_size, ").");
   }
-  if (schedule.split_k < 0) {
-    throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", schedule.split_k, ".");
-  }
-  if (schedule.bm < 0 || schedule.bn < 0 || schedule.bk < 0) {
-    throw_invalid(
-        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
-        schedule.bm, ", ", schedule.bn, ", ", schedule.bk, ".");
-  }
+  validate_schedule_request(schedule, tag);
   if (activation_bits != 0 && activation_bits != 8) {
     throw_invalid(
         tag, "activation_bits must be 0 (float activations) or 8 (per-token int8), got ",
@@ -162,9 +144,9 @@ mx::array lowbit_matmul(
     int activation_bits /* = 0 */,
     mx::StreamOrDevice s /* = {} */) {
   constexpr std::string_view tag = "lowbit_matmul";
-  FormatSpec spec = make_spec(format, group_size, vector_size, index_bits, tag);
-  ScheduleRequest request{
-      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
+  FormatSpec spec = make_format_spec(format, group_size, vector_size, index_bits, tag);
+  ScheduleRequest request =
+      make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
   return lowbit_matmul(
       x, collect(packed, scales, biases, codebook), spec, transpose, request, activation_bits, s);
 }
@@ -181,7 +163,7 @@ mx::array lowbit_dequantize(
     mx::Dtype dtype /* = mx::float32 */,
     mx::StreamOrDevice s /* = {} */) {
   constexpr std::string_view tag = "dequantize";
-  FormatSpec spec = make_spec(format, group_size, vector_size, index_bits, tag);
+  FormatSpec spec = make_format_spec(format, group_size, vector_size, index_bits, tag);
   int K = validate_weight(spec, packed, scales, biases, codebook, tag);
   if (!is_supported_float(dtype)) {
     throw_invalid(tag, "dtype must be float16, bfloat16 or float32, got ", dtype, ".");

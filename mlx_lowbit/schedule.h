@@ -27,6 +27,19 @@ struct ScheduleRequest {
   bool operator==(const ScheduleRequest&) const = default;
 };
 
+// Checks what no backend accepts (negative split or tile sizes).
+void validate_schedule_request(const ScheduleRequest& request, std::string_view tag);
+
+// A request from the names and numbers the Python API takes, checked.
+ScheduleRequest make_schedule_request(
+    std::string_view schedule,
+    std::string_view streamk_fixup,
+    int split_k,
+    int bm,
+    int bn,
+    int bk,
+    std::string_view tag);
+
 Schedule parse_schedule(std::string_view name, std::string_view tag);
 const char* schedule_name(Schedule schedule);
 FixUp parse_fixup(std::string_view name, std::string_view tag);

@@ -148,8 +148,7 @@ NB_MODULE(_ext, m) {
          int vector_size,
          int index_bits,
          const std::string& tag) {
-        lb::FormatSpec spec{
-            lb::parse_format(format, tag), group_size, vector_size, index_bits};
+        auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return lb::validate_weight(spec, packed, scales, biases, codebook, tag);
       },
       "packed"_a,

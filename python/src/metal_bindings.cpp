@@ -20,17 +20,6 @@ using namespace nb::literals;
 
 namespace {
 
-lb::FormatSpec make_spec(
-    const std::string& format,
-    int group_size,
-    int vector_size,
-    int index_bits,
-    std::string_view tag) {
-  lb::FormatSpec spec{lb::parse_format(format, tag), group_size, vector_size, index_bits};
-  lb::validate_spec(spec, tag);
-  return spec;
-}
-
 nb::dict params_dict(const lowbit::MatmulParams& p) {
   nb::dict d;
   d["M"] = p.M;
@@ -126,14 +115,11 @@ void init_metal(nb::module_& m) {
          int gpu_cores,
          bool with_work) {
         constexpr std::string_view tag = "metal_plan";
-        auto spec = make_spec(format, group_size, vector_size, index_bits, tag);
-        lb::ScheduleRequest request{
-            lb::parse_schedule(schedule, tag), lb::parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
+        auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
+        auto request =
+            lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         if (M < 1 || N < 1 || K < 1 || K % group_size != 0) {
           lb::throw_invalid(tag, "Need M, N >= 1 and K a multiple of group_size; got M=", M, ", N=", N, ", K=", K, ".");
-        }
-        if (split_k < 0 || bm < 0 || bn < 0 || bk < 0) {
-          lb::throw_invalid(tag, "split_k and tile overrides must be >= 0.");
         }
         lb::validate_gpu_request(spec, K, request, 0, tag);
         lb::MatmulProblem problem{spec, has_bias, scales_f32, dtype, M, N, K};
@@ -180,7 +166,7 @@ void init_metal(nb::module_& m) {
          int N,
          int K) {
         constexpr std::string_view tag = "metal_dequantize_plan";
-        auto spec = make_spec(format, group_size, vector_size, index_bits, tag);
+        auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return plan_dict(lb::plan_dequantize(spec, has_bias, scales_f32, dtype, N, K), false);
       },
       "format"_a,
@@ -220,9 +206,9 @@ void init_metal(nb::module_& m) {
          int bk,
          int activation_bits) {
         constexpr std::string_view tag = "lowbit_matmul";
-        auto spec = make_spec(format, group_size, vector_size, index_bits, tag);
-        lb::ScheduleRequest request{
-            lb::parse_schedule(schedule, tag), lb::parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
+        auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
+        auto request =
+            lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         lb::validate_gpu_request(spec, K, request, activation_bits, tag);
       },
       "format"_a,
