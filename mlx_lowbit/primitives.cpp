@@ -98,4 +98,8 @@ std::vector<mx::Shape> LowBitDequantize::output_shapes(const std::vector<array>&
   return {{inputs[0].shape(0), inputs[1].shape(1) * spec_.group_size}};
 }
 
+bool LowBitQuantize::is_equivalent(const mx::Primitive& other) const {
+  return options_ == static_cast<const LowBitQuantize&>(other).options_;
+}
+
 } // namespace mlx_lowbit

@@ -5,6 +5,7 @@
 
 #include "mlx/primitives.h"
 #include "mlx_lowbit/format_spec.h"
+#include "mlx_lowbit/quantize.h"
 #include "mlx_lowbit/schedule.h"
 
 namespace mlx_lowbit {
@@ -71,6 +72,26 @@ class LowBitDequantize : public mx::UnaryPrimitive {
  private:
   FormatSpec spec_;
   bool has_bias_;
+};
+
+// The reference quantizer of a float32 (N, K) weight: packed, scales, then
+// biases or the codebook (see lowbit_quantize). CPU only.
+class LowBitQuantize : public mx::Primitive {
+ public:
+  LowBitQuantize(mx::Stream stream, QuantizeOptions options)
+      : mx::Primitive(stream), options_(options) {}
+
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  void eval_gpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+
+  DEFINE_NAME(LowBitQuantize)
+  bool is_equivalent(const mx::Primitive& other) const override;
+  auto state() const {
+    return options_;
+  }
+
+ private:
+  QuantizeOptions options_;
 };
 
 } // namespace mlx_lowbit

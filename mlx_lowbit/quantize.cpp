@@ -11,6 +11,7 @@
 #include "mlx_lowbit/backend/cpu/thread_pool.h"
 #include "mlx_lowbit/codebook_cluster.h"
 #include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/primitives.h"
 
 namespace mlx_lowbit {
 
@@ -27,9 +28,8 @@ mx::array empty_array(mx::Shape shape, mx::Dtype dtype) {
   return mx::array(mx::allocator::malloc(n * mx::size_of(dtype)), std::move(shape), dtype);
 }
 
-// The weight as evaluated, row-contiguous float32 on the CPU, checked for
-// shape, group size and non-finite values.
-mx::array load_weight(const mx::array& w, int group_size, std::string_view tag) {
+// Shape, dtype and group checks of the weight, before anything is evaluated.
+void check_weight(const mx::array& w, int group_size, std::string_view tag) {
   if (w.ndim() != 2) {
     throw_invalid(tag, "The weight must be 2-D (N, K), got shape ", shape_str(w), ".");
   }
@@ -41,19 +41,16 @@ mx::array load_weight(const mx::array& w, int group_size, std::string_view tag) 
         tag, "group_size must be a positive multiple of ", lowbit::kKMultiple,
         " that divides K=", w.shape(1), ", got ", group_size, ".");
   }
-  auto cpu = mx::Device(mx::Device::cpu);
-  mx::array w32 = mx::contiguous(mx::astype(w, mx::float32, cpu), false, cpu);
-  w32.eval();
-  const float* p = w32.data<float>();
-  int K = w.shape(1);
-  for (size_t i = 0; i < w32.size(); ++i) {
+}
+
+void check_finite(const float* p, size_t n, int K, std::string_view tag) {
+  for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(p[i])) {
       throw_invalid(
           tag, "The weight contains ", std::isnan(p[i]) ? "NaN" : "Inf", " (first at row ",
           i / K, ", column ", i % K, ").");
     }
   }
-  return w32;
 }
 
 void check_scale_dtype(mx::Dtype t, std::string_view tag) {
@@ -65,17 +62,20 @@ void check_scale_dtype(mx::Dtype t, std::string_view tag) {
 // Writes per-group floats into an fp16 or fp32 array, refusing values fp16
 // cannot hold rather than storing Inf.
 struct ScaleWriter {
-  mx::array arr;
-  void set(size_t i, float value, std::string_view tag) {
-    if (arr.dtype() == mx::float32) {
-      arr.data<float>()[i] = value;
+  void* data;
+  bool f32;
+  explicit ScaleWriter(mx::array& a)
+      : data(a.data<void>()), f32(a.dtype() == mx::float32) {}
+  void set(size_t i, float value, std::string_view tag) const {
+    if (f32) {
+      static_cast<float*>(data)[i] = value;
       return;
     }
     if (std::fabs(value) > 65504.0f) {
       throw_invalid(
           tag, "A scale or bias of ", value, " does not fit in float16; pass scale_dtype=float32.");
     }
-    arr.data<mx::float16_t>()[i] = static_cast<mx::float16_t>(value);
+    static_cast<mx::float16_t*>(data)[i] = static_cast<mx::float16_t>(value);
   }
 };
 
@@ -124,16 +124,10 @@ mx::array unpacked_input(const mx::array& a, mx::Dtype dtype, std::string_view t
   return c;
 }
 
-} // namespace
-
-QuantizedArrays quantize_ternary(const mx::array& w, int gs, mx::Dtype scale_dtype) {
+void quantize_ternary(
+    const float* wp, int N, int K, int gs, mx::array& packed, const ScaleWriter& scales) {
   constexpr std::string_view tag = "quantize";
-  check_scale_dtype(scale_dtype, tag);
-  mx::array w32 = load_weight(w, gs, tag);
-  const int N = w.shape(0), K = w.shape(1), G = K / gs;
-  const float* wp = w32.data<float>();
-  mx::array packed = empty_array({N, lowbit::ternary::words_per_row(K)}, mx::uint32);
-  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
+  const int G = K / gs;
   parallel_for(N, [&](int n0, int n1) {
     std::vector<int8_t> t(K);
     for (int n = n0; n < n1; ++n) {
@@ -158,22 +152,20 @@ QuantizedArrays quantize_ternary(const mx::array& w, int gs, mx::Dtype scale_dty
       pack_ternary_row(t.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::ternary::words_per_row(K));
     }
   });
-  return {packed, scales.arr, std::nullopt, std::nullopt};
 }
 
-QuantizedArrays
-quantize_binary(const mx::array& w, int gs, bool with_bias, mx::Dtype scale_dtype) {
+// biases: null for the symmetric variant.
+void quantize_binary(
+    const float* wp,
+    int N,
+    int K,
+    int gs,
+    mx::array& packed,
+    const ScaleWriter& scales,
+    const ScaleWriter* biases) {
   constexpr std::string_view tag = "quantize";
-  check_scale_dtype(scale_dtype, tag);
-  mx::array w32 = load_weight(w, gs, tag);
-  const int N = w.shape(0), K = w.shape(1), G = K / gs;
-  const float* wp = w32.data<float>();
-  mx::array packed = empty_array({N, lowbit::binary::words_per_row(K)}, mx::uint32);
-  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
-  std::optional<ScaleWriter> biases;
-  if (with_bias) {
-    biases = ScaleWriter{empty_array({N, G}, scale_dtype)};
-  }
+  const int G = K / gs;
+  const bool with_bias = biases != nullptr;
   constexpr int kLloydIters = 8;
   parallel_for(N, [&](int n0, int n1) {
     std::vector<uint8_t> bits(K);
@@ -230,31 +222,20 @@ quantize_binary(const mx::array& w, int gs, bool with_bias, mx::Dtype scale_dtyp
       pack_binary_row(bits.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::binary::words_per_row(K));
     }
   });
-  return {
-      packed,
-      scales.arr,
-      biases ? std::optional<mx::array>(biases->arr) : std::nullopt,
-      std::nullopt};
 }
 
-QuantizedArrays quantize_codebook(
-    const mx::array& w,
-    int gs,
-    int v,
-    int c,
-    uint64_t seed,
-    int max_iters,
-    mx::Dtype scale_dtype) {
+void quantize_codebook(
+    const float* wp,
+    int N,
+    int K,
+    const QuantizeOptions& o,
+    mx::array& packed,
+    const ScaleWriter& scales,
+    mx::array& codebook) {
   constexpr std::string_view tag = "quantize";
-  check_scale_dtype(scale_dtype, tag);
-  FormatSpec spec{Format::Codebook, gs, v, c};
-  validate_spec(spec, tag);
-  if (max_iters < 0) {
-    throw_invalid(tag, "max_iters must be >= 0, got ", max_iters, ".");
-  }
-  mx::array w32 = load_weight(w, gs, tag);
-  const int N = w.shape(0), K = w.shape(1), G = K / gs, runs = K / v;
-  const float* wp = w32.data<float>();
+  const FormatSpec& spec = o.spec;
+  const int gs = spec.group_size, v = spec.vector_size, c = spec.index_bits;
+  const int G = K / gs, runs = K / v;
 
   // Sign pattern of every run of v weights (bit i set: weight i >= 0).
   std::vector<uint32_t> patterns(size_t(N) * runs);
@@ -272,9 +253,8 @@ QuantizedArrays quantize_codebook(
   for (uint32_t p : patterns) {
     ++hist[p];
   }
-  PatternClustering cl = cluster_patterns(hist, v, c, seed, max_iters);
+  PatternClustering cl = cluster_patterns(hist, v, c, o.seed, o.max_iters);
 
-  mx::array codebook = empty_array({1 << c}, spec.codebook_dtype());
   for (size_t i = 0; i < cl.centroids.size(); ++i) {
     if (v == 8) {
       codebook.data<uint8_t>()[i] = uint8_t(cl.centroids[i]);
@@ -283,8 +263,6 @@ QuantizedArrays quantize_codebook(
     }
   }
   const int words = spec.packed_words_per_row(K);
-  mx::array packed = empty_array({N, words}, mx::uint32);
-  ScaleWriter scales{empty_array({N, G}, scale_dtype)};
   parallel_for(N, [&](int n0, int n1) {
     std::vector<uint32_t> idx(runs);
     for (int n = n0; n < n1; ++n) {
@@ -306,7 +284,84 @@ QuantizedArrays quantize_codebook(
       pack_codebook_row(idx.data(), runs, c, words, packed.data<uint32_t>() + size_t(n) * words);
     }
   });
-  return {packed, scales.arr, std::nullopt, codebook};
+}
+
+} // namespace
+
+void quantize_into(
+    const float* w,
+    int N,
+    int K,
+    const QuantizeOptions& o,
+    std::vector<mx::array>& out) {
+  check_finite(w, size_t(N) * K, K, "quantize");
+  ScaleWriter scales(out[1]);
+  switch (o.spec.format) {
+    case Format::Ternary:
+      quantize_ternary(w, N, K, o.spec.group_size, out[0], scales);
+      break;
+    case Format::Binary: {
+      std::optional<ScaleWriter> biases;
+      if (o.bias) {
+        biases.emplace(out[2]);
+      }
+      quantize_binary(w, N, K, o.spec.group_size, out[0], scales, biases ? &*biases : nullptr);
+      break;
+    }
+    case Format::Codebook:
+      quantize_codebook(w, N, K, o, out[0], scales, out[2]);
+      break;
+  }
+}
+
+std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions& o) {
+  constexpr std::string_view tag = "quantize";
+  // 1. validate
+  check_weight(w, o.spec.group_size, tag);
+  validate_spec(o.spec, tag);
+  check_scale_dtype(o.scale_dtype, tag);
+  if (o.bias && o.spec.format != Format::Binary) {
+    throw_invalid(tag, "bias applies only to the binary format, not to ", format_name(o.spec.format), ".");
+  }
+  if (o.max_iters < 0) {
+    throw_invalid(tag, "max_iters must be >= 0, got ", o.max_iters, ".");
+  }
+  // 2-4. the quantizer reads float32 rows, on the CPU whatever the default device.
+  auto cpu = mx::Device(mx::Device::cpu);
+  mx::array w32 = mx::contiguous(mx::astype(w, mx::float32, cpu), false, cpu);
+  // 5. shapes
+  const int N = w.shape(0), K = w.shape(1), G = K / o.spec.group_size;
+  std::vector<mx::Shape> shapes = {{N, o.spec.packed_words_per_row(K)}, {N, G}};
+  std::vector<mx::Dtype> dtypes = {mx::uint32, o.scale_dtype};
+  if (o.bias) {
+    shapes.push_back({N, G});
+    dtypes.push_back(o.scale_dtype);
+  }
+  if (o.spec.format == Format::Codebook) {
+    shapes.push_back({o.spec.codebook_size()});
+    dtypes.push_back(o.spec.codebook_dtype());
+  }
+  // 6. the arrays
+  return mx::array::make_arrays(
+      std::move(shapes),
+      dtypes,
+      std::make_shared<LowBitQuantize>(mx::to_stream(cpu), o),
+      {w32});
+}
+
+std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& o) {
+  // The lazy op's checks and shapes, then the same work on this thread, so
+  // that data-dependent errors (NaN, a scale fp16 cannot hold) raise here as
+  // std::invalid_argument rather than from inside an evaluation.
+  auto lazy = lowbit_quantize(w, o);
+  mx::array w32 = lazy[0].inputs()[0];
+  w32.eval();
+  std::vector<mx::array> out;
+  for (auto& a : lazy) {
+    out.push_back(empty_array(a.shape(), a.dtype()));
+  }
+  quantize_into(w32.data<float>(), w.shape(0), w.shape(1), o, out);
+  return out;
 }
 
 mx::array pack_ternary(const mx::array& t) {

@@ -1,43 +1,46 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// Round-to-nearest reference quantizers and the packers they share. These
-// run eagerly on the CPU (they evaluate w) and return evaluated arrays.
+// Round-to-nearest reference quantizers (docs/FORMATS.md, "Reference
+// quantizers") and the packers they share.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "mlx/array.h"
 #include "mlx_lowbit/format_spec.h"
 
 namespace mlx_lowbit {
 
-struct QuantizedArrays {
-  mx::array packed;
-  mx::array scales;
-  std::optional<mx::array> biases;
-  std::optional<mx::array> codebook;
+struct QuantizeOptions {
+  FormatSpec spec;
+  bool bias = false; // binary only: fit w ~ scale * s + bias
+  mx::Dtype scale_dtype = mx::float16;
+  uint64_t seed = 0; // codebook only
+  int max_iters = 30; // codebook only: Lloyd iterations
+
+  bool operator==(const QuantizeOptions&) const = default;
 };
 
-// Per group: t = clamp(round(w / mean|w|), -1, 1) (BitNet b1.58's absmean
-// rule), then the least-squares scale for that t.
-QuantizedArrays quantize_ternary(const mx::array& w, int group_size, mx::Dtype scale_dtype);
+// The quantizer as a lazy op on the CPU stream: packed, scales, then biases
+// (binary with bias) or the codebook. Shapes, dtypes and options are checked
+// now; NaN / Inf in w are reported when the outputs are evaluated. Lazy like
+// mx.quantize, so arrays that are replaced before use (mlx-lm builds a
+// model's layers, then loads their weights) cost nothing.
+std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions& opts);
 
-// Per group: s = sign(w) and scale = mean|w| (the least-squares scale); with
-// bias, a two-level fit w ~ scale * s + bias by 1-D Lloyd iterations.
-QuantizedArrays
-quantize_binary(const mx::array& w, int group_size, bool bias, mx::Dtype scale_dtype);
+// The same, evaluated now, with NaN / Inf reported now.
+std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& opts);
 
-// Sign patterns of v consecutive weights clustered into 2^c centroids
-// (Hamming distance, majority-sign update), then least-squares scales.
-QuantizedArrays quantize_codebook(
-    const mx::array& w,
-    int group_size,
-    int vector_size,
-    int index_bits,
-    uint64_t seed,
-    int max_iters,
-    mx::Dtype scale_dtype);
+// Runs the quantizer on a row-major float32 (N, K) weight into the outputs
+// of lowbit_quantize, allocated by the caller (LowBitQuantize::eval_cpu).
+void quantize_into(
+    const float* w,
+    int N,
+    int K,
+    const QuantizeOptions& opts,
+    std::vector<mx::array>& outputs);
 
 // Packers from unpacked values; the quantizers use the same code.
 mx::array pack_ternary(const mx::array& t); // int8 in {-1, 0, 1}, (N, K)

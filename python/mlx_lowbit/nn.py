@@ -259,6 +259,7 @@ class LowBitLinear(LowBitLayer):
         *,
         scale_dtype: Union[str, mx.Dtype] = mx.float16,
         activation_bits: int = 0,
+        lazy: bool = False,
         **fmt_options: Any,
     ) -> "LowBitLinear":
         """Quantize a linear layer (round to nearest, :func:`mlx_lowbit.quantize`).
@@ -268,11 +269,18 @@ class LowBitLinear(LowBitLayer):
               a ``LowBitLinear`` (re-quantized from its dequantized weight).
             fmt, group_size, scale_dtype: As in :func:`mlx_lowbit.quantize`.
             activation_bits (int): See the class.
+            lazy (bool): Quantize when the arrays are first evaluated, as
+              ``mx.quantize`` does (see :func:`mlx_lowbit.quantize`).
             **fmt_options: The format's quantizer options (binary: ``bias``;
               codebook: ``vector_size``, ``index_bits``, ``seed``, ``max_iters``).
         """
         qw = quantize_weight(
-            dense_weight(linear), fmt, group_size, scale_dtype=_scale_dtype(scale_dtype), **fmt_options
+            dense_weight(linear),
+            fmt,
+            group_size,
+            scale_dtype=_scale_dtype(scale_dtype),
+            lazy=lazy,
+            **fmt_options,
         )
         return cls.from_qweight(qw, linear.get("bias"), activation_bits)
 
@@ -360,11 +368,18 @@ class LowBitEmbedding(LowBitLayer):
         group_size: int = 128,
         *,
         scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        lazy: bool = False,
         **fmt_options: Any,
     ) -> "LowBitEmbedding":
-        """Quantize an ``nn.Embedding`` or ``nn.QuantizedEmbedding``."""
+        """Quantize an ``nn.Embedding`` or ``nn.QuantizedEmbedding`` (options
+        as :meth:`LowBitLinear.from_linear`)."""
         qw = quantize_weight(
-            dense_weight(embedding), fmt, group_size, scale_dtype=_scale_dtype(scale_dtype), **fmt_options
+            dense_weight(embedding),
+            fmt,
+            group_size,
+            scale_dtype=_scale_dtype(scale_dtype),
+            lazy=lazy,
+            **fmt_options,
         )
         return cls.from_qweight(qw)
 

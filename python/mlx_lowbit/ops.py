@@ -24,6 +24,7 @@ def quantize(
     group_size: int = 128,
     *,
     scale_dtype: mx.Dtype = mx.float16,
+    lazy: bool = False,
     **fmt_options: Any,
 ) -> QuantizedWeight:
     """Round-to-nearest quantization of a (N, K) weight.
@@ -34,6 +35,10 @@ def quantize(
         group_size (int): Weights per scale along K; a multiple of 32 that
           divides K. Default: ``128``.
         scale_dtype (mx.Dtype): ``mx.float16`` (default) or ``mx.float32``.
+        lazy (bool): Return unevaluated arrays, like ``mx.quantize``; the work
+          (on the CPU stream) happens when they are first evaluated, and a
+          NaN or Inf is then reported there as a RuntimeError. Default:
+          ``False``, which quantizes now and raises ValueError for them now.
         **fmt_options: ``binary``: ``bias`` (bool, default False).
           ``codebook``: ``vector_size`` (8 or 16, default 16), ``index_bits``
           (4..vector_size, default 12), ``seed`` (default 0), ``max_iters``
@@ -58,22 +63,14 @@ def quantize(
             f"{fmt!r}; accepted: {accepted}."
         )
     opts = {**FORMAT_OPTIONS[fmt], **fmt_options}
-    if fmt == "ternary":
-        packed, scales, biases, codebook = _ext.quantize_ternary(w, group_size, scale_dtype)
-    elif fmt == "binary":
-        packed, scales, biases, codebook = _ext.quantize_binary(
-            w, group_size, bool(opts["bias"]), scale_dtype
-        )
-    else:
-        packed, scales, biases, codebook = _ext.quantize_codebook(
-            w,
-            group_size,
-            opts["vector_size"],
-            opts["index_bits"],
-            opts["seed"],
-            opts["max_iters"],
-            scale_dtype,
-        )
+    packed, scales, biases, codebook = _ext.quantize(
+        w,
+        fmt,
+        group_size,
+        scale_dtype=scale_dtype,
+        lazy=lazy,
+        **{k: (bool(v) if k == "bias" else v) for k, v in opts.items()},
+    )
     return QuantizedWeight(
         fmt=fmt,
         group_size=group_size,

@@ -25,10 +25,6 @@ using Quantized = std::tuple<
     std::optional<mx::array>,
     std::optional<mx::array>>;
 
-Quantized as_tuple(lb::QuantizedArrays q) {
-  return {q.packed, q.scales, q.biases, q.codebook};
-}
-
 } // namespace
 
 void init_metal(nb::module_& m);
@@ -164,41 +160,50 @@ NB_MODULE(_ext, m) {
       "Check a quantized weight's arrays against its metadata; returns K.");
 
   m.def(
-      "quantize_ternary",
-      [](const mx::array& w, int group_size, mx::Dtype scale_dtype) {
-        return as_tuple(lb::quantize_ternary(w, group_size, scale_dtype));
-      },
-      "w"_a,
-      "group_size"_a,
-      "scale_dtype"_a);
-  m.def(
-      "quantize_binary",
-      [](const mx::array& w, int group_size, bool bias, mx::Dtype scale_dtype) {
-        return as_tuple(lb::quantize_binary(w, group_size, bias, scale_dtype));
-      },
-      "w"_a,
-      "group_size"_a,
-      "bias"_a,
-      "scale_dtype"_a);
-  m.def(
-      "quantize_codebook",
+      "quantize",
       [](const mx::array& w,
+         const std::string& format,
          int group_size,
          int vector_size,
          int index_bits,
+         bool bias,
+         mx::Dtype scale_dtype,
          uint64_t seed,
          int max_iters,
-         mx::Dtype scale_dtype) {
-        return as_tuple(lb::quantize_codebook(
-            w, group_size, vector_size, index_bits, seed, max_iters, scale_dtype));
+         bool lazy) {
+        // The op checks the spec (after the weight's shape, for clearer errors).
+        lb::QuantizeOptions options{
+            {lb::parse_format(format, "quantize"), group_size, vector_size, index_bits},
+            bias,
+            scale_dtype,
+            seed,
+            max_iters};
+        auto out = lazy ? lb::lowbit_quantize(w, options) : lb::quantize_now(w, options);
+        std::optional<mx::array> biases, codebook;
+        if (options.bias) {
+          biases = out[2];
+        }
+        if (options.spec.format == lb::Format::Codebook) {
+          codebook = out[2];
+        }
+        return Quantized{out[0], out[1], biases, codebook};
       },
       "w"_a,
+      "format"_a,
       "group_size"_a,
-      "vector_size"_a,
-      "index_bits"_a,
-      "seed"_a,
-      "max_iters"_a,
-      "scale_dtype"_a);
+      nb::kw_only(),
+      "vector_size"_a = 0,
+      "index_bits"_a = 0,
+      "bias"_a = false,
+      "scale_dtype"_a = mx::float16,
+      "seed"_a = 0,
+      "max_iters"_a = 30,
+      "lazy"_a = false,
+      R"pbdoc(
+        The reference quantizer: (packed, scales, biases or None, codebook or None).
+        Evaluated now (NaN / Inf raise ValueError now) unless lazy=True, which
+        returns unevaluated arrays on the CPU stream, like mx.quantize.
+      )pbdoc");
 
   m.def("pack_ternary", &lb::pack_ternary, "t"_a, "Pack int8 values in {-1, 0, 1} of shape (N, K).");
   m.def("pack_binary", &lb::pack_binary, "bits"_a, "Pack 0/1 values of shape (N, K); 1 means +1.");

@@ -9,6 +9,9 @@ the layer's ``to_quantized``. After :func:`install` (run by
 ``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
 a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
 the layer's weight; every other mode goes to MLX's own method unchanged.
+The quantization is lazy, as MLX's own ``to_quantized`` is: a loader that
+replaces the arrays with a checkpoint's before using them (mlx-lm's
+``load_model``) never runs the quantizer on the placeholder weights.
 """
 
 import functools
@@ -43,7 +46,7 @@ def _linear_to_quantized(original: Callable) -> Callable:
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitLinear.from_linear(
-                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
+                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 
@@ -58,7 +61,7 @@ def _embedding_to_quantized(original: Callable) -> Callable:
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitEmbedding.from_embedding(
-                self, fmt, group_size, **quantizer_options(fmt, **kwargs)
+                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 
@@ -77,7 +80,7 @@ def _bitlinear_to_quantized(
         raise ValueError(f"[to_quantized] A BitLinear converts only to mode={MODE!r}.")
     fmt, group_size = _lowbit_args(group_size, bits, kwargs)
     return LowBitLinear.from_linear(
-        from_bitlinear(self), fmt, group_size, **quantizer_options(fmt, **kwargs)
+        from_bitlinear(self), fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
     )
 
 
