@@ -20,7 +20,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 32
 #define LOWBIT_SIMD_MR 6
-#define LOWBIT_SIMD_CODEBOOK_GATHER 0
+#define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 

@@ -21,7 +21,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 16
 #define LOWBIT_SIMD_MR 12
-#define LOWBIT_SIMD_CODEBOOK_GATHER 0
+#define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 0
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
