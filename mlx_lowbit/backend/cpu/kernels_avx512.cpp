@@ -57,6 +57,9 @@ inline vf pattern_codes16(const uint16_t* pattern, int) {
   const __m512 bit = _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
   return (vf)_mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(word), lane), bit);
 }
+inline vi round_even(vf v) {
+  return (vi)_mm512_cvtps_epi32((__m512)v); // MXCSR's default: to nearest even
+}
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);
 }
@@ -75,7 +78,7 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 
 const KernelTable* avx512_kernels() {
   static const KernelTable table{
-      "avx512", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half};
+      "avx512", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half, &quantize_int8};
   return &table;
 }
 

@@ -24,6 +24,7 @@
 //   vi broadcast128(const void*) 16 bytes loaded into every 128-bit lane
 //   vf add_if(vf acc, vu word, vu bit, vf x)  acc + x in the lanes where
 //                                (word & bit) != 0 (a masked add)
+//   vi round_even(vf)            to the nearest integer, ties to even
 //   float half_to_float1(uint16_t); void half_to_float_w(const uint16_t*, float*);
 //   void float_to_half_w(const float*, uint16_t*)   (W values, IEEE float16)
 // Everything here has internal linkage (see kernel_abi.h for why).
@@ -1075,6 +1076,44 @@ bool matmul_nt_int8(const MatmulArgs& a) {
 bool matmul_nn(const MatmulArgs& a) {
   WeightRows wr(a.w);
   return wr.ok && GemmNN{wr, a.x, a.M, a.out}.run(a);
+}
+
+// activation_quant.h's quantize_row_int8 in the same fp32 arithmetic, so
+// bit for bit the same q and scale: the same absmax (max ignores order), the
+// same products x * (127 / amax), rounded to nearest even and clamped.
+typedef int8_t vs8 __attribute__((vector_size(W)));
+
+float quantize_int8(const float* x, int K, int8_t* q) {
+  vf m{};
+  int k = 0;
+  for (; k + W <= K; k += W) {
+    const vf a = (vf)((vi)load<vf>(x + k) & 0x7FFFFFFF);
+    m = a > m ? a : m; // std::max(m, a): a NaN is skipped
+  }
+  float amax = 0.0f;
+  for (int i = 0; i < W; ++i) {
+    amax = amax < m[i] ? m[i] : amax;
+  }
+  for (int t = k; t < K; ++t) {
+    const float a = __builtin_fabsf(x[t]);
+    amax = amax < a ? a : amax;
+  }
+  if (amax == 0.0f) {
+    std::memset(q, 0, size_t(K > 0 ? K : 0));
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  for (k = 0; k + W <= K; k += W) {
+    vi r = round_even(load<vf>(x + k) * inv);
+    r = r < -127 ? -127 : r;
+    r = r > 127 ? 127 : r;
+    store(q + k, __builtin_convertvector(r, vs8));
+  }
+  for (; k < K; ++k) {
+    const float r = __builtin_nearbyintf(x[k] * inv);
+    q[k] = int8_t(r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r);
+  }
+  return amax / 127.0f;
 }
 
 // MLX's bfloat16: round to nearest even, NaN -> 0x7FC0.
