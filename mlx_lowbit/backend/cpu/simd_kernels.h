@@ -146,7 +146,9 @@ inline uint64_t load_u64(const uint8_t* p) {
 // its 16 sign bits, bit i = weight i: the codebook itself for v = 16, for
 // v = 8 a table of index pairs built once per product. Fields go in pairs
 // (32 weights) read with one unaligned 64-bit load, so each 16 weights cost
-// a shift, a mask and one table load.
+// a shift, a mask and one table load. These are the bits of codebook.h's
+// index_from_words: little-endian words make each row a little-endian byte
+// stream, in which index j is bits [j c, j c + c).
 struct CodebookFields {
   const uint16_t* table = nullptr; // 2^bits patterns, then 2 zero bytes
   int bits = 0; // field width: c (v = 16) or 2c (v = 8)
@@ -189,8 +191,10 @@ struct CodebookFields {
 
   // Row n's bytes, safe to read 8 bytes past its end.
   const uint8_t* row_bytes(int n) const {
-    return n == w->N - 1 ? last_row.as<const uint8_t>()
-                         : reinterpret_cast<const uint8_t*>(w->packed + size_t(n) * w->words_per_row);
+    if (n == w->N - 1) {
+      return last_row.as<const uint8_t>();
+    }
+    return reinterpret_cast<const uint8_t*>(w->packed + size_t(n) * w->words_per_row);
   }
 };
 
@@ -398,9 +402,9 @@ constexpr int kGemvMaxRows = 8;
 constexpr int kChunksPerVec = 32 / W; // vectors per 32-weight chunk
 
 // The format switch of a GEMV kernel, with its scratch: per row of a block
-// of up to kGemvMaxRows, 2 G coefficients. Codebook weights whose field pairs are
-// whole bytes get kernels with constant offsets. Returns false if the
-// scratch could not be allocated.
+// of up to kGemvMaxRows, 2 G coefficients. Codebook weights whose field
+// pairs are whole bytes get kernels with constant offsets. Returns false if
+// the scratch could not be allocated.
 template <class Gemv>
 bool run_gemv(const Gemv& gemv, int n0, int n1) {
   const WeightRows& wr = gemv.wr;
@@ -518,13 +522,13 @@ struct GemvF32 {
               if (half == 1) {
                 const vf code = pattern_codes16(pat[1], sub);
                 LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-                  A[i][m][1 % C] += code * xv[m][v];
+                  A[i][m][1] += code * xv[m][v];
                 }
                 continue;
               }
 #endif
               LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-                A[i][m][half % C] = add_pattern16(A[i][m][half % C], pat[half], sub, xv[m][v]);
+                A[i][m][half] = add_pattern16(A[i][m][half], pat[half], sub, xv[m][v]);
               }
             }
           }
