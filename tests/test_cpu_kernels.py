@@ -306,6 +306,27 @@ def test_x86_kernels_in_the_cpp_harness(tmp_path):
         _build_and_run(compiler, flags, sources, [], name, tmp_path)
 
 
+def test_thread_pool_in_the_cpp_harness(tmp_path):
+    """Regions run every index once, errors propagate, nested regions run
+    inline (a nested one inside a single-chunk region used to deadlock)."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    exe = tmp_path / "pool_stress"
+    sources = [
+        ROOT / "tests/cpu_harness/pool_stress.cpp",
+        ROOT / "mlx_lowbit/backend/cpu/thread_pool.cpp",
+    ]
+    cmd = [compiler, "-std=c++20", "-O2", f"-I{ROOT}", *map(str, sources), "-o", str(exe)]
+    subprocess.run([*cmd, "-pthread"], check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " 0 failed" in run.stdout and " passed" in run.stdout, run.stdout[-500:]
+
+
 def test_neon_kernels_under_qemu(tmp_path):
     import shutil
 

@@ -34,6 +34,16 @@ int default_threads() {
 
 thread_local bool in_worker = false;
 
+// Marks the calling thread as running a region's chunk for its lifetime.
+struct InWorker {
+  InWorker() {
+    in_worker = true;
+  }
+  ~InWorker() {
+    in_worker = false;
+  }
+};
+
 // How long a thread spins for the next region (a worker) or for the other
 // chunks to finish (the caller) before it sleeps. A sleeping thread takes
 // tens of microseconds to wake on another core (more under a hypervisor),
@@ -97,6 +107,9 @@ class Pool {
       return;
     }
     std::lock_guard<std::mutex> run_lock(run_mutex_);
+    // While fn runs here, a nested parallel_for must run inline: run_mutex_
+    // is held (it used not to be marked for a single chunk, which deadlocked).
+    InWorker mark;
     int chunks = std::min(n, nthreads_);
     if (chunks == 1) {
       fn(0, n);
@@ -116,12 +129,10 @@ class Pool {
     cv_.notify_all();
     std::exception_ptr mine;
     try {
-      in_worker = true;
       fn(0, n / chunks);
     } catch (...) {
       mine = std::current_exception();
     }
-    in_worker = false;
     auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
     if (!spin_until(finished)) {
       std::unique_lock<std::mutex> lk(m_);
