@@ -108,6 +108,49 @@ def test_reduction_blocks_and_groups(isa, path, fi, gs, m):
         )
 
 
+# Codebook field widths (c for v = 16, 2c for v = 8): whole-byte pairs (8,
+# 12, 16 bits) run kernels with constant offsets, the others the general
+# one; c = 4 and 8 divide 32, the others make indices straddle words.
+CODEBOOK_VC = [(16, c) for c in (4, 5, 7, 8, 11, 12, 13, 16)] + [(8, c) for c in range(4, 9)]
+
+
+def random_codebook_weight(n: int, k: int, gs: int, v: int, c: int, seed: int = 0):
+    """Uniformly random indices and codebook (every field value occurs), so
+    each window and table entry of the kernels gets used."""
+    rng = np.random.default_rng(seed)
+    _, scales, _, codebook, indices = reference.random_exact_weight(
+        rng, "codebook", n, k, gs, vector_size=v, index_bits=c
+    )
+    return lb.QuantizedWeight(
+        fmt="codebook",
+        group_size=gs,
+        packed=_ext.pack_codebook(mx.array(indices), v, c),
+        scales=mx.array(scales),
+        codebook=mx.array(codebook),
+        vector_size=v,
+        index_bits=c,
+    )
+
+
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("v,c", CODEBOOK_VC, ids=[f"v{v}c{c}" for v, c in CODEBOOK_VC])
+def test_codebook_field_widths(isa, path, v, c):
+    """Every M of the GEMV (1-4) and a few of the GEMM, float and int8 x, on
+    shapes that end a row's stream mid-word, end the matrix one row after a
+    block of 8 or 4 rows (the last row's windows read a padded copy), have
+    one group per row, or one word per row."""
+    _ext.set_cpu_isa(path)
+    for n, k, gs in [(13, 256, 256), (9, 192, 64), (3, 32, 32)]:
+        qw = random_codebook_weight(n, k, gs, v, c)
+        for m in range(1, 10):
+            x = make_x((m, k), mx.float32, seed=m)
+            for bits in (0, 8):
+                what = f"{path} v{v} c{c} N{n} K{k} g{gs} M{m} a{bits}"
+                assert_close(
+                    lb.matmul(x, qw, activation_bits=bits), expected(x, qw, bits), mx.float32, what
+                )
+
+
 @pytest.mark.parametrize("path", ISAS)
 def test_more_rows_than_one_work_item(isa, path):
     """M = 513: the GEMM splits x into work items of 512 rows."""
@@ -261,6 +304,27 @@ def test_x86_kernels_in_the_cpp_harness(tmp_path):
     ]
     for name in SIMD_ISAS:
         _build_and_run(compiler, flags, sources, [], name, tmp_path)
+
+
+def test_thread_pool_in_the_cpp_harness(tmp_path):
+    """Regions run every index once, errors propagate, nested regions run
+    inline (a nested one inside a single-chunk region used to deadlock)."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    exe = tmp_path / "pool_stress"
+    sources = [
+        ROOT / "tests/cpu_harness/pool_stress.cpp",
+        ROOT / "mlx_lowbit/backend/cpu/thread_pool.cpp",
+    ]
+    cmd = [compiler, "-std=c++20", "-O2", f"-I{ROOT}", *map(str, sources), "-o", str(exe)]
+    subprocess.run([*cmd, "-pthread"], check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert " 0 failed" in run.stdout and " passed" in run.stdout, run.stdout[-500:]
 
 
 def test_neon_kernels_under_qemu(tmp_path):

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "mlx_lowbit/backend/cpu/activation_quant.h"
 #include "mlx_lowbit/backend/cpu/kernel_abi.h"
 #include "mlx_lowbit/formats.h"
 
@@ -248,6 +249,32 @@ void check_halves(const KernelTable& t) {
   if (!ok) std::printf("FAIL half conversions\n");
 }
 
+// The table's int8 rounding against activation_quant.h's, bit for bit: ties
+// (x * 127 / amax = n + 0.5 exactly), negative zeros, all-zero rows, and
+// row lengths around the vector width.
+void check_int8_rounding(const KernelTable& t) {
+  bool ok = true;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int K : {1, 3, 4, 15, 16, 17, 33, 64, 100, 4096}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::vector<float> x(K);
+      for (int k = 0; k < K; ++k) {
+        // kind 1: amax 127, so x * inv = x: halves are exact ties.
+        x[k] = kind == 0 ? nd(rng) : kind == 1 ? float(int(rng() % 254) - 127) + 0.5f : -0.0f;
+      }
+      if (kind == 1) {
+        x[rng() % K] = 127.0f;
+      }
+      std::vector<int8_t> q1(K), q2(K, 99);
+      const float s1 = quantize_row_int8(x.data(), K, q1.data());
+      const float s2 = t.quantize_int8(x.data(), K, q2.data());
+      ok = ok && s1 == s2 && q1 == q2;
+    }
+  }
+  ok ? ++passed : ++failed;
+  if (!ok) std::printf("FAIL int8 rounding\n");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -264,6 +291,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   check_halves(*t);
+  check_int8_rounding(*t);
   const int Ms[] = {1, 2, 3, 4, 5, 9, 13, 25};
   std::vector<Case> cases;
   for (int f = 0; f < 3; ++f) {
@@ -281,6 +309,16 @@ int main(int argc, char** argv) {
   }
   for (const Case& c : cases)
     for (int M : Ms) run(*t, c, M);
+  // Codebook field widths (c for v = 16, 2c for v = 8): whole-byte field
+  // pairs (8, 12, 16 bits) and the general kernel; row streams that end
+  // mid-word, the last row after a block of 8 or 4 rows, one word per row.
+  const int vc[][2] = {{16, 4}, {16, 5}, {16, 8}, {16, 11}, {16, 13}, {16, 16},
+                       {8, 4}, {8, 5}, {8, 7}, {8, 8}};
+  const int cb_shapes[][3] = {{13, 256, 256}, {9, 192, 64}, {3, 32, 32}};
+  for (const auto& p : vc)
+    for (const auto& shape : cb_shapes)
+      for (int M : {1, 2, 4, 5})
+        run(*t, {2, shape[0], shape[1], shape[2], p[0], p[1], false, true}, M);
   std::printf("%s: %d passed, %d failed\n", t->name, passed, failed);
   return failed ? 1 : 0;
 }

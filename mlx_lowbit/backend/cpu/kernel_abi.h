@@ -55,6 +55,9 @@ struct KernelTable {
   bool (*matmul_nn)(const MatmulArgs&); // out = x @ W, float x
   void (*half_to_float)(const uint16_t* src, Half16 type, float* dst, size_t n);
   void (*float_to_half)(const float* src, Half16 type, uint16_t* dst, size_t n);
+  // activation_quant.h's quantize_row_int8, bit for bit: q (K) and the
+  // returned scale.
+  float (*quantize_int8)(const float* x, int K, int8_t* q);
 };
 
 // The table of each SIMD file, or null where that file was not compiled for

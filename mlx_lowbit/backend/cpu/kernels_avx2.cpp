@@ -20,7 +20,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 32
 #define LOWBIT_SIMD_MR 6
-#define LOWBIT_SIMD_CODEBOOK_GATHER 0
+#define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
@@ -51,6 +51,9 @@ inline vf permute_codes(vu idx) {
   const __m256 table = _mm256_setr_ps(0, 1, 2, 0, 0, 1, 2, 0);
   return (vf)_mm256_permutevar8x32_ps(table, (__m256i)idx);
 }
+inline vi round_even(vf v) {
+  return (vi)_mm256_cvtps_epi32((__m256)v); // MXCSR's default: to nearest even
+}
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);
 }
@@ -69,7 +72,13 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 
 const KernelTable* avx2_kernels() {
   static const KernelTable table{
-      "avx2", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half};
+      "avx2",
+      &matmul_nt,
+      &matmul_nt_int8,
+      &matmul_nn,
+      &half_to_float,
+      &float_to_half,
+      &quantize_int8};
   return &table;
 }
 

@@ -21,7 +21,7 @@ namespace {
 #define LOWBIT_SIMD_BYTES 64
 #define LOWBIT_SIMD_MR 12
 #define LOWBIT_SIMD_PERMUTE_CODES 1
-#define LOWBIT_SIMD_CODEBOOK_GATHER 1
+#define LOWBIT_SIMD_PATTERN_MASK 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
 // u8 codes x s8 activations, 4 per lane: one vpdpbusd.
@@ -42,41 +42,23 @@ inline vf permute_codes(vu idx) {
   const __m512 table = _mm512_setr_ps(0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0, 1, 2, 0);
   return (vf)_mm512_permutexvar_ps((__m512i)idx, table);
 }
-// Codebook indices j0 .. j0+15 of a row: each lane takes the two words its
-// c-bit index may straddle from a 16-word window (vpermd), shifts them
-// together (the bit order of codebook.h's index_from_words), and a gather
-// from the padded codebook gives the patterns, stored in order.
-inline void codebook_patterns16(
-    const uint32_t* row, int words_per_row, int j0, int c, int v, const void* table, uint8_t* dst) {
-  const int bit0 = j0 * c, w0 = bit0 / 32;
-  const int avail = words_per_row - w0;
-  const __mmask16 valid = avail >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << avail) - 1);
-  const __m512i window = _mm512_maskz_loadu_epi32(valid, row + w0);
+// The 16-bit pattern of 16 codebook weights is their lane mask, loaded
+// straight into a mask register.
+inline vf add_pattern16(vf acc, const uint16_t* pattern, int, vf x) {
+  return (vf)_mm512_mask_add_ps(
+      (__m512)acc, _load_mask16(const_cast<__mmask16*>(pattern)), (__m512)acc, (__m512)x);
+}
+// The same bits as 0.0 / 1.0 without a mask register: broadcast, shift bit
+// i down in lane i, and vpermps picks from {0, 1, 0, 1, ...} by the low bits.
+inline vf pattern_codes16(const uint16_t* pattern, int) {
+  int32_t word;
+  std::memcpy(&word, pattern, 4);
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i bit = _mm512_add_epi32(_mm512_set1_epi32(bit0 % 32), _mm512_mullo_epi32(lane, _mm512_set1_epi32(c)));
-  const __m512i word = _mm512_srli_epi32(bit, 5);
-  const __m512i shift = _mm512_and_si512(bit, _mm512_set1_epi32(31));
-  const __m512i lo = _mm512_permutexvar_epi32(word, window);
-  const __m512i hi = _mm512_permutexvar_epi32(_mm512_add_epi32(word, _mm512_set1_epi32(1)), window);
-  // A shift count of 32 gives 0 in vpsllvd: no straddle, no high bits.
-  __m512i idx = _mm512_or_si512(
-      _mm512_srlv_epi32(lo, shift), _mm512_sllv_epi32(hi, _mm512_sub_epi32(_mm512_set1_epi32(32), shift)));
-  idx = _mm512_and_si512(idx, _mm512_set1_epi32(int((1u << c) - 1)));
-  // Scalar loads beat a 16-lane gather here (the gather is microcoded).
-  alignas(64) uint32_t lanes[16];
-  _mm512_store_si512(lanes, idx);
-  if (v == 16) {
-    const uint16_t* t = static_cast<const uint16_t*>(table);
-    uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-    for (int i = 0; i < 16; ++i) {
-      d[i] = t[lanes[i]];
-    }
-  } else {
-    const uint8_t* t = static_cast<const uint8_t*>(table);
-    for (int i = 0; i < 16; ++i) {
-      dst[i] = t[lanes[i]];
-    }
-  }
+  const __m512 bit = _mm512_setr_ps(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+  return (vf)_mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32(word), lane), bit);
+}
+inline vi round_even(vf v) {
+  return (vi)_mm512_cvtps_epi32((__m512)v); // MXCSR's default: to nearest even
 }
 inline float half_to_float1(uint16_t h) {
   return _cvtsh_ss(h);
@@ -96,7 +78,13 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 
 const KernelTable* avx512_kernels() {
   static const KernelTable table{
-      "avx512", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half};
+      "avx512",
+      &matmul_nt,
+      &matmul_nt_int8,
+      &matmul_nn,
+      &half_to_float,
+      &float_to_half,
+      &quantize_int8};
   return &table;
 }
 

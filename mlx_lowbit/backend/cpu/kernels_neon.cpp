@@ -21,7 +21,7 @@ namespace {
 
 #define LOWBIT_SIMD_BYTES 16
 #define LOWBIT_SIMD_MR 12
-#define LOWBIT_SIMD_CODEBOOK_GATHER 0
+#define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 0
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
@@ -39,6 +39,9 @@ inline vi broadcast128(const void* p) {
 }
 inline vf add_if(vf acc, vu word, vu bit, vf x) {
   return acc + (vf)(vtstq_u32((uint32x4_t)word, (uint32x4_t)bit) & (vu)x);
+}
+inline vi round_even(vf v) {
+  return (vi)vcvtnq_s32_f32((float32x4_t)v);
 }
 inline float half_to_float1(uint16_t h) {
   __fp16 f;
@@ -58,7 +61,13 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 
 const KernelTable* neon_kernels() {
   static const KernelTable table{
-      "neon", &matmul_nt, &matmul_nt_int8, &matmul_nn, &half_to_float, &float_to_half};
+      "neon",
+      &matmul_nt,
+      &matmul_nt_int8,
+      &matmul_nn,
+      &half_to_float,
+      &float_to_half,
+      &quantize_int8};
   return &table;
 }
 

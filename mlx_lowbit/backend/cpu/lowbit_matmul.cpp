@@ -4,6 +4,7 @@
 // (isa.h), convert activations to float32 (or int8 rows), run the kernel
 // inside the CPU stream's dispatch, convert back.
 
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -135,41 +136,43 @@ void matmul_simd(
   args.M = int(x.size() / x.shape(-1));
   args.parallel = &cpu::parallel_for_c;
   const size_t x_cols = x.shape(-1);
+  const bool given_f32 = x.dtype() == mx::float32;
+  // int8 rows for x @ W.T; x @ W has no integer kernel, so there x is
+  // rounded to its int8 grid and multiplied in float, as on the portable path.
+  const bool int8_rows = activation_bits == 8 && transpose;
+  const bool int8_grid = activation_bits == 8 && !transpose;
   std::vector<float> x_storage, out_storage;
   std::vector<int8_t> xq;
   std::vector<float> xscale;
-  const float* xf = x.dtype() == mx::float32 ? x.data<float>() : nullptr;
-  if (!xf) {
+  if (!given_f32 || int8_grid) {
     x_storage.resize(x.size());
-    cpu::parallel_for(args.M, [&](int m0, int m1) {
-      k.half_to_float(
-          x.data<uint16_t>() + m0 * x_cols, half_type(x), x_storage.data() + m0 * x_cols,
-          (m1 - m0) * x_cols);
-    });
-    xf = x_storage.data();
   }
-  args.x = xf;
-  if (activation_bits == 8 && !transpose) {
-    // x @ W has no integer kernel: round x to its int8 grid and multiply in
-    // float, as the portable path does.
-    if (xf != x_storage.data()) {
-      x_storage.assign(xf, xf + x.size());
-    }
-    cpu::parallel_for(args.M, [&](int m0, int m1) {
-      std::vector<int8_t> scratch(x_cols);
-      for (int m = m0; m < m1; ++m) {
-        cpu::round_row_to_int8_grid(x_storage.data() + m * x_cols, int(x_cols), scratch.data());
-      }
-    });
-    args.x = x_storage.data();
-  } else if (activation_bits == 8) {
+  if (int8_rows) {
     xq.resize(x.size());
     xscale.resize(args.M);
+  }
+  const float* xf = given_f32 && !int8_grid ? x.data<float>() : x_storage.data();
+  // One parallel region prepares each row: float32, then int8.
+  if (!given_f32 || activation_bits == 8) {
     cpu::parallel_for(args.M, [&](int m0, int m1) {
+      const size_t first = m0 * x_cols, count = (m1 - m0) * x_cols;
+      if (!given_f32) {
+        k.half_to_float(x.data<uint16_t>() + first, half_type(x), x_storage.data() + first, count);
+      } else if (int8_grid) {
+        std::copy_n(x.data<float>() + first, count, x_storage.data() + first);
+      }
+      std::vector<int8_t> scratch(int8_grid ? x_cols : 0);
       for (int m = m0; m < m1; ++m) {
-        xscale[m] = cpu::quantize_row_int8(xf + m * x_cols, int(x_cols), xq.data() + m * x_cols);
+        if (int8_rows) {
+          xscale[m] = k.quantize_int8(xf + m * x_cols, int(x_cols), xq.data() + m * x_cols);
+        } else if (int8_grid) {
+          cpu::round_row_to_int8_grid(x_storage.data() + m * x_cols, int(x_cols), scratch.data());
+        }
       }
     });
+  }
+  args.x = xf;
+  if (int8_rows) {
     args.xq = xq.data();
     args.xscale = xscale.data();
   }
@@ -179,8 +182,8 @@ void matmul_simd(
     args.out = out_storage.data();
   }
   bool ok = !transpose ? k.matmul_nn(args)
-      : activation_bits == 8 ? k.matmul_nt_int8(args)
-                             : k.matmul_nt(args);
+      : int8_rows      ? k.matmul_nt_int8(args)
+                       : k.matmul_nt(args);
   if (!ok) {
     throw std::bad_alloc();
   }

@@ -9,9 +9,14 @@
 //   LOWBIT_SIMD_MR             rows of x per GEMM micro-tile
 //   LOWBIT_SIMD_PERMUTE_CODES  1 with vf permute_codes(vu idx): lane i =
 //                              {0,1,2,0}[idx_i & 3] by a table permute
-//   LOWBIT_SIMD_CODEBOOK_GATHER 1 with codebook_patterns16(row, words_per_row,
-//                              j0, c, v, padded table, dst): the patterns of
-//                              indices j0 .. j0+15 of a row written to dst
+//   LOWBIT_SIMD_PATTERN_MASK   1 with vf add_pattern16(vf acc, const
+//                              uint16_t* pattern, int sub, vf x): acc + x in
+//                              the lanes i where bit sub*W + i of the 16-bit
+//                              pattern is set (the pattern is the lane
+//                              mask), and vf pattern_codes16(const uint16_t*
+//                              pattern, int sub): those bits as 0.0 / 1.0
+//                              (may load 2 bytes past the pattern);
+//                              otherwise add_if serves
 //   vi dot4(vi acc, vi a, vi b)  acc + the sum of the 4 byte products in each
 //                                32-bit lane; a holds small non-negative codes
 //                                (0..2), b int8 activations
@@ -19,6 +24,7 @@
 //   vi broadcast128(const void*) 16 bytes loaded into every 128-bit lane
 //   vf add_if(vf acc, vu word, vu bit, vf x)  acc + x in the lanes where
 //                                (word & bit) != 0 (a masked add)
+//   vi round_even(vf)            to the nearest integer, ties to even
 //   float half_to_float1(uint16_t); void half_to_float_w(const uint16_t*, float*);
 //   void float_to_half_w(const float*, uint16_t*)   (W values, IEEE float16)
 // Everything here has internal linkage (see kernel_abi.h for why).
@@ -103,9 +109,18 @@ void parallel(const mlx_lowbit::cpu::MatmulArgs& a, int n, F& body) {
 // Scratch that every path frees on every exit.
 struct Buffer {
   void* p = nullptr;
+  Buffer() = default;
   explicit Buffer(size_t bytes) : p(std::malloc(bytes ? bytes : 1)) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
   ~Buffer() {
     std::free(p);
+  }
+  // Replaces the memory; false if it could not be allocated.
+  bool allocate(size_t bytes) {
+    std::free(p);
+    p = std::malloc(bytes ? bytes : 1);
+    return p != nullptr;
   }
   template <class T>
   T* as() const {
@@ -119,23 +134,124 @@ using Format = lowbit::Format;
 
 // ---------------------------------------------------------------- weights
 
+inline uint64_t load_u64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// A codebook row read 16 weights at a time. A field is the c-bit index of
+// one v = 16 run, or the two adjacent c-bit indices (2c bits, the first in
+// the low bits) of two v = 8 runs; a table of 2^bits 16-bit patterns gives
+// its 16 sign bits, bit i = weight i: the codebook itself for v = 16, for
+// v = 8 a table of index pairs built once per product. Fields go in pairs
+// (32 weights) read with one unaligned 64-bit load, so each 16 weights cost
+// a shift, a mask and one table load. These are the bits of codebook.h's
+// index_from_words: little-endian words make each row a little-endian byte
+// stream, in which index j is bits [j c, j c + c).
+struct CodebookFields {
+  const uint16_t* table = nullptr; // 2^bits patterns, then 2 zero bytes
+  int bits = 0; // field width: c (v = 16) or 2c (v = 8)
+  const PackedWeight* w = nullptr;
+  // The last row and 8 zero bytes: a window of a row's last pair may read
+  // up to 7 bytes past the row, which for the other rows is the next row.
+  Buffer last_row;
+  // The table, with 2 bytes of padding so that a 32-bit load of any entry
+  // stays inside (AVX-512 broadcasts entries that way).
+  Buffer patterns;
+
+  bool init(const PackedWeight& pw) {
+    w = &pw;
+    bits = pw.vector_size == 16 ? pw.index_bits : 2 * pw.index_bits;
+    const size_t row_size = sizeof(uint32_t) * size_t(pw.words_per_row);
+    const size_t entries = size_t(1) << bits;
+    if (!last_row.allocate(row_size + 8) || !patterns.allocate(sizeof(uint16_t) * (entries + 1))) {
+      return false;
+    }
+    std::memcpy(last_row.p, pw.packed + size_t(pw.N - 1) * pw.words_per_row, row_size);
+    std::memset(last_row.as<char>() + row_size, 0, 8);
+    uint16_t* t = patterns.as<uint16_t>();
+    t[entries] = 0;
+    table = t;
+    if (pw.vector_size == 16) {
+      std::memcpy(t, pw.codebook, sizeof(uint16_t) * entries);
+      return true;
+    }
+    // v = 8 (c <= 8): entry (hi << c) | lo = pattern lo, then pattern hi.
+    const int c = pw.index_bits, n = 1 << c;
+    const uint8_t* cb = static_cast<const uint8_t*>(pw.codebook);
+    for (int hi = 0; hi < n; ++hi) {
+      const uint16_t high = uint16_t(cb[hi] << 8);
+      for (int lo = 0; lo < n; ++lo) {
+        t[(hi << c) | lo] = uint16_t(high | cb[lo]);
+      }
+    }
+    return true;
+  }
+
+  // Row n's bytes, safe to read 8 bytes past its end.
+  const uint8_t* row_bytes(int n) const {
+    if (n == w->N - 1) {
+      return last_row.as<const uint8_t>();
+    }
+    return reinterpret_cast<const uint8_t*>(w->packed + size_t(n) * w->words_per_row);
+  }
+};
+
+// Field pair p of a codebook row: FB = the field width when a pair is whole
+// bytes (8, 12 or 16 bits: the window needs no shift and every offset is a
+// constant), FB = 0 for any width.
+template <int FB>
+struct FieldPairs {
+  const uint16_t* table;
+  int bits;
+
+  explicit FieldPairs(const CodebookFields& cf) : table(cf.table), bits(FB ? FB : cf.bits) {}
+  // The byte offset of pair p's 64-bit window and the shift that brings
+  // field 2p to bit 0 (the same for every row).
+  void window(int p, int& byte, int& shift) const {
+    if constexpr (FB != 0) {
+      byte = p * (FB / 4);
+      shift = 0;
+    } else {
+      const int pos = 2 * p * bits;
+      byte = pos >> 3;
+      shift = pos & 7;
+    }
+  }
+  uint64_t field_mask() const {
+    return (uint64_t(1) << (FB ? FB : bits)) - 1;
+  }
+  // The patterns of the pair's two fields, from its window's bits.
+  const uint16_t* first_at(uint64_t win) const {
+    return table + (win & field_mask());
+  }
+  const uint16_t* second_at(uint64_t win) const {
+    return table + ((win >> (FB ? FB : bits)) & field_mask());
+  }
+  uint32_t first(uint64_t win) const {
+    return *first_at(win);
+  }
+  uint32_t second(uint64_t win) const {
+    return *second_at(win);
+  }
+  uint32_t pair_bits(const uint8_t* row, int p) const {
+    int byte, shift;
+    window(p, byte, shift);
+    const uint64_t win = load_u64(row + byte) >> shift;
+    return first(win) | (second(win) << 16);
+  }
+};
+
 struct WeightRows {
   const PackedWeight& w;
   int G; // groups per row
-  // Codebook with LOWBIT_SIMD_CODEBOOK_GATHER: a copy of the codebook with
-  // 4 bytes of padding, so 32-bit gathers of any entry stay in bounds.
-  Buffer gather_table;
+  CodebookFields fields; // codebook only
+  bool ok = true; // false if scratch could not be allocated
 
-  explicit WeightRows(const PackedWeight& w)
-      : w(w),
-        G(w.K / w.group_size),
-        gather_table(LOWBIT_SIMD_CODEBOOK_GATHER && w.format == int(Format::Codebook)
-                         ? (size_t(1) << w.index_bits) * (w.vector_size / 8) + 4
-                         : 0) {
-    if (LOWBIT_SIMD_CODEBOOK_GATHER && w.format == int(Format::Codebook) && gather_table.p) {
-      size_t bytes = (size_t(1) << w.index_bits) * (w.vector_size / 8);
-      std::memcpy(gather_table.p, w.codebook, bytes);
-      std::memset(gather_table.as<char>() + bytes, 0, 4);
+  explicit WeightRows(const PackedWeight& w) : w(w), G(w.K / w.group_size) {
+    if (w.format == int(Format::Codebook)) {
+      ok = fields.init(w);
     }
   }
 
@@ -194,73 +310,25 @@ struct WeightRows {
   float sum_coef(int n, int g) const {
     return bias(n, g) - scale(n, g);
   }
-  // Codebook: the sign bits of weights [32 ch, 32 ch + 32) of a row, bit i =
-  // weight 32 ch + i, assembled from the 32 / v patterns that cover them.
-  uint32_t codebook_bits(const uint32_t* r, int ch) const {
-    namespace cb = lowbit::codebook;
-    const int v = w.vector_size, c = w.index_bits, per = 32 / v;
-    uint32_t bits = 0;
-    for (int i = 0; i < per; ++i) {
-      int j = ch * per + i;
-      int word = cb::first_word_of(j, c);
-      uint32_t hi = word + 1 < w.words_per_row ? r[word + 1] : 0u;
-      uint32_t idx = cb::index_from_words(r[word], hi, j, c);
-      uint32_t pattern = v == 8 ? static_cast<const uint8_t*>(w.codebook)[idx]
-                                : static_cast<const uint16_t*>(w.codebook)[idx];
-      bits |= pattern << (i * v);
+  // Codebook: the sign bits of chunks [ch0, ch0 + count) of row n (chunk =
+  // 32 weights = one field pair, bit i = weight 32 ch + i) into dst.
+  void codebook_bits_run(int n, int ch0, int count, uint32_t* dst) const {
+    const FieldPairs<0> pairs(fields);
+    const uint8_t* rb = fields.row_bytes(n);
+    for (int i = 0; i < count; ++i) {
+      dst[i] = pairs.pair_bits(rb, ch0 + i);
     }
+  }
+
+  // Binary / codebook: sign bits of chunk ch (32 weights) of row n.
+  uint32_t sign_bits(int n, int ch) const {
+    if (format() == Format::Binary) {
+      return row(n)[ch];
+    }
+    uint32_t bits;
+    codebook_bits_run(n, ch, 1, &bits);
     return bits;
   }
-  // Codebook: codebook_bits of chunks [ch0, ch0 + count) into dst, reading
-  // the index stream once (the same bits as index_from_words, in order).
-  void codebook_bits_run(const uint32_t* r, int ch0, int count, uint32_t* dst) const {
-    const int v = w.vector_size, c = w.index_bits, per = 32 / v;
-#if LOWBIT_SIMD_CODEBOOK_GATHER
-    if (gather_table.p) {
-      // 16 indices at a time by permutes and a gather; the rest below.
-      const int j0 = ch0 * per, n = count * per;
-      int b = 0;
-      for (; b + 16 <= n; b += 16) {
-        codebook_patterns16(r, w.words_per_row, j0 + b, c, v, gather_table.p,
-                            reinterpret_cast<uint8_t*>(dst) + b * v / 8);
-      }
-      const int words = b * v / 32;
-      ch0 += words;
-      dst += words;
-      count -= words;
-      if (count == 0) {
-        return;
-      }
-    }
-#endif
-    const uint64_t mask = (uint64_t(1) << c) - 1;
-    const uint8_t* cb8 = static_cast<const uint8_t*>(w.codebook);
-    const uint16_t* cb16 = static_cast<const uint16_t*>(w.codebook);
-    const int start = ch0 * per * c;
-    const uint32_t* p = r + start / lowbit::kWordBits;
-    int have = lowbit::kWordBits - start % lowbit::kWordBits;
-    uint64_t buf = uint64_t(*p++) >> (start % lowbit::kWordBits);
-    for (int ch = 0; ch < count; ++ch) {
-      uint32_t bits = 0;
-      for (int i = 0; i < per; ++i) {
-        if (have < c) {
-          buf |= uint64_t(*p++) << have;
-          have += lowbit::kWordBits;
-        }
-        uint32_t idx = uint32_t(buf & mask);
-        buf >>= c;
-        have -= c;
-        bits |= uint32_t(v == 8 ? cb8[idx] : cb16[idx]) << (i * v);
-      }
-      dst[ch] = bits;
-    }
-  }
-
-  // Binary / codebook: sign bits of chunk ch (32 weights) of a row.
-  uint32_t sign_bits(const uint32_t* r, int ch) const {
-    return format() == Format::Binary ? r[ch] : codebook_bits(r, ch);
-  }
-
 };
 
 // Per-lane constants that vectorize formats/ternary.h's code_at and the
@@ -299,82 +367,121 @@ inline vf ternary_codes(vu word, int v) {
 inline vu bit_select(int v) {
   return make_vec<vu>([v](int i) { return uint32_t(1) << ((v * W + i) % 32); });
 }
+#if !LOWBIT_SIMD_PATTERN_MASK
+// Codebook: acc + x where bit sub*W + i of a 16-weight pattern is set.
+inline vf add_pattern16(vf acc, const uint16_t* pattern, int sub, vf x) {
+  return add_if(acc, splatu(*pattern), bit_select(sub), x);
+}
+#endif
 
 // ---------------------------------------------------------------- GEMV (float)
 // Small M: no weight reuse to exploit across rows of x, so each weight chunk
-// goes from its packed bits straight into registers: binary and codebook
-// signs into masked adds of x, ternary codes (shift + table permute, or
-// shift + mask + convert) into an FMA. R rows of W at once keep enough
-// independent accumulators in flight.
+// goes from its packed bits straight into registers: binary sign bits into
+// masked adds of x, ternary codes (shift + table permute, or shift + mask +
+// convert) into an FMA, codebook fields into a table load whose pattern is
+// the mask of the add. R rows of W at once keep enough independent
+// accumulators in flight and let each x load serve R rows.
 
 constexpr int kGemvMaxM = 4;
 // Rows of W per pass for MB rows of x: enough independent accumulator chains
-// to cover the FMA / dot-product latency, and each x load serving several
-// rows (x of 4 rows no longer fits L1 at K = 4096), within the registers.
+// to cover the FMA / dot-product latency, each x load serving several rows
+// (x of 4 rows no longer fits L1 at K = 4096), and the per-group work
+// spread over enough weights, within the registers. Measured on Zen 5:
+// AVX-512 one row of x takes 8 rows of W, except int8 ternary and binary
+// (4 are faster there).
+constexpr int gemv_rows(bool int8, Format f, int mb) {
 #if LOWBIT_SIMD_BYTES == 64
-constexpr int kGemvRows[kGemvMaxM + 1] = {0, 4, 4, 2, 2};
+  return mb == 1 ? (int8 && f != Format::Codebook ? 4 : 8) : mb == 2 ? 4 : 2;
 #else
-constexpr int kGemvRows[kGemvMaxM + 1] = {0, 4, 2, 1, 1};
+  (void)int8;
+  (void)f;
+  return mb == 1 ? 4 : mb == 2 ? 2 : 1;
 #endif
+}
+constexpr int kGemvMaxRows = 8;
 constexpr int kChunksPerVec = 32 / W; // vectors per 32-weight chunk
 
 // The format switch of a GEMV kernel, with its scratch: per row of a block
-// of up to 4, 2 G coefficients and K / 32 codebook sign words. Returns false
-// if the scratch could not be allocated.
+// of up to kGemvMaxRows, 2 G coefficients. Codebook weights whose field
+// pairs are whole bytes get kernels with constant offsets. Returns false if
+// the scratch could not be allocated.
 template <class Gemv>
 bool run_gemv(const Gemv& gemv, int n0, int n1) {
   const WeightRows& wr = gemv.wr;
-  Buffer scratch(sizeof(float) * 4 * (2 * wr.G + wr.w.K / 32));
+  Buffer scratch(sizeof(float) * kGemvMaxRows * 2 * wr.G);
   if (!scratch.p) {
     return false;
   }
   float* p = scratch.as<float>();
   switch (wr.format()) {
     case Format::Ternary:
-      gemv.template run_format<Format::Ternary>(n0, n1, p);
+      gemv.template run_format<Format::Ternary, 0>(n0, n1, p);
       break;
     case Format::Binary:
-      gemv.template run_format<Format::Binary>(n0, n1, p);
+      gemv.template run_format<Format::Binary, 0>(n0, n1, p);
       break;
     case Format::Codebook:
-      gemv.template run_format<Format::Codebook>(n0, n1, p);
+      switch (wr.fields.bits) {
+        case 8:
+          gemv.template run_format<Format::Codebook, 8>(n0, n1, p);
+          break;
+        case 12:
+          gemv.template run_format<Format::Codebook, 12>(n0, n1, p);
+          break;
+        case 16:
+          gemv.template run_format<Format::Codebook, 16>(n0, n1, p);
+          break;
+        default:
+          gemv.template run_format<Format::Codebook, 0>(n0, n1, p);
+          break;
+      }
       break;
   }
   return true;
 }
 
+// What every GEMV pass over R rows of W needs: the rows' words (codebook:
+// bytes), their per-group coefficients in `scratch`.
+template <Format F, int R>
+struct GemvRows {
+  const uint32_t* r[R];
+  const uint8_t* rb[R]; // codebook
+  const float *cc[R], *sc[R];
+
+  GemvRows(const WeightRows& wr, int n0, float* scratch) {
+    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
+      float* mine = scratch + i * 2 * wr.G;
+      cc[i] = mine;
+      sc[i] = mine + wr.G;
+      wr.row_coefs(n0 + i, mine, mine + wr.G);
+      r[i] = wr.row(n0 + i);
+      rb[i] = F == Format::Codebook ? wr.fields.row_bytes(n0 + i) : nullptr;
+    }
+  }
+};
+
 struct GemvF32 {
+  static constexpr bool kInt8 = false;
   const WeightRows& wr;
   const float* x; // (M, K)
   const float* xsum; // (M, G)
   int M;
   float* out; // (M, N)
 
-  // scratch: per row of the block, 2 G coefficients then (codebook) the
-  // row's sign bits, K / 32 words.
-  template <Format F, int R, int MB>
+  // Codebook: two accumulators per row, the pair's two fields in separate
+  // chains (a masked add's latency is longer than its issue interval).
+  template <Format F>
+  static constexpr int kChains = F == Format::Codebook ? 2 : 1;
+
+  template <Format F, int R, int MB, int FB>
   void rows(int n0, int m0, float* scratch) const {
+    constexpr int C = kChains<F>;
     const int K = wr.w.K, G = wr.G, chunks_per_group = wr.w.group_size / 32;
-    const size_t stride = 2 * G + K / 32;
-    const uint32_t* r[R];
-    const float *cc[R], *sc[R];
-    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
-      float* mine = scratch + i * stride;
-      cc[i] = mine;
-      sc[i] = mine + G;
-      wr.row_coefs(n0 + i, mine, mine + G);
-      r[i] = wr.row(n0 + i);
-      if constexpr (F == Format::Codebook) {
-        // The sign bits of the whole row, so the inner loop reads words as
-        // for binary.
-        uint32_t* bits = reinterpret_cast<uint32_t*>(mine + 2 * G);
-        wr.codebook_bits_run(r[i], 0, K / 32, bits);
-        r[i] = bits;
-      }
-    }
+    const GemvRows<F, R> rw(wr, n0, scratch);
+    const FieldPairs<FB> pairs(wr.fields);
     vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
-      vf A[R][MB] = {};
+      vf A[R][MB][C] = {};
       for (int cg = 0; cg < chunks_per_group; ++cg) {
         const int ch = g * chunks_per_group + cg;
         vf xv[MB][kChunksPerVec];
@@ -383,60 +490,90 @@ struct GemvF32 {
             xv[m][v] = load<vf>(x + size_t(m0 + m) * K + ch * 32 + v * W);
           }
         }
+        int byte = 0, shift = 0;
+        if constexpr (F == Format::Codebook) {
+          pairs.window(ch, byte, shift);
+        }
         LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
           if constexpr (F == Format::Ternary) {
             LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
-              vf code = ternary_codes(splatu(r[i][2 * ch + (v * W) / 16]), v);
+              vf code = ternary_codes(splatu(rw.r[i][2 * ch + (v * W) / 16]), v);
               LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-                A[i][m] += code * xv[m][v];
+                A[i][m][0] += code * xv[m][v];
+              }
+            }
+          } else if constexpr (F == Format::Binary) {
+            vu sign = splatu(rw.r[i][ch]);
+            LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
+              LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+                A[i][m][0] = add_if(A[i][m][0], sign, bit_select(v), xv[m][v]);
               }
             }
           } else {
-            vu sign = splatu(r[i][ch]);
+            // A shift and a mask per field and a table load, then one
+            // masked add per 16 weights. On AVX-512 the second field's
+            // pattern becomes 0/1 codes for an FMA instead: mask registers
+            // take one write per cycle, which would bound the loop.
+            const uint64_t win = load_u64(rw.rb[i] + byte) >> shift;
+            const uint16_t* pat[2] = {pairs.first_at(win), pairs.second_at(win)};
             LOWBIT_UNROLL for (int v = 0; v < kChunksPerVec; ++v) {
+              const int half = v / (kChunksPerVec / 2), sub = v % (kChunksPerVec / 2);
+#if LOWBIT_SIMD_PATTERN_MASK
+              if (half == 1) {
+                const vf code = pattern_codes16(pat[1], sub);
+                LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+                  A[i][m][1] += code * xv[m][v];
+                }
+                continue;
+              }
+#endif
               LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-                A[i][m] = add_if(A[i][m], sign, bit_select(v), xv[m][v]);
+                A[i][m][half] = add_pattern16(A[i][m][half], pat[half], sub, xv[m][v]);
               }
             }
           }
         }
       }
       LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
-        const float c = cc[i][g];
+        const float c = rw.cc[i][g];
         LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-          F_[i][m] += A[i][m] * c;
+          vf a = A[i][m][0];
+          LOWBIT_UNROLL for (int j = 1; j < C; ++j) {
+            a += A[i][m][j];
+          }
+          F_[i][m] += a * c;
         }
       }
     }
     LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
       LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
         out[size_t(m0 + m) * wr.w.N + n0 + i] =
-            hsum(F_[i][m]) + dot(sc[i], xsum + size_t(m0 + m) * G, G);
+            hsum(F_[i][m]) + dot(rw.sc[i], xsum + size_t(m0 + m) * G, G);
       }
     }
   }
 
-  template <Format F, int MB>
+  template <Format F, int MB, int FB>
   void row_block(int n0, int n1, int m0, float* scratch) const {
-    constexpr int R = kGemvRows[MB];
+    constexpr int R = gemv_rows(kInt8, F, MB);
     int n = n0;
     for (; n + R <= n1; n += R) {
-      rows<F, R, MB>(n, m0, scratch);
+      rows<F, R, MB, FB>(n, m0, scratch);
     }
     for (; n < n1; ++n) {
-      rows<F, 1, MB>(n, m0, scratch);
+      rows<F, 1, MB, FB>(n, m0, scratch);
     }
   }
 
   // Passes of at most 2 rows of x: float rows of 3 or 4 no longer fit L1
   // next to the weights (K = 4096: 16 KB each), and two passes are faster.
-  template <Format F>
+  template <Format F, int FB>
   void run_format(int n0, int n1, float* scratch) const {
     for (int m0 = 0; m0 < M; m0 += 2) {
       if (M - m0 == 1) {
-        row_block<F, 1>(n0, n1, m0, scratch);
+        row_block<F, 1, FB>(n0, n1, m0, scratch);
       } else {
-        row_block<F, 2>(n0, n1, m0, scratch);
+        row_block<F, 2, FB>(n0, n1, m0, scratch);
       }
     }
   }
@@ -453,7 +590,8 @@ struct GemvF32 {
 // Ternary bytes come out of one broadcast 16-byte load shifted by 2L in
 // 128-bit lane L, so byte 16L + b holds weight 4b + L of the step; x is
 // permuted to that order once per row of x. Binary and codebook bits expand
-// in order. Needs group_size % 64 == 0; otherwise the GEMM path runs.
+// in order (codebook: the patterns of 4 fields make the step's 64 bits).
+// Needs group_size % 64 == 0; otherwise the GEMM path runs.
 
 constexpr int kStep8 = 64; // weights per int8 step
 constexpr int kVecsPerStep = kStep8 / (4 * W);
@@ -474,6 +612,7 @@ inline vq ternary_lane_shift(int h) {
 }
 
 struct GemvI8 {
+  static constexpr bool kInt8 = true;
   const WeightRows& wr;
   const int8_t* x; // (M, K), permuted for ternary
   const int32_t* xsum; // (M, G)
@@ -482,24 +621,11 @@ struct GemvI8 {
   float* out;
 
   // scratch: as for GemvF32.
-  template <Format F, int R, int MB>
+  template <Format F, int R, int MB, int FB>
   void rows(int n0, int m0, float* scratch) const {
     const int K = wr.w.K, G = wr.G, steps_per_group = wr.w.group_size / kStep8;
-    const size_t stride = 2 * G + K / 32;
-    const uint32_t* r[R];
-    const float *cc[R], *sc[R];
-    LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
-      float* mine = scratch + i * stride;
-      cc[i] = mine;
-      sc[i] = mine + G;
-      wr.row_coefs(n0 + i, mine, mine + G);
-      r[i] = wr.row(n0 + i);
-      if constexpr (F == Format::Codebook) {
-        uint32_t* bits = reinterpret_cast<uint32_t*>(mine + 2 * G);
-        wr.codebook_bits_run(r[i], 0, K / 32, bits);
-        r[i] = bits;
-      }
-    }
+    const GemvRows<F, R> rw(wr, n0, scratch);
+    const FieldPairs<FB> pairs(wr.fields);
     const vb three = vb{} + uint8_t(3);
     vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
@@ -512,15 +638,28 @@ struct GemvI8 {
             xs[m][h] = load<vi>(x + size_t(m0 + m) * K + s * kStep8 + h * 4 * W);
           }
         }
+        int byte[2] = {}, shift[2] = {};
+        if constexpr (F == Format::Codebook) {
+          pairs.window(2 * s, byte[0], shift[0]);
+          pairs.window(2 * s + 1, byte[1], shift[1]);
+        }
         LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
           vb codes[kVecsPerStep];
           if constexpr (F == Format::Ternary) {
-            vq rep = (vq)broadcast128(r[i] + 4 * s);
+            vq rep = (vq)broadcast128(rw.r[i] + 4 * s);
             LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
               codes[h] = (vb)(rep >> ternary_lane_shift(h)) & three;
             }
           } else {
-            uint64_t sign = uint64_t(r[i][2 * s]) | (uint64_t(r[i][2 * s + 1]) << 32);
+            uint64_t sign;
+            if constexpr (F == Format::Codebook) {
+              const uint64_t w0 = load_u64(rw.rb[i] + byte[0]) >> shift[0];
+              const uint64_t w1 = load_u64(rw.rb[i] + byte[1]) >> shift[1];
+              sign = uint64_t(pairs.first(w0) | (pairs.second(w0) << 16)) |
+                  (uint64_t(pairs.first(w1) | (pairs.second(w1) << 16)) << 32);
+            } else {
+              sign = uint64_t(rw.r[i][2 * s]) | (uint64_t(rw.r[i][2 * s + 1]) << 32);
+            }
             LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
               codes[h] = bits_to_bytes(sign >> (h * 4 * W));
             }
@@ -533,7 +672,7 @@ struct GemvI8 {
         }
       }
       LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
-        const float c = cc[i][g];
+        const float c = rw.cc[i][g];
         LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
           F_[i][m] += __builtin_convertvector(acc[i][m], vf) * c;
         }
@@ -542,38 +681,38 @@ struct GemvI8 {
     LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
       LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
         out[size_t(m0 + m) * wr.w.N + n0 + i] = xscale[m0 + m] *
-            (hsum(F_[i][m]) + dot(sc[i], xsum + size_t(m0 + m) * G, G));
+            (hsum(F_[i][m]) + dot(rw.sc[i], xsum + size_t(m0 + m) * G, G));
       }
     }
   }
 
-  template <Format F, int MB>
+  template <Format F, int MB, int FB>
   void row_block(int n0, int n1, int m0, float* scratch) const {
-    constexpr int R = kGemvRows[MB];
+    constexpr int R = gemv_rows(kInt8, F, MB);
     int n = n0;
     for (; n + R <= n1; n += R) {
-      rows<F, R, MB>(n, m0, scratch);
+      rows<F, R, MB, FB>(n, m0, scratch);
     }
     for (; n < n1; ++n) {
-      rows<F, 1, MB>(n, m0, scratch);
+      rows<F, 1, MB, FB>(n, m0, scratch);
     }
   }
 
-  template <Format F>
+  template <Format F, int FB>
   void run_format(int n0, int n1, float* scratch) const {
     for (int m0 = 0; m0 < M; m0 += kGemvMaxM) {
       switch (imin(kGemvMaxM, M - m0)) {
         case 1:
-          row_block<F, 1>(n0, n1, m0, scratch);
+          row_block<F, 1, FB>(n0, n1, m0, scratch);
           break;
         case 2:
-          row_block<F, 2>(n0, n1, m0, scratch);
+          row_block<F, 2, FB>(n0, n1, m0, scratch);
           break;
         case 3:
-          row_block<F, 3>(n0, n1, m0, scratch);
+          row_block<F, 3, FB>(n0, n1, m0, scratch);
           break;
         default:
-          row_block<F, 4>(n0, n1, m0, scratch);
+          row_block<F, 4, FB>(n0, n1, m0, scratch);
           break;
       }
     }
@@ -702,7 +841,7 @@ struct GemmNT {
     uint32_t bits[NR * (KC / 32)]; // codebook only
     if (wr.format() == Format::Codebook) {
       for (int j = 0; j < NR && n0 + j < wr.w.N; ++j) {
-        wr.codebook_bits_run(wr.row(n0 + j), k0 / 32, (k1 - k0) / 32, bits + j * (KC / 32));
+        wr.codebook_bits_run(n0 + j, k0 / 32, (k1 - k0) / 32, bits + j * (KC / 32));
       }
     }
     for (int ch = k0 / 32; ch < k1 / 32; ++ch) {
@@ -823,7 +962,7 @@ struct GemmNN {
           vu shift = ternary_shift(0) + uint32_t(lowbit::ternary::kBits * (k % lowbit::ternary::kPerWord));
           value = (__builtin_convertvector((vi)((word >> shift) & 3u), vf) - 1.0f) * s;
         } else {
-          vu bits = splatu(wr.sign_bits(r, k / 32));
+          vu bits = splatu(wr.sign_bits(n, k / 32));
           vu shift = make_vec<vu>([](int i) { return uint32_t(i); }) + uint32_t(k % 32);
           value = (__builtin_convertvector((vi)((bits >> shift) & 1u), vf) * 2.0f - 1.0f) * s + bias;
         }
@@ -888,7 +1027,7 @@ bool matmul_nt(const MatmulArgs& a) {
   WeightRows wr(a.w);
   const int G = wr.G;
   Buffer xsum(sizeof(float) * size_t(a.M) * G);
-  if (!xsum.p) {
+  if (!xsum.p || !wr.ok) {
     return false;
   }
   group_sums(a.x, a.M, a.w.K, a.w.group_size, xsum.as<float>());
@@ -906,7 +1045,7 @@ bool matmul_nt_int8(const MatmulArgs& a) {
   WeightRows wr(a.w);
   const int G = wr.G, K = a.w.K;
   Buffer isum(sizeof(int32_t) * size_t(a.M) * G);
-  if (!isum.p) {
+  if (!isum.p || !wr.ok) {
     return false;
   }
   group_sums(a.xq, a.M, K, a.w.group_size, isum.as<int32_t>());
@@ -940,7 +1079,45 @@ bool matmul_nt_int8(const MatmulArgs& a) {
 
 bool matmul_nn(const MatmulArgs& a) {
   WeightRows wr(a.w);
-  return GemmNN{wr, a.x, a.M, a.out}.run(a);
+  return wr.ok && GemmNN{wr, a.x, a.M, a.out}.run(a);
+}
+
+// activation_quant.h's quantize_row_int8 in the same fp32 arithmetic, so
+// bit for bit the same q and scale: the same absmax (max ignores order), the
+// same products x * (127 / amax), rounded to nearest even and clamped.
+typedef int8_t vs8 __attribute__((vector_size(W)));
+
+float quantize_int8(const float* x, int K, int8_t* q) {
+  vf m{};
+  int k = 0;
+  for (; k + W <= K; k += W) {
+    const vf a = (vf)((vi)load<vf>(x + k) & 0x7FFFFFFF);
+    m = a > m ? a : m; // std::max(m, a): a NaN is skipped
+  }
+  float amax = 0.0f;
+  for (int i = 0; i < W; ++i) {
+    amax = amax < m[i] ? m[i] : amax;
+  }
+  for (int t = k; t < K; ++t) {
+    const float a = __builtin_fabsf(x[t]);
+    amax = amax < a ? a : amax;
+  }
+  if (amax == 0.0f) {
+    std::memset(q, 0, size_t(K > 0 ? K : 0));
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  for (k = 0; k + W <= K; k += W) {
+    vi r = round_even(load<vf>(x + k) * inv);
+    r = r < -127 ? -127 : r;
+    r = r > 127 ? 127 : r;
+    store(q + k, __builtin_convertvector(r, vs8));
+  }
+  for (; k < K; ++k) {
+    const float r = __builtin_nearbyintf(x[k] * inv);
+    q[k] = int8_t(r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r);
+  }
+  return amax / 127.0f;
 }
 
 // MLX's bfloat16: round to nearest even, NaN -> 0x7FC0.
