@@ -12,7 +12,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_lowbit  # noqa: F401  (registers our layers with mlx.nn)
 from conftest import assert_close
-from lm_models import VOCAB, tiny_model, tokens, write_model_dir
+from lm_models import VOCAB, llama_config, tiny_model, tokens, write_model_dir
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
 
@@ -35,20 +35,6 @@ BITNET_CONFIGS = {
         "tie_word_embeddings": False,
     },
 }
-
-
-def _bitnet_config(kind):
-    config = {
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "intermediate_size": 128,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "rms_norm_eps": 1e-5,
-        "vocab_size": VOCAB,
-    }
-    config.update(BITNET_CONFIGS[kind])
-    return config
 
 
 def pack_bitnet(t: np.ndarray) -> np.ndarray:
@@ -76,7 +62,7 @@ def bitnet_checkpoint(request, tmp_path_factory):
     test from the values it packed."""
     from mlx_lm.models.bitlinear_layers import bitnet_quantize
 
-    config = _bitnet_config(request.param)
+    config = llama_config(**BITNET_CONFIGS[request.param])
     model = tiny_model(config)
     if request.param == "llama":
         bitnet_quantize(model, config["quantization_config"])

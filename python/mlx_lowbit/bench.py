@@ -128,20 +128,7 @@ def bench(
             "No PNG plots: matplotlib is not installed (pip install 'mlx-lowbit[bench]')."
         )
     (outdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    rows = [
-        r
-        for key in (
-            "kernels",
-            "threads",
-            "activations",
-            "group_size",
-            "codebook",
-            "accumulation",
-            "schedule",
-            "e2e",
-        )
-        for r in results.get(key, [])
-    ]
+    rows = [r for key in SECTIONS for r in results.get(key, [])]
     write_csv(outdir / "results.csv", rows)
     report = markdown(results)
     (outdir / "report.md").write_text(report)

@@ -92,7 +92,7 @@ def dequantize(
         qw.scales,
         qw.biases,
         qw.codebook,
-        **_meta(qw),
+        **qw._format_fields(),
         dtype=dtype,
         stream=stream,
     )
@@ -136,7 +136,7 @@ def matmul(
         qw.scales,
         qw.biases,
         qw.codebook,
-        **_meta(qw),
+        **qw._format_fields(),
         transpose=transpose,
         schedule=schedule,
         streamk_fixup=streamk_fixup,
@@ -147,12 +147,3 @@ def matmul(
         activation_bits=activation_bits,
         stream=stream,
     )
-
-
-def _meta(qw: QuantizedWeight) -> Dict[str, Any]:
-    return {
-        "format": qw.fmt,
-        "group_size": qw.group_size,
-        "vector_size": qw.vector_size,
-        "index_bits": qw.index_bits,
-    }

@@ -7,7 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import mlx.core as mx
 import numpy as np
@@ -41,12 +41,18 @@ class QuantizedWeight:
             self.scales,
             self.biases,
             self.codebook,
-            format=self.fmt,
-            group_size=self.group_size,
-            vector_size=self.vector_size,
-            index_bits=self.index_bits,
+            **self._format_fields(),
         )
         object.__setattr__(self, "_k", k)
+
+    def _format_fields(self) -> Dict[str, Any]:
+        """The format keywords every _ext op takes next to the arrays."""
+        return {
+            "format": self.fmt,
+            "group_size": self.group_size,
+            "vector_size": self.vector_size,
+            "index_bits": self.index_bits,
+        }
 
     @property
     def shape(self) -> Tuple[int, int]:

@@ -58,12 +58,10 @@ def _runner():
     return runner
 
 
-def _meta(qw: QuantizedWeight) -> Dict[str, Any]:
+def _plan_fields(qw: QuantizedWeight) -> Dict[str, Any]:
+    # The op's format fields, plus what the planner reads from the arrays.
     return {
-        "format": qw.fmt,
-        "group_size": qw.group_size,
-        "vector_size": qw.vector_size,
-        "index_bits": qw.index_bits,
+        **qw._format_fields(),
         "has_bias": qw.biases is not None,
         "scales_f32": qw.scales.dtype == mx.float32,
     }
@@ -97,10 +95,7 @@ def metal_plan(
         qw.scales,
         qw.biases,
         qw.codebook,
-        format=qw.fmt,
-        group_size=qw.group_size,
-        vector_size=qw.vector_size,
-        index_bits=qw.index_bits,
+        **qw._format_fields(),
         schedule=schedule,
         streamk_fixup=streamk_fixup,
         split_k=split_k,
@@ -112,7 +107,7 @@ def metal_plan(
     n, k = qw.shape
     m = int(np.prod(x.shape[:-1], dtype=np.int64))
     return _ext.metal_plan(
-        **_meta(qw),
+        **_plan_fields(qw),
         dtype=x.dtype,
         M=max(m, 1),
         N=n,
@@ -252,7 +247,7 @@ def metal_dequantize(
 ) -> mx.array:
     """The (N, K) weight as the Metal dequantize kernel writes it (emulator)."""
     n, k = qw.shape
-    plan = _ext.metal_dequantize_plan(**_meta(qw), dtype=dtype, N=n, K=k)
+    plan = _ext.metal_dequantize_plan(**_plan_fields(qw), dtype=dtype, N=n, K=k)
     buffers = {**_weight_buffers(qw), "out": mx.full((n, k), float("nan"), dtype=dtype)}
     source, name = _source(dtype, qw, sanitizer)
     return _run(plan, buffers, ["out"], source, name, sanitizer, "shuffled", 0)["out"]
