@@ -110,7 +110,7 @@ def test_ablations_are_sane(quick):
 def test_report_states_targets_and_reference_figures(quick):
     out, results = quick
     report = (out / "report.md").read_text()
-    assert "## Targets (issue 6)" in report
+    assert "## CPU targets" in report
     assert "not re-measured" in report and "ggml TQ2_0" in report
     assert "square 4096x4096" in report
     verdicts = {v for _, _, v in results["targets"]}

@@ -345,3 +345,17 @@ def test_neon_kernels_under_qemu(tmp_path):
         "neon",
         tmp_path,
     )
+
+
+def test_public_isa_names():
+    # The names the docs tell users to call are the extension's own.
+    import mlx_lowbit as lb
+
+    assert lb.cpu_isa() in lb.cpu_isas()
+    assert lb.cpu_isas()[0] == "portable"
+    lb.set_cpu_isa("portable")
+    try:
+        assert lb.cpu_isa() == "portable"
+    finally:
+        lb.set_cpu_isa("auto")
+    assert lb.cpu_isa() == lb.cpu_isas()[-1]

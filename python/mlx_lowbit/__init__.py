@@ -3,7 +3,7 @@
 
 import mlx.core  # noqa: F401  (loads libmlx before the extension needs it)
 
-from ._ext import num_threads, set_num_threads
+from ._ext import cpu_isa, cpu_isas, num_threads, set_cpu_isa, set_num_threads
 from .ops import FORMAT_OPTIONS, dequantize, matmul, quantize
 from .quantized_weight import QuantizedWeight
 
@@ -14,9 +14,12 @@ from . import lm, nn  # noqa: E402
 __all__ = [
     "FORMAT_OPTIONS",
     "QuantizedWeight",
+    "cpu_isa",
+    "cpu_isas",
     "dequantize",
     "matmul",
     "num_threads",
     "quantize",
+    "set_cpu_isa",
     "set_num_threads",
 ]

@@ -46,7 +46,7 @@ LAYER_SHAPES = {
 SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
 
 # ggml (llama.cpp) CPU kernels, timed earlier on ONE core of the developers'
-# 2-core AVX-512 machine for a 4096 x 4096 weight (issue 6). Printed as fixed
+# 2-core AVX-512 machine for a 4096 x 4096 weight. Printed as fixed
 # reference figures: they are not re-measured by this benchmark.
 GGML_REFERENCE = [
     # (label, format it compares with, M, seconds, activations)

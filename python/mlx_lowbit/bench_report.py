@@ -165,7 +165,7 @@ def _header(results: Dict[str, Any]) -> List[str]:
 def _targets_section(results: Dict[str, Any]) -> List[str]:
     out = []
     if results.get("targets"):
-        out += ["## Targets (issue 6)", ""]
+        out += ["## CPU targets", ""]
         out += _table(["target", "measured", "verdict"], [list(t) for t in results["targets"]])
         out += [""]
     out += [
