@@ -19,7 +19,7 @@ from mlx_lowbit import _ext
 import reference
 from conftest import DTYPES, FORMATS, assert_close, format_id, product
 
-ISAS = _ext.cpu_isas()
+ISAS = lb.cpu_isas()
 SIMD_ISAS = [i for i in ISAS if i != "portable"]
 
 # M: GEMV sizes 1-4, then every remainder of the AVX2 (6) and AVX-512 (12)
@@ -31,7 +31,7 @@ M_EDGES = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 17, 25, 64, 65]
 def isa():
     """Restores automatic path choice after a test that forces one."""
     yield
-    _ext.set_cpu_isa("auto")
+    lb.set_cpu_isa("auto")
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,8 +73,8 @@ F_IDS = [format_id(f) for f in FORMATS]
 def test_every_m_edge_matches_reference(isa, path, fi, dtype):
     """x @ W.T over the M edges, float and int8 activations, N off the
     register block (33), group 32 (int8 GEMM even at M = 1), 64 and K."""
-    _ext.set_cpu_isa(path)
-    assert _ext.cpu_isa() == path
+    lb.set_cpu_isa(path)
+    assert lb.cpu_isa() == path
     k = 192
     for gs, n in [(32, 33), (64, 7), (k, 40)]:
         qw = weight(fi, n, k, gs)
@@ -98,7 +98,7 @@ BLOCK_CASES = product(range(len(FORMATS)), [128, 384, 1152], [1, 6, 30])
     "fi,gs,m", BLOCK_CASES, ids=[f"{F_IDS[c[0]]}-g{c[1]}-M{c[2]}" for c in BLOCK_CASES]
 )
 def test_reduction_blocks_and_groups(isa, path, fi, gs, m):
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     k = 1152
     qw = weight(fi, 35, k, gs)
     x = make_x((m, k), mx.float32)
@@ -139,7 +139,7 @@ def test_codebook_field_widths(isa, path, v, c):
     shapes that end a row's stream mid-word, end the matrix one row after a
     block of 8 or 4 rows (the last row's windows read a padded copy), have
     one group per row, or one word per row."""
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     for n, k, gs in [(13, 256, 256), (9, 192, 64), (3, 32, 32)]:
         qw = random_codebook_weight(n, k, gs, v, c)
         for m in range(1, 10):
@@ -154,7 +154,7 @@ def test_codebook_field_widths(isa, path, v, c):
 @pytest.mark.parametrize("path", ISAS)
 def test_more_rows_than_one_work_item(isa, path):
     """M = 513: the GEMM splits x into work items of 512 rows."""
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     qw = weight(0, 20, 64, 32)
     x = make_x((513, 64), mx.float32)
     for bits in (0, 8):
@@ -167,7 +167,7 @@ def test_more_rows_than_one_work_item(isa, path):
 def test_transposed_product(isa, path, fi, dtype):
     """x @ W (the gradient's product): the reduction runs over N, in blocks
     of 256 (N = 300 crosses one); K gives whole column blocks."""
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     for n, gs in [(7, 32), (300, 64)]:
         qw = weight(fi, n, 128, gs)
         for m in (1, 5, 13):
@@ -183,7 +183,7 @@ def test_transposed_product(isa, path, fi, dtype):
 @pytest.mark.parametrize("path", ISAS)
 @pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
 def test_batch_dims_and_strides(isa, path, fi):
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     qw = weight(fi, 19, 128, 64)
     cases = (
         make_x((2, 3, 128), mx.bfloat16),  # batch dimensions, GEMM
@@ -208,7 +208,7 @@ def test_simd_paths_agree_with_portable(isa, path, fi):
     x = make_x((9, 512), mx.float32)
     results = {}
     for p in ("portable", path):
-        _ext.set_cpu_isa(p)
+        lb.set_cpu_isa(p)
         for bits in (0, 8):
             for m in (1, 9):
                 results[p, bits, m] = as64(lb.matmul(x[:m], qw, activation_bits=bits))
@@ -221,7 +221,7 @@ def test_simd_paths_agree_with_portable(isa, path, fi):
 
 @pytest.mark.parametrize("path", ISAS)
 def test_thread_count_does_not_change_results(isa, path):
-    _ext.set_cpu_isa(path)
+    lb.set_cpu_isa(path)
     qw = weight(3, 50, 256, 64)
     before = lb.num_threads()
     try:
@@ -237,34 +237,34 @@ def test_thread_count_does_not_change_results(isa, path):
 
 
 def test_auto_picks_the_fastest_path(isa):
-    _ext.set_cpu_isa("auto")
-    assert _ext.cpu_isa() == ISAS[-1]
+    lb.set_cpu_isa("auto")
+    assert lb.cpu_isa() == ISAS[-1]
     assert ISAS[0] == "portable"
 
 
 def test_unknown_or_unavailable_path_is_a_value_error(isa):
     with pytest.raises(ValueError, match="available: portable"):
-        _ext.set_cpu_isa("avx9000")
+        lb.set_cpu_isa("avx9000")
     missing = [p for p in ("avx2", "avx512", "neon") if p not in ISAS]
     for p in missing:
         with pytest.raises(ValueError, match="not a CPU kernel path"):
-            _ext.set_cpu_isa(p)
+            lb.set_cpu_isa(p)
 
 
 def test_environment_variable_forces_a_path(isa, monkeypatch):
     qw = weight(0, 8, 64, 32)
     x = make_x((2, 64), mx.float32)
     monkeypatch.setenv("MLX_LOWBIT_CPU_ISA", "portable")
-    assert _ext.cpu_isa() == "portable"
+    assert lb.cpu_isa() == "portable"
     assert_close(lb.matmul(x, qw), expected(x, qw), mx.float32)
     monkeypatch.setenv("MLX_LOWBIT_CPU_ISA", "avx9000")
     with pytest.raises(ValueError, match="MLX_LOWBIT_CPU_ISA"):
-        _ext.cpu_isa()
+        lb.cpu_isa()
     with pytest.raises((ValueError, RuntimeError), match="MLX_LOWBIT_CPU_ISA"):
         mx.eval(lb.matmul(x, qw))
     # set_cpu_isa wins over the environment.
-    _ext.set_cpu_isa(ISAS[-1])
-    assert _ext.cpu_isa() == ISAS[-1]
+    lb.set_cpu_isa(ISAS[-1])
+    assert lb.cpu_isa() == ISAS[-1]
 
 
 # ---------------------------------------------------------------- C++ harness
@@ -346,16 +346,3 @@ def test_neon_kernels_under_qemu(tmp_path):
         tmp_path,
     )
 
-
-def test_public_isa_names():
-    # The names the docs tell users to call are the extension's own.
-    import mlx_lowbit as lb
-
-    assert lb.cpu_isa() in lb.cpu_isas()
-    assert lb.cpu_isas()[0] == "portable"
-    lb.set_cpu_isa("portable")
-    try:
-        assert lb.cpu_isa() == "portable"
-    finally:
-        lb.set_cpu_isa("auto")
-    assert lb.cpu_isa() == lb.cpu_isas()[-1]
