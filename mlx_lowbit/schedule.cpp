@@ -55,6 +55,13 @@ Schedule parse_schedule(std::string_view name, std::string_view tag) {
 const char* schedule_name(Schedule schedule) {
   return enum_name(kSchedules, schedule);
 }
+std::vector<std::string> schedule_names() {
+  std::vector<std::string> names;
+  for (auto& [value, text] : kSchedules) {
+    names.emplace_back(text);
+  }
+  return names;
+}
 FixUp parse_fixup(std::string_view name, std::string_view tag) {
   return parse_enum(kFixUps, name, "streamk_fixup", tag);
 }

@@ -4,7 +4,9 @@
 // turns it into a dispatch plan; the CPU backend needs only gemv vs tiled.
 #pragma once
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace mlx_lowbit {
 
@@ -42,6 +44,8 @@ ScheduleRequest make_schedule_request(
 
 Schedule parse_schedule(std::string_view name, std::string_view tag);
 const char* schedule_name(Schedule schedule);
+// Every schedule's name, in the table's order ("auto" first).
+std::vector<std::string> schedule_names();
 FixUp parse_fixup(std::string_view name, std::string_view tag);
 const char* fixup_name(FixUp fixup);
 

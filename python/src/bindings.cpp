@@ -11,6 +11,7 @@
 #include "mlx_lowbit/format_spec.h"
 #include "mlx_lowbit/ops.h"
 #include "mlx_lowbit/quantize.h"
+#include "mlx_lowbit/schedule.h"
 
 namespace mx = mlx::core;
 namespace nb = nanobind;
@@ -132,6 +133,11 @@ NB_MODULE(_ext, m) {
       "formats",
       &lb::format_names,
       "The names of the supported formats.");
+
+  m.def(
+      "schedules",
+      &lb::schedule_names,
+      "The names of the work schedules lowbit_matmul accepts, \"auto\" first.");
 
   m.def(
       "validate_weight",
