@@ -1,0 +1,182 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Error-feedback (GPTQ-style) quantization for the ternary and binary formats.
+
+Codes are chosen column by column; each column's rounding error is spread over
+the columns not yet quantized through the inverse Hessian of the layer's
+inputs, so the layer's output, not its weight, stays close. Then, with the
+codes fixed, every row's group scales (and biases) are refit by least squares
+in the same Hessian metric. Conversion-time code: float64 numpy linear
+algebra, loops over columns (vectorised over rows), never over weights.
+"""
+
+from typing import Optional
+
+import mlx.core as mx
+import numpy as np
+
+from .. import _ext
+from ..quantized_weight import QuantizedWeight
+
+FORMATS = ("ternary", "binary")
+_FP16_MAX = 65504.0
+
+
+def input_hessian(x: mx.array, k: Optional[int] = None) -> mx.array:
+    """H = X^T X / n (float32, K x K) of a layer's calibration inputs x (..., K)."""
+    if x.ndim < 1 or x.size == 0:
+        raise ValueError("[gptq] Calibration inputs are empty.")
+    if k is not None and x.shape[-1] != k:
+        raise ValueError(f"[gptq] Calibration inputs have {x.shape[-1]} features; the layer takes {k}.")
+    a = np.asarray(x.astype(mx.float32)).reshape(-1, x.shape[-1]).astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("[gptq] Calibration inputs contain NaN or Inf.")
+    return mx.array((a.T @ a / a.shape[0]).astype(np.float32))
+
+
+def _check(w: mx.array, h: mx.array, fmt: str, group_size: int, biases: bool) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"[gptq] Format {fmt!r} is not supported by gptq_quantize; supported: "
+            f"{', '.join(FORMATS)} (the codebook format is not implemented yet)."
+        )
+    if biases and fmt != "binary":
+        raise ValueError("[gptq] biases=True applies to the binary format only.")
+    if w.ndim != 2:
+        raise ValueError(f"[gptq] Expected a 2-D weight (N, K), got shape {tuple(w.shape)}.")
+    n, k = w.shape
+    if h.shape != (k, k):
+        raise ValueError(
+            f"[gptq] The Hessian has shape {tuple(h.shape)}; a weight with K={k} needs ({k}, {k})."
+        )
+    if group_size <= 0 or group_size % 32 or k % group_size:
+        raise ValueError(
+            f"[gptq] group_size must be a positive multiple of 32 that divides K={k}, got {group_size}."
+        )
+
+
+def _group_scales(v: np.ndarray, fmt: str, biases: bool):
+    """Scale (and bias) per row for the weights v (N, g) about to be coded."""
+    if fmt == "binary":
+        b = v.mean(axis=1) if biases else np.zeros(v.shape[0])
+        return np.abs(v - b[:, None]).mean(axis=1), b
+    # Ternary: keeping the k largest |v| at +-s costs sum|v|^2 - (top-k sum)^2 / k,
+    # so the best k maximises (top-k sum)^2 / k and s is their mean.
+    a = -np.sort(-np.abs(v), axis=1)
+    c = np.cumsum(a, axis=1)
+    kk = np.arange(1, v.shape[1] + 1)
+    best = np.argmax(c * c / kk, axis=1)
+    return c[np.arange(v.shape[0]), best] / (best + 1), np.zeros(v.shape[0])
+
+
+def _codes(col: np.ndarray, s: np.ndarray, b: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "binary":
+        return np.where(col >= b, 1.0, -1.0)
+    safe = np.where(s > 0, s, 1.0)
+    return np.where(s > 0, np.clip(np.rint(col / safe), -1.0, 1.0), 0.0)
+
+
+def _refit(w: np.ndarray, h: np.ndarray, t: np.ndarray, group_size: int, biases: bool):
+    """Per row, the scales (and biases) minimising (w - w_q) H (w - w_q)^T for fixed codes t."""
+    n, k = w.shape
+    g = k // group_size
+    kinds = [t, np.ones_like(t)] if biases else [t]
+    p = len(kinds) * g
+    a = np.zeros((n, p, p))
+    for i, u in enumerate(kinds):
+        for gi in range(g):
+            rows = slice(gi * group_size, (gi + 1) * group_size)
+            z = u[:, rows] @ h[rows, :]  # (N, K): the group's basis vector times H
+            for j, v in enumerate(kinds):
+                a[:, i * g + gi, j * g : (j + 1) * g] = (z * v).reshape(n, g, group_size).sum(-1)
+    wh = w @ h
+    rhs = np.concatenate([(wh * u).reshape(n, g, group_size).sum(-1) for u in kinds], axis=1)
+    # A small ridge keeps groups whose codes are all zero (ternary) solvable.
+    ridge = 1e-6 * np.trace(h) / k + 1e-12
+    sol = np.linalg.solve(a + ridge * np.eye(p), rhs[..., None])[..., 0]
+    return sol[:, :g], (sol[:, g:] if biases else None)
+
+
+def gptq_quantize(
+    w: mx.array,
+    h: mx.array,
+    fmt: str,
+    group_size: int = 128,
+    *,
+    biases: bool = False,
+    damp: float = 0.01,
+    scale_dtype: mx.Dtype = mx.float16,
+    refit: bool = True,
+) -> QuantizedWeight:
+    """Quantize a (N, K) weight with error feedback against the input Hessian ``h``.
+
+    Args:
+        w (mx.array): The float weight (N, K).
+        h (mx.array): The layer inputs' Hessian (K, K), from :func:`input_hessian`.
+        fmt (str): ``"ternary"`` or ``"binary"``.
+        group_size (int): Weights per scale along K. Default: ``128``.
+        biases (bool): Binary only: a bias per group. Default: ``False``.
+        damp (float): Added to H's diagonal, relative to its mean. Default: ``0.01``.
+        scale_dtype (mx.Dtype): ``mx.float16`` (default) or ``mx.float32``.
+        refit (bool): Refit scales (and biases) in the Hessian metric once the
+          codes are fixed. Default: ``True``.
+
+    Returns:
+        QuantizedWeight: in the format's own layout (docs/FORMATS.md).
+    """
+    _check(w, h, fmt, group_size, biases)
+    if scale_dtype not in (mx.float16, mx.float32):
+        raise ValueError(f"[gptq] scale_dtype must be float16 or float32, got {scale_dtype}.")
+    W = np.asarray(w.astype(mx.float32)).astype(np.float64)
+    H = np.asarray(h.astype(mx.float32)).astype(np.float64)
+    if not (np.isfinite(W).all() and np.isfinite(H).all()):
+        raise ValueError("[gptq] The weight or the Hessian contains NaN or Inf.")
+    n, k = W.shape
+    H = H.copy()
+    dead = np.diag(H) <= 0  # features the calibration never saw
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H += damp * np.mean(np.diag(H)) * np.eye(k)
+    try:
+        U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper: H^-1 = U^T U
+    except np.linalg.LinAlgError:
+        raise ValueError("[gptq] The Hessian is not positive definite; raise damp.") from None
+
+    g = k // group_size
+    T = np.zeros((n, k))
+    S = np.zeros((n, g))
+    B = np.zeros((n, g))
+    Wq = W.copy()
+    block = group_size * max(1, 128 // group_size)  # whole groups per block
+    for i1 in range(0, k, block):
+        i2 = min(i1 + block, k)
+        err = np.zeros((n, i2 - i1))
+        for j in range(i1, i2):
+            if j % group_size == 0:
+                gi = j // group_size
+                S[:, gi], B[:, gi] = _group_scales(Wq[:, j : j + group_size], fmt, biases)
+            gi = j // group_size
+            t = _codes(Wq[:, j], S[:, gi], B[:, gi], fmt)
+            T[:, j] = t
+            e = (Wq[:, j] - (S[:, gi] * t + B[:, gi])) / U[j, j]
+            Wq[:, j + 1 : i2] -= np.outer(e, U[j, j + 1 : i2])
+            err[:, j - i1] = e
+        Wq[:, i2:] -= err @ U[i1:i2, i2:]
+
+    if refit:
+        S, Bfit = _refit(W, H, T, group_size, biases)
+        B = Bfit if biases else B
+    limit = np.abs(S).max(initial=0.0), np.abs(B).max(initial=0.0)
+    if scale_dtype == mx.float16 and max(limit) > _FP16_MAX:
+        raise ValueError("[gptq] A scale or bias does not fit in float16; pass scale_dtype=float32.")
+
+    if fmt == "ternary":
+        packed = _ext.pack_ternary(mx.array(T.astype(np.int8)))
+    else:
+        packed = _ext.pack_binary(mx.array((T > 0).astype(np.uint8)))
+    return QuantizedWeight(
+        fmt=fmt,
+        group_size=group_size,
+        packed=packed,
+        scales=mx.array(S.astype(np.float32)).astype(scale_dtype),
+        biases=mx.array(B.astype(np.float32)).astype(scale_dtype) if biases else None,
+    )
