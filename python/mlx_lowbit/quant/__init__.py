@@ -1,6 +1,16 @@
 # Copyright © 2026 mlx-lowbit contributors.
 """Quantizers that use calibration data (issue 11): one module per method."""
 
-from .gptq import gptq_quantize, input_hessian
+from .calib import calibration_batches, default_text, read_text
+from .capture import input_hessians
+from .gptq import gptq_model, gptq_quantize, input_hessian
 
-__all__ = ["gptq_quantize", "input_hessian"]
+__all__ = [
+    "calibration_batches",
+    "default_text",
+    "gptq_model",
+    "gptq_quantize",
+    "input_hessian",
+    "input_hessians",
+    "read_text",
+]

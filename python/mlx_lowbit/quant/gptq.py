@@ -180,3 +180,68 @@ def gptq_quantize(
         scales=mx.array(S.astype(np.float32)).astype(scale_dtype),
         biases=mx.array(B.astype(np.float32)).astype(scale_dtype) if biases else None,
     )
+
+
+def gptq_model(
+    model,
+    batches: mx.array,
+    fmt: str = "ternary",
+    group_size: int = 128,
+    *,
+    class_predicate=None,
+    biases: bool = False,
+    damp: float = 0.01,
+    scale_dtype: mx.Dtype = mx.float16,
+    progress: bool = False,
+) -> None:
+    """Replace a model's linear layers in place by GPTQ-quantized ones.
+
+    Every chosen layer's input Hessian comes from one pass of the float model
+    over ``batches`` (B, L) token ids (see :mod:`mlx_lowbit.quant.calib`).
+
+    Args:
+        class_predicate: ``(path, module) -> bool``; default: the layers
+          :func:`mlx_lowbit.nn.quantize` picks (every linear layer but the head).
+        Others: as in :func:`gptq_quantize`.
+    """
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    from .. import nn as lbnn
+    from .capture import input_hessians
+
+    predicate = class_predicate or lbnn._default_predicate
+    chosen = []
+    for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        result = predicate(path, module)
+        if isinstance(result, dict):
+            raise ValueError("[gptq] Per-layer recipes (a predicate returning a dict) are not supported yet.")
+        if result and not isinstance(module, (nn.Linear, nn.QuantizedLinear, lbnn.LowBitLinear)):
+            raise ValueError(f"[gptq] Layer {path!r} is a {type(module).__name__}, not a linear layer.")
+        if result:
+            chosen.append(path)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=batches.shape[0], desc="calibrating", unit="seq")
+    hessians = input_hessians(model, batches, chosen, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
+    paths = chosen
+    if progress:
+        paths = tqdm(chosen, desc=f"gptq {fmt}", unit="layer")
+    replaced = []
+    for path in paths:
+        module = modules[path]
+        try:
+            qw = gptq_quantize(
+                lbnn.dense_weight(module), hessians.pop(path), fmt, group_size,
+                biases=biases, damp=damp, scale_dtype=scale_dtype,
+            )
+        except ValueError as e:
+            raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
+        bias = module.get("bias")
+        replaced.append((path, lbnn.LowBitLinear.from_qweight(qw, bias)))
+    model.update_modules(tree_unflatten(replaced))

@@ -1,0 +1,95 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""Calibration text, layer Hessians and GPTQ on a whole (tiny) model: the
+calibrated model's logits stay closer to the float model's than RTN's do, on
+held-out text."""
+
+import copy
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+from lm_models import llama_config, tiny_model, tiny_tokenizer
+
+import mlx_lowbit as lb
+from mlx_lowbit.lm import eval_text
+from mlx_lowbit.quant import calibration_batches, default_text, gptq_model, input_hessians
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def test_default_corpus_is_not_the_evaluation_text(tokenizer):
+    assert len(default_text()) > 100_000
+    batches = calibration_batches(tokenizer, num_samples=4, sequence_length=32, held_out=eval_text())
+    assert batches.shape == (4, 32)
+    assert batches[0, :8].tolist() == tokenizer.encode(default_text()[:8], add_special_tokens=False)
+
+
+def test_user_text_and_jsonl(tmp_path, tokenizer):
+    (tmp_path / "a.txt").write_text("hello world " * 20)
+    (tmp_path / "b.jsonl").write_text('{"text": "hello world hello world"}\n\n{"text": "again"}\n')
+    assert calibration_batches(tokenizer, tmp_path / "a.txt", num_samples=2, sequence_length=8).shape == (2, 8)
+    assert calibration_batches(tokenizer, tmp_path / "b.jsonl", num_samples=1, sequence_length=8).shape == (1, 8)
+
+
+def test_bad_calibration_input(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="does not exist"):
+        calibration_batches(tokenizer, tmp_path / "missing.txt")
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2 is not valid JSON"):
+        calibration_batches(tokenizer, tmp_path / "bad.jsonl")
+    (tmp_path / "field.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match='no string "text" field'):
+        calibration_batches(tokenizer, tmp_path / "field.jsonl")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(ValueError, match="holds no text"):
+        calibration_batches(tokenizer, tmp_path / "empty.txt")
+    (tmp_path / "short.txt").write_text("short")
+    with pytest.raises(ValueError, match="tokens; 2 x 8 = 16 are needed"):
+        calibration_batches(tokenizer, tmp_path / "short.txt", num_samples=2, sequence_length=8)
+    (tmp_path / "leak.txt").write_text("intro " + eval_text())
+    with pytest.raises(ValueError, match="contains the evaluation text"):
+        calibration_batches(tokenizer, tmp_path / "leak.txt", held_out=eval_text())
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(256, 64)
+        self.proj = nn.Linear(64, 32)
+
+    def __call__(self, tokens):
+        return self.proj(self.embed(tokens))
+
+
+def test_hessian_is_xtx_of_the_layer_input_and_the_model_is_restored():
+    model = Toy()
+    tokens = mx.array(np.random.default_rng(0).integers(0, 256, (3, 16)))
+    before, layer = model(tokens), model.proj
+    h = input_hessians(model, tokens, ["proj"], batch_size=2)["proj"]
+    x = model.embed(tokens).reshape(-1, 64)
+    assert mx.allclose(h, x.T @ x / x.shape[0], atol=1e-5).item()
+    assert model.proj is layer and mx.allclose(model(tokens), before).item()
+    with pytest.raises(ValueError, match="No layer at nope"):
+        input_hessians(model, tokens, ["nope"])
+
+
+def logit_error(model, reference, tokens):
+    return float(mx.sqrt(mx.mean((model(tokens) - reference) ** 2)))
+
+
+@pytest.mark.parametrize("fmt,biases", [("ternary", False), ("binary", True)])
+def test_gptq_model_beats_rtn_on_held_out_text(tokenizer, fmt, biases):
+    float_model = tiny_model(llama_config())
+    held_out = mx.array(tokenizer.encode(eval_text()[:400], add_special_tokens=False))[None]
+    reference = float_model(held_out)
+    rtn = copy.deepcopy(float_model)
+    lb.nn.quantize(rtn, fmt, 32, **({name: True for name in lb.FORMAT_OPTIONS[fmt]} if biases else {}))
+    calibrated = copy.deepcopy(float_model)
+    batches = calibration_batches(tokenizer, num_samples=16, sequence_length=64, held_out=eval_text())
+    gptq_model(calibrated, batches, fmt, 32, biases=biases)
+    assert isinstance(calibrated.model.layers[0].self_attn.q_proj, lb.nn.LowBitLinear)
+    assert logit_error(calibrated, reference, held_out) < 0.9 * logit_error(rtn, reference, held_out)
