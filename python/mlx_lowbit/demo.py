@@ -22,7 +22,7 @@ QUESTION = "What is the capital of France?"
 # 1536) are not multiples of 128: 64 and 192 divide both.
 RECIPES: List[Tuple[str, str, int, Dict[str, Any]]] = [
     ("ternary g64", "ternary", 64, {}),
-    ("binary+bias g64", "binary", 64, {"bias": True}),
+    ("binary+bias g64", "binary", 64, {"biases": True}),
     ("codebook v8 c6 g192", "codebook", 192, {"vector_size": 8, "index_bits": 6}),
 ]
 # Clustering 2^16 patterns per layer takes minutes for the whole model here.

@@ -173,7 +173,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmt", choices=["ternary", "binary", "codebook"], default="ternary")
     p.add_argument("--group-size", type=int, default=128, help="Weights per scale along K.")
     p.add_argument("--scale-dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--bias", action="store_true", help="binary: a bias per group.")
+    p.add_argument("--biases", action="store_true", help="binary: a bias per group.")
     p.add_argument("--vector-size", type=int, default=16, help="codebook: weights per index.")
     p.add_argument("--index-bits", type=int, default=12, help="codebook: bits per index.")
     p.add_argument("--seed", type=int, default=0, help="codebook: clustering seed.")
@@ -184,7 +184,7 @@ def main(argv=None) -> None:
     args = setup_arg_parser().parse_args(argv)
     options: Dict[str, Any] = {}
     if args.fmt == "binary":
-        options["bias"] = args.bias
+        options["biases"] = args.biases
     elif args.fmt == "codebook":
         options = {"vector_size": args.vector_size, "index_bits": args.index_bits, "seed": args.seed}
     convert(
