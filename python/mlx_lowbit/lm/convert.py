@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
+from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
 from .load import load
 
@@ -49,27 +50,6 @@ def quantization_entries(model: nn.Module) -> Dict[str, Dict[str, Any]]:
         elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
             entries[path] = {"group_size": module.group_size, "bits": module.bits, "mode": module.mode}
     return entries
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Weights the model represents: N * K for every (quantized) matrix, not
-    the number of stored words."""
-    total = 0
-    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if isinstance(module, LowBitLayer):
-            n, k = module.qweight.shape
-            total += n * k + (module["bias"].size if "bias" in module else 0)
-        elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
-            total += module.weight.shape[0] * module.weight.shape[1] * 32 // module.bits
-            total += module["bias"].size if "bias" in module else 0
-        else:
-            total += sum(v.size for _, v in tree_flatten(module.parameters()))
-    return total
-
-
-def model_bytes(model: nn.Module) -> int:
-    """Every stored byte of the model's parameters."""
-    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
 
 
 def save_model_dir(
