@@ -20,7 +20,7 @@ if str(TOOLS_MSL) not in sys.path:
 FORMATS = [
     ("ternary", {}),
     ("binary", {}),
-    ("binary", {"bias": True}),
+    ("binary", {"biases": True}),
     ("codebook", {"vector_size": 16, "index_bits": 12}),
     ("codebook", {"vector_size": 8, "index_bits": 5}),
 ]

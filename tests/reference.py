@@ -52,7 +52,7 @@ def random_exact_weight(rng: np.random.Generator, fmt: str, n: int, k: int, gs: 
         return rng.integers(-1, 2, size=(n, k)).astype(np.int8), scales, None, None, None
     if fmt == "binary":
         bits = rng.integers(0, 2, size=(n, k)).astype(np.uint8)
-        biases = rng.uniform(-1, 1, size=(n, g)).astype(np.float16) if opts.get("bias") else None
+        biases = rng.uniform(-1, 1, size=(n, g)).astype(np.float16) if opts.get("biases") else None
         return bits, scales, biases, None, None
     v, c = opts["vector_size"], opts["index_bits"]
     codebook = rng.permutation(1 << v)[: 1 << c].astype(np.uint8 if v == 8 else np.uint16)

@@ -17,6 +17,7 @@ import mlx_lowbit as lb
 from mlx_lowbit import _ext
 
 import reference
+from helpers import make_x
 from conftest import DTYPES, FORMATS, assert_close, format_id, product
 
 ISAS = lb.cpu_isas()
@@ -39,10 +40,6 @@ def weight(f_index: int, n: int, k: int, gs: int, seed: int = 0):
     fmt, opts = FORMATS[f_index]
     w = mx.random.normal((n, k), key=mx.random.key(seed))
     return lb.quantize(w, fmt, gs, **opts)
-
-
-def make_x(shape, dtype, seed=1):
-    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
 
 
 def as64(a: mx.array) -> np.ndarray:

@@ -77,8 +77,8 @@ def test_quantize_rejects_unknown_format_and_options():
     w = mx.ones((4, 64))
     with pytest.raises(ValueError, match="Unknown format 'quaternary'; supported formats are ternary, binary, codebook"):
         lb.quantize(w, "quaternary", 32)
-    with pytest.raises(ValueError, match="Unknown option.*bias for format 'ternary'; accepted: none"):
-        lb.quantize(w, "ternary", 32, bias=True)
+    with pytest.raises(ValueError, match="Unknown option.*biases for format 'ternary'; accepted: none"):
+        lb.quantize(w, "ternary", 32, biases=True)
     with pytest.raises(ValueError, match="Unknown option.*index_bit for format 'codebook'"):
         lb.quantize(w, "codebook", 32, index_bit=8)
     with pytest.raises(ValueError, match="scale_dtype must be float16 or float32, got bfloat16"):
@@ -157,7 +157,7 @@ def test_weight_rejects_misplaced_or_mismatched_extras(ternary, codebook):
         replace(ternary, codebook=codebook.codebook)
     with pytest.raises(ValueError, match="vector_size and index_bits apply only to the codebook format"):
         replace(ternary, index_bits=8)
-    binary = lb.quantize(mx.ones((8, 64)), "binary", 32, bias=True)
+    binary = lb.quantize(mx.ones((8, 64)), "binary", 32, biases=True)
     with pytest.raises(ValueError, match="biases must match scales in shape and dtype"):
         replace(binary, biases=binary.biases.astype(mx.float32))
 
@@ -187,7 +187,7 @@ def test_ops_validate_directly_too(ternary):
     """The C++ ops check their arrays even without a QuantizedWeight."""
     with pytest.raises(ValueError, match=r"\[lowbit_matmul\] scales have shape"):
         _ext.lowbit_matmul(
-            mx.zeros((1, 64)), ternary.packed, ternary.scales[:3], format="ternary", group_size=32
+            mx.zeros((1, 64)), ternary.packed, ternary.scales[:3], fmt="ternary", group_size=32
         )
     with pytest.raises(ValueError, match=r"\[dequantize\] dtype must be float16, bfloat16 or float32, got int32"):
         lb.dequantize(ternary, mx.int32)

@@ -66,7 +66,7 @@ def test_exact_weights_round_trip(rng, f, scale_dtype):
     w = lb.dequantize(qw)
     again = lb.quantize(w, fmt, 64, scale_dtype=scale_dtype, **opts)
     w2 = lb.dequantize(again)
-    if fmt == "binary" and opts.get("bias") and scale_dtype == mx.float32:
+    if fmt == "binary" and opts.get("biases") and scale_dtype == mx.float32:
         # The bias and scale come back as means of fp32-rounded sums: equal
         # to fp32 rounding, not bit for bit (fp16 storage rounds them back).
         np.testing.assert_allclose(np.asarray(w2), np.asarray(w), rtol=2e-7, atol=2e-7)
@@ -90,7 +90,7 @@ def test_bits_per_weight_counts_every_byte():
     assert t.bits_per_weight == pytest.approx(2 + 16 / 128)
     b = lb.quantize(w, "binary", 128)
     assert b.bits_per_weight == pytest.approx(1 + 16 / 128)
-    bb = lb.quantize(w, "binary", 128, bias=True)
+    bb = lb.quantize(w, "binary", 128, biases=True)
     assert bb.bits_per_weight == pytest.approx(1 + 32 / 128)
     t32 = lb.quantize(w, "ternary", 128, scale_dtype=mx.float32)
     assert t32.bits_per_weight == pytest.approx(2 + 32 / 128)
@@ -123,7 +123,7 @@ def test_binary_quantizer_scales(rng):
     np.testing.assert_array_equal(reference.signs(qw), np.where(w >= 0, 1.0, -1.0))
     np.testing.assert_allclose(np.asarray(qw.scales)[:, 0], np.abs(w).mean(1), rtol=1e-6)
     # The affine variant fits the offset and so has lower error here.
-    qb = lb.quantize(mx.array(w), "binary", 64, bias=True, scale_dtype=mx.float32)
+    qb = lb.quantize(mx.array(w), "binary", 64, biases=True, scale_dtype=mx.float32)
     err = lambda q: np.linalg.norm(reference.dequantize(q) - w)
     assert err(qb) < err(qw)
 

@@ -24,7 +24,7 @@ def _recipe(path, module):
     if ".mlp." in path:
         return {"fmt": "codebook", "vector_size": 8, "index_bits": 6}
     if path.endswith("v_proj"):
-        return {"fmt": "binary", "bias": True}
+        return {"fmt": "binary", "biases": True}
     return isinstance(module, nn.Linear) and not path.endswith("lm_head")
 
 
@@ -100,7 +100,7 @@ def test_cli_convert(tmp_path, capsys):
     from mlx_lowbit.cli import main
 
     src = dense_model_dir(tmp_path / "dense", llama_config())
-    main(["convert", str(src), str(tmp_path / "out"), "--fmt", "binary", "--group-size", "64", "--bias"])
+    main(["convert", str(src), str(tmp_path / "out"), "--fmt", "binary", "--group-size", "64", "--biases"])
     assert "bits per weight" in capsys.readouterr().out
     model, _ = lm.load(str(tmp_path / "out"))
     layer = model.model.layers[0].mlp.gate_proj

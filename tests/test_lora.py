@@ -87,7 +87,7 @@ def test_training_lowers_the_loss_and_leaves_the_base_alone():
 
 
 def test_fuse_gives_the_dense_equivalent():
-    base = lb.nn.LowBitLinear.from_linear(nn.Linear(64, 48), "binary", 32, bias=True)
+    base = lb.nn.LowBitLinear.from_linear(nn.Linear(64, 48), "binary", 32, biases=True)
     layer = LoRALowBitLinear.from_base(base, r=4, scale=2.0)
     layer.lora_b = mx.random.normal(layer.lora_b.shape, key=mx.random.key(2))
     x = mx.random.normal((3, 64), key=mx.random.key(3))

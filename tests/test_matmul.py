@@ -10,27 +10,7 @@ import mlx_lowbit as lb
 
 import reference
 from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
-
-SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
-
-
-def make_weight(f, n, k, gs, seed=0):
-    fmt, opts = f
-    w = mx.random.normal((n, k), key=mx.random.key(seed))
-    return lb.quantize(w, fmt, gs, **opts)
-
-
-def make_x(shape, dtype, seed=1):
-    # Scaled by 1/sqrt(K) so outputs stay O(1) whatever K is.
-    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
-
-
-def ref_product(x, qw):
-    """float64 x @ W.T from the spec decoder, x as given (already rounded to
-    its dtype)."""
-    xs = np.asarray(x.astype(mx.float32), dtype=np.float64)
-    return xs @ reference.dequantize(qw).T
-
+from helpers import SCHEDULES, make_weight, make_x, ref_product
 
 # Axes: format x dtype x group (32: many groups; 64; K: one group per row)
 # x M (1: GEMV, 3 and 17: ragged, 64: a full tile) x N (1, 7 odd, 40).

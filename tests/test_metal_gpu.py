@@ -12,6 +12,7 @@ import mlx_lowbit as lb
 
 import reference
 from conftest import DTYPES, FORMATS, assert_close, format_id, product
+from helpers import SCHEDULES, make_weight, make_x, ref_product
 
 
 def _gpu_works() -> bool:
@@ -25,23 +26,6 @@ def _gpu_works() -> bool:
 
 
 pytestmark = pytest.mark.skipif(not _gpu_works(), reason="needs an Apple GPU with Metal (macOS workflow)")
-
-SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
-
-
-def make_weight(f, n, k, gs, seed=0):
-    fmt, opts = f
-    return lb.quantize(mx.random.normal((n, k), key=mx.random.key(seed)), fmt, gs, **opts)
-
-
-def make_x(shape, dtype, seed=1):
-    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
-
-
-def ref_product(x, qw):
-    xs = np.asarray(x.astype(mx.float32), dtype=np.float64)
-    return xs @ reference.dequantize(qw).T
-
 
 CASES = product(FORMATS, DTYPES, SCHEDULES, [(1, 40, 256), (70, 100, 512)])
 

@@ -8,26 +8,11 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import mlx_lowbit as lb
 from mlx_lowbit.testing import metal_dequantize, metal_matmul, metal_plan
 
 import reference
 from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
-
-
-def make_weight(f, n, k, gs, seed=0, scale_dtype=mx.float16):
-    fmt, opts = f
-    w = mx.random.normal((n, k), key=mx.random.key(seed))
-    return lb.quantize(w, fmt, gs, scale_dtype=scale_dtype, **opts)
-
-
-def make_x(shape, dtype, seed=1):
-    return (mx.random.normal(shape, key=mx.random.key(seed)) / np.sqrt(shape[-1])).astype(dtype)
-
-
-def ref_product(x, qw):
-    xs = np.asarray(x.astype(mx.float32), dtype=np.float64).reshape(-1, x.shape[-1])
-    return (xs @ reference.dequantize(qw).T).reshape(tuple(x.shape[:-1]) + (qw.shape[0],))
+from helpers import make_weight, make_x, ref_product
 
 
 # schedule, M, N, K, options. With group 32, 32 x 32 tiles: ragged M and N

@@ -11,6 +11,8 @@ import mlx.core as mx
 from mlx_lowbit import _ext
 from mlx_lowbit.testing import KERNEL_SOURCE, _runner, source_root
 
+from helpers import SCHEDULES
+
 # One weight per kernel format token (binary with bias shares binary's
 # kernels; codebook's vector size is a template argument).
 WEIGHTS = [
@@ -20,7 +22,6 @@ WEIGHTS = [
     ("codebook", 16, 12, False),
 ]
 DTYPES = [mx.float16, mx.bfloat16, mx.float32]
-SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
 # (M, N, K, cores): decode, small batch, one tile, a wave, many waves.
 SHAPES = [(1, 64, 256, 8), (5, 64, 256, 8), (40, 40, 4096, 8), (300, 700, 512, 4), (2048, 2048, 256, 8)]
 TILES = [(0, 0, 0)] + [t[:3] for t in _ext.gemm_tiles()]

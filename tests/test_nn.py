@@ -74,8 +74,8 @@ def test_sources_quantized_linear_and_lowbit_are_dequantized_first():
     affine = nn.QuantizedLinear.from_linear(linear, group_size=64, bits=4)
     dense = nn.Linear(128, 64)
     dense.weight = mx.dequantize(affine.weight, affine.scales, affine.biases, 64, 4)
-    a = LowBitLinear.from_linear(affine, "binary", 64, bias=True)
-    b = LowBitLinear.from_linear(dense, "binary", 64, bias=True)
+    a = LowBitLinear.from_linear(affine, "binary", 64, biases=True)
+    b = LowBitLinear.from_linear(dense, "binary", 64, biases=True)
     assert mx.array_equal(a.packed, b.packed) and mx.array_equal(a.group_scales, b.group_scales)
     assert mx.array_equal(a.bias, linear.bias)
     # LowBitLinear -> another format, through its dequantized weight.
@@ -101,7 +101,7 @@ def test_to_linear_and_to_quantized():
 
 def test_constructor_makes_loadable_shell():
     layer = LowBitLinear(96, 33, bias=True, fmt="binary", group_size=32, biases=True, scale_dtype="float32")
-    src = LowBitLinear.from_linear(_linear(33, 96, bias=True), "binary", 32, bias=True, scale_dtype=mx.float32)
+    src = LowBitLinear.from_linear(_linear(33, 96, bias=True), "binary", 32, biases=True, scale_dtype=mx.float32)
     shapes = {k: (v.shape, v.dtype) for k, v in tree_flatten(layer.parameters())}
     assert shapes == {k: (v.shape, v.dtype) for k, v in tree_flatten(src.parameters())}
     layer.load_weights(list(tree_flatten(src.parameters())))
@@ -189,7 +189,7 @@ def test_quantize_per_layer_options():
         if path.endswith("embed_tokens"):
             # float32 scales: the lookup returns the scales' dtype (as MLX's
             # QuantizedEmbedding does), and this model runs in float32.
-            return {"fmt": "binary", "bias": True, "scale_dtype": "float32"}
+            return {"fmt": "binary", "biases": True, "scale_dtype": "float32"}
         if ".mlp." in path:
             return {"fmt": "codebook", "vector_size": 8, "index_bits": 6, "group_size": 64}
         if path.endswith("v_proj"):

@@ -43,7 +43,8 @@ LAYER_SHAPES = {
     "4096x16384x4096": (4096, 16384),
 }
 
-SCHEDULES = ["auto", "gemv", "dataparallel", "splitk", "streamk", "hybrid"]
+# From schedule.cpp's one table, so a new schedule is benchmarked without edits here.
+SCHEDULES = tuple(_ext.schedules())
 
 # ggml (llama.cpp) CPU kernels, timed earlier on ONE core of the developers'
 # 2-core AVX-512 machine for a 4096 x 4096 weight. Printed as fixed

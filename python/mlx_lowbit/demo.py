@@ -11,10 +11,10 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import nn as lbnn
-from .lm.convert import model_bytes, parameter_count
 from .lm.evaluate import chat_prompt, encode, eval_text, greedy_completion, perplexity
 from .lm.gguf import from_gguf, smollm2_path
-from .nn import LowBitEmbedding, LowBitLinear
+from .nn import LowBitLinear
+from .stats import layer_bits, model_bytes, parameter_count, weight_shape
 
 QUESTION = "What is the capital of France?"
 
@@ -22,7 +22,7 @@ QUESTION = "What is the capital of France?"
 # 1536) are not multiples of 128: 64 and 192 divide both.
 RECIPES: List[Tuple[str, str, int, Dict[str, Any]]] = [
     ("ternary g64", "ternary", 64, {}),
-    ("binary+bias g64", "binary", 64, {"bias": True}),
+    ("binary+bias g64", "binary", 64, {"biases": True}),
     ("codebook v8 c6 g192", "codebook", 192, {"vector_size": 8, "index_bits": 6}),
 ]
 # Clustering 2^16 patterns per layer takes minutes for the whole model here.
@@ -59,18 +59,6 @@ def _is_linear(path: str, module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def _layer_bits(model: nn.Module) -> Optional[float]:
-    stored, weights = 0, 0
-    for _, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if isinstance(m, (LowBitLinear, LowBitEmbedding)):
-            stored += m.qweight.nbytes
-            weights += m.qweight.shape[0] * m.qweight.shape[1]
-        elif isinstance(m, nn.QuantizedLinear):
-            stored += sum(m[k].nbytes for k in ("weight", "scales", "biases"))
-            weights += m.weight.shape[0] * m.weight.shape[1] * 32 // m.bits
-    return 8 * stored / weights if weights else None
-
-
 def _dequantized_float32(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module:
     """The model with every quantized layer replaced by its dequantized
     weight as a dense float32 matrix."""
@@ -79,7 +67,8 @@ def _dequantized_float32(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn
         if isinstance(m, LowBitLinear):
             dense.append((path, m.to_linear(mx.float32)))
         elif isinstance(m, nn.QuantizedLinear):
-            linear = nn.Linear(m.weight.shape[1] * 32 // m.bits, m.weight.shape[0], bias=False)
+            n, k = weight_shape(m)
+            linear = nn.Linear(k, n, bias=False)
             linear.weight = mx.dequantize(m.weight, m.scales, m.biases, m.group_size, m.bits)
             dense.append((path, linear))
     ref = fresh()
@@ -108,7 +97,7 @@ def _measure(
 ) -> Row:
     # Sizes as stored (float16), before any cast for running.
     bits_model = 8 * model_bytes(model) / parameter_count(model)
-    bits_layers, megabytes = _layer_bits(model), model_bytes(model) / 1e6
+    bits_layers, megabytes = layer_bits(model), model_bytes(model) / 1e6
     if activations != mx.float16:  # the model is stored in float16
         lbnn.set_dtype(model, activations)
     mx.eval(model.parameters())

@@ -15,7 +15,7 @@ DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
 RECIPES = [
     ("ternary", "ternary", {}),
     ("binary", "binary", {}),
-    ("binary+bias", "binary", {"bias": True}),
+    ("binary+bias", "binary", {"biases": True}),
     ("codebook v16 c12", "codebook", {"vector_size": 16, "index_bits": 12}),
     ("codebook v8 c6", "codebook", {"vector_size": 8, "index_bits": 6}),
 ]

@@ -126,7 +126,7 @@ def _shell(
     so no layout rule is restated here (docs/FORMATS.md)."""
     opts: Dict[str, Any] = {}
     if fmt == "binary":
-        opts["bias"] = biases
+        opts["biases"] = biases
     elif fmt == "codebook":
         opts = {"vector_size": vector_size, "index_bits": index_bits, "max_iters": 1}
     row = quantize_weight(
@@ -150,13 +150,10 @@ def _shell(
 def quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
     """The options of a per-layer quantization entry (``biases``,
     ``vector_size``, ``index_bits``, ...) as :func:`mlx_lowbit.quantize`
-    options: the entry's ``biases`` is the binary format's ``bias`` option,
-    and codebook settings are dropped for the other formats."""
-    if "biases" in options:
-        value = options.pop("biases")
-        if fmt == "binary":
-            options["bias"] = value
-        elif value:
+    options: settings of other formats are dropped (an entry may carry them
+    all), and ``biases=True`` on a format without biases is an error."""
+    if fmt != "binary" and "biases" in options:
+        if options.pop("biases"):
             raise ValueError(f"[mlx_lowbit.nn] Format {fmt!r} stores no biases.")
     if fmt != "codebook":
         for name in ("vector_size", "index_bits"):
@@ -271,7 +268,7 @@ class LowBitLinear(LowBitLayer):
             activation_bits (int): See the class.
             lazy (bool): Quantize when the arrays are first evaluated, as
               ``mx.quantize`` does (see :func:`mlx_lowbit.quantize`).
-            **fmt_options: The format's quantizer options (binary: ``bias``;
+            **fmt_options: The format's quantizer options (binary: ``biases``;
               codebook: ``vector_size``, ``index_bits``, ``seed``, ``max_iters``).
         """
         qw = quantize_weight(

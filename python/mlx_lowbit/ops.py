@@ -11,7 +11,7 @@ from .quantized_weight import QuantizedWeight
 # Per-format options of quantize() and their defaults.
 FORMAT_OPTIONS: Dict[str, Dict[str, Any]] = {
     "ternary": {},
-    "binary": {"bias": False},
+    "binary": {"biases": False},
     "codebook": {"vector_size": 16, "index_bits": 12, "seed": 0, "max_iters": 30},
 }
 
@@ -39,7 +39,7 @@ def quantize(
           (on the CPU stream) happens when they are first evaluated, and a
           NaN or Inf is then reported there as a RuntimeError. Default:
           ``False``, which quantizes now and raises ValueError for them now.
-        **fmt_options: ``binary``: ``bias`` (bool, default False).
+        **fmt_options: ``binary``: ``biases`` (bool, default False).
           ``codebook``: ``vector_size`` (8 or 16, default 16), ``index_bits``
           (4..vector_size, default 12), ``seed`` (default 0), ``max_iters``
           (default 30).
@@ -69,7 +69,7 @@ def quantize(
         group_size,
         scale_dtype=scale_dtype,
         lazy=lazy,
-        **{k: (bool(v) if k == "bias" else v) for k, v in opts.items()},
+        **{k: (bool(v) if k == "biases" else v) for k, v in opts.items()},
     )
     return QuantizedWeight(
         fmt=fmt,

@@ -48,7 +48,7 @@ class QuantizedWeight:
     def _format_fields(self) -> Dict[str, Any]:
         """The format keywords every _ext op takes next to the arrays."""
         return {
-            "format": self.fmt,
+            "fmt": self.fmt,
             "group_size": self.group_size,
             "vector_size": self.vector_size,
             "index_bits": self.index_bits,

@@ -22,7 +22,6 @@ from . import _ext
 from .quantized_weight import QuantizedWeight
 
 KERNEL_SOURCE = Path("metal") / "lowbit.metal"
-DEFAULT_GPU_CORES = 8
 
 
 def source_root() -> Path:
@@ -74,7 +73,7 @@ def metal_plan(
     *,
     streamk_fixup: str = "deterministic",
     split_k: int = 0,
-    gpu_cores: int = DEFAULT_GPU_CORES,
+    gpu_cores: Optional[int] = None,
     with_work: bool = False,
     bm: int = 0,
     bn: int = 0,
@@ -118,7 +117,9 @@ def metal_plan(
         bm=bm,
         bn=bn,
         bk=bk,
-        gpu_cores=gpu_cores,
+        # None: the planner's default, PlannerConstants::kDefaultGpuCores, kept
+        # in C++ alone.
+        **({} if gpu_cores is None else {"gpu_cores": gpu_cores}),
         with_work=with_work,
     )
 
@@ -185,7 +186,7 @@ def metal_matmul(
     *,
     streamk_fixup: str = "deterministic",
     split_k: int = 0,
-    gpu_cores: int = DEFAULT_GPU_CORES,
+    gpu_cores: Optional[int] = None,
     sanitizer: Optional[str] = None,
     order: str = "shuffled",
     seed: int = 0,
@@ -199,7 +200,9 @@ def metal_matmul(
         schedule (str): As for ``mlx_lowbit.matmul``.
         streamk_fixup (str): ``"deterministic"`` or ``"atomic"``.
         split_k (int): K splits for ``splitk`` (0: the planner's choice).
-        gpu_cores (int): GPU cores the persistent grid is sized for.
+        gpu_cores (int, optional): GPU cores the persistent grid is sized for.
+          Default: C++'s ``PlannerConstants::kDefaultGpuCores``, the count
+          eval_gpu assumes when it cannot read the device's.
         sanitizer (str, optional): ``"thread"`` or ``"address"`` to run under
           ThreadSanitizer or AddressSanitizer.
         order (str): ``"shuffled"`` (threadgroups in a random order from

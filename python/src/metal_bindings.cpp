@@ -125,7 +125,7 @@ void init_metal(nb::module_& m) {
         lb::MatmulProblem problem{spec, has_bias, scales_f32, dtype, M, N, K};
         return plan_dict(lb::plan_matmul(problem, request, gpu_cores), with_work);
       },
-      "format"_a,
+      "fmt"_a,
       "group_size"_a,
       "vector_size"_a,
       "index_bits"_a,
@@ -169,7 +169,7 @@ void init_metal(nb::module_& m) {
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return plan_dict(lb::plan_dequantize(spec, has_bias, scales_f32, dtype, N, K), false);
       },
-      "format"_a,
+      "fmt"_a,
       "group_size"_a,
       "vector_size"_a,
       "index_bits"_a,
@@ -186,7 +186,7 @@ void init_metal(nb::module_& m) {
         lb::FormatSpec spec{lb::parse_format(format, "metal_kernel_tokens"), 32, vector_size, 0};
         return nb::make_tuple(lb::kernel_format_token(spec), lb::kernel_dtype_token(dtype));
       },
-      "format"_a,
+      "fmt"_a,
       "vector_size"_a,
       "dtype"_a,
       "The (format, dtype) tokens of kernel host names, as metal/instantiate.h takes them.");
@@ -211,7 +211,7 @@ void init_metal(nb::module_& m) {
             lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         lb::validate_gpu_request(spec, K, request, activation_bits, tag);
       },
-      "format"_a,
+      "fmt"_a,
       "group_size"_a,
       "vector_size"_a,
       "index_bits"_a,

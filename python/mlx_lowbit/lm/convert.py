@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
+from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
 from .load import load
 
@@ -49,27 +50,6 @@ def quantization_entries(model: nn.Module) -> Dict[str, Dict[str, Any]]:
         elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
             entries[path] = {"group_size": module.group_size, "bits": module.bits, "mode": module.mode}
     return entries
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Weights the model represents: N * K for every (quantized) matrix, not
-    the number of stored words."""
-    total = 0
-    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
-        if isinstance(module, LowBitLayer):
-            n, k = module.qweight.shape
-            total += n * k + (module["bias"].size if "bias" in module else 0)
-        elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
-            total += module.weight.shape[0] * module.weight.shape[1] * 32 // module.bits
-            total += module["bias"].size if "bias" in module else 0
-        else:
-            total += sum(v.size for _, v in tree_flatten(module.parameters()))
-    return total
-
-
-def model_bytes(model: nn.Module) -> int:
-    """Every stored byte of the model's parameters."""
-    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
 
 
 def save_model_dir(
@@ -173,7 +153,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmt", choices=["ternary", "binary", "codebook"], default="ternary")
     p.add_argument("--group-size", type=int, default=128, help="Weights per scale along K.")
     p.add_argument("--scale-dtype", choices=["float16", "float32"], default="float16")
-    p.add_argument("--bias", action="store_true", help="binary: a bias per group.")
+    p.add_argument("--biases", action="store_true", help="binary: a bias per group.")
     p.add_argument("--vector-size", type=int, default=16, help="codebook: weights per index.")
     p.add_argument("--index-bits", type=int, default=12, help="codebook: bits per index.")
     p.add_argument("--seed", type=int, default=0, help="codebook: clustering seed.")
@@ -184,7 +164,7 @@ def main(argv=None) -> None:
     args = setup_arg_parser().parse_args(argv)
     options: Dict[str, Any] = {}
     if args.fmt == "binary":
-        options["bias"] = args.bias
+        options["biases"] = args.biases
     elif args.fmt == "codebook":
         options = {"vector_size": args.vector_size, "index_bits": args.index_bits, "seed": args.seed}
     convert(
