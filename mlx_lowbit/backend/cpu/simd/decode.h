@@ -224,12 +224,6 @@ inline vu ternary_shift(int v) {
     return uint32_t(lowbit::ternary::kBits * ((v * W + i) % lowbit::ternary::kPerWord));
   });
 }
-// Ternary: code bit b (0 or 1) of weight (v*W + i) % 16 of its word.
-inline vu ternary_bit(int v, int b) {
-  return make_vec<vu>([v, b](int i) {
-    return uint32_t(1) << (lowbit::ternary::kBits * ((v * W + i) % lowbit::ternary::kPerWord) + b);
-  });
-}
 // Ternary codes (0, 1, 2) of vector v of a word, as floats.
 inline vf ternary_codes(vu word, int v) {
 #if LOWBIT_SIMD_PERMUTE_CODES
