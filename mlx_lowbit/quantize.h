@@ -15,7 +15,7 @@ namespace mlx_lowbit {
 
 struct QuantizeOptions {
   FormatSpec spec;
-  bool bias = false; // binary only: fit w ~ scale * s + bias
+  bool biases = false; // binary only: fit w ~ scale * s + bias
   mx::Dtype scale_dtype = mx::float16;
   uint64_t seed = 0; // codebook only
   int max_iters = 30; // codebook only: Lloyd iterations
@@ -34,13 +34,22 @@ std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions
 std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& opts);
 
 // Runs the quantizer on a row-major float32 (N, K) weight into the outputs
-// of lowbit_quantize, allocated by the caller (LowBitQuantize::eval_cpu).
+// of lowbit_quantize, allocated by the caller (LowBitQuantize::eval_cpu,
+// quantize_now). Defined by the CPU backend (backend/cpu/quantize.cpp), like
+// the row packers below, so that the core includes no backend header.
 void quantize_into(
     const float* w,
     int N,
     int K,
     const QuantizeOptions& opts,
     std::vector<mx::array>& outputs);
+
+// N rows of unpacked values, row-major, into N rows of packed words, over
+// the CPU workers (backend/cpu/quantize.cpp; the quantizers pack with the
+// same row code). The inputs are already checked.
+void pack_ternary_rows(const int8_t* t, int N, int K, uint32_t* dst);
+void pack_binary_rows(const uint8_t* bits, int N, int K, uint32_t* dst);
+void pack_codebook_rows(const uint32_t* idx, int N, int runs, int c, int words, uint32_t* dst);
 
 // Packers from unpacked values; the quantizers use the same code.
 mx::array pack_ternary(const mx::array& t); // int8 in {-1, 0, 1}, (N, K)

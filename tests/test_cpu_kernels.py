@@ -2,7 +2,7 @@
 """Every CPU kernel path this machine can run (portable, avx2, avx512 or neon),
 forced one at a time, against the spec decoder in reference.py and against
 each other. The shapes are chosen to hit each blocking edge of the SIMD
-kernels (simd_kernels.h): GEMV for M <= 4 (int8 GEMV only when
+kernels (simd_kernels.h, simd/): GEMV for M <= 4 (int8 GEMV only when
 group_size % 64 == 0), GEMM micro-tiles of MR rows (12 on AVX-512 and NEON,
 6 on AVX2) and NR = 2 * lanes columns (32, 16, 8), reduction blocks of 256
 (float) and 1024 (int8) steps, and work items of 512 rows of x."""

@@ -13,6 +13,11 @@ namespace lowbit::binary {
 
 LOWBIT_CONST int kPerWord = 32;
 
+#ifndef __METAL_VERSION__ // see common.h
+static_assert(kPerWord == kWordBits, "one bit per weight fills a word");
+static_assert(kKMultiple % kPerWord == 0, "every valid K is whole words");
+#endif
+
 LOWBIT_FUNC uint32_t bit_at(uint32_t word, int i) {
   return (word >> i) & 1u;
 }

@@ -16,6 +16,14 @@ namespace lowbit::codebook {
 LOWBIT_CONST int kMinIndexBits = 4;
 LOWBIT_CONST int kMaxIndexBits = 16;
 
+#ifndef __METAL_VERSION__ // see common.h
+static_assert(0 < kMinIndexBits && kMinIndexBits <= kMaxIndexBits, "a non-empty range of index widths");
+// index_from_words reads an index from at most two words and masks it with
+// (1u << c) - 1, both of which need c < 32.
+static_assert(kMaxIndexBits < kWordBits, "an index is narrower than a word");
+static_assert(kKMultiple % 16 == 0, "every valid K is whole runs of v = 8 or 16");
+#endif
+
 LOWBIT_FUNC int runs_per_row(int K, int v) {
   return K / v;
 }

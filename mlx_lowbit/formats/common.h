@@ -24,6 +24,13 @@ LOWBIT_CONST int kWordBits = 32;
 // weights, one binary word 32), and so must every group size.
 LOWBIT_CONST int kKMultiple = 32;
 
+// The layout constants are checked at compile time by the C++ build; the
+// Metal build includes the same constants and skips the checks, so nothing
+// here depends on the MSL compiler's static_assert.
+#ifndef __METAL_VERSION__
+static_assert(kWordBits == 8 * sizeof(uint32_t), "a packed word is one uint32");
+#endif
+
 enum class Format : int { Ternary = 0, Binary = 1, Codebook = 2 };
 
 } // namespace lowbit

@@ -16,6 +16,12 @@ LOWBIT_CONST int kBits = 2;
 LOWBIT_CONST int kPerWord = 16;
 LOWBIT_CONST uint32_t kCodeMask = 3u;
 
+#ifndef __METAL_VERSION__ // see common.h
+static_assert(kBits * kPerWord == kWordBits, "a word holds whole codes and no padding");
+static_assert(kCodeMask == (1u << kBits) - 1u, "code_at masks exactly one code");
+static_assert(kKMultiple % kPerWord == 0, "every valid K is whole words");
+#endif
+
 LOWBIT_FUNC uint32_t code_at(uint32_t word, int i) {
   return (word >> (kBits * i)) & kCodeMask;
 }

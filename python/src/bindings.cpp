@@ -186,7 +186,7 @@ NB_MODULE(_ext, m) {
             max_iters};
         auto out = lazy ? lb::lowbit_quantize(w, options) : lb::quantize_now(w, options);
         std::optional<mx::array> biases, codebook;
-        if (options.bias) {
+        if (options.biases) {
           biases = out[2];
         }
         if (options.spec.format == lb::Format::Codebook) {

@@ -3,7 +3,7 @@
 // CPU kernels on float32 activations; fp32 accumulation throughout.
 #pragma once
 
-#include "mlx_lowbit/backend/cpu/weight_view.h"
+#include "mlx_lowbit/backend/cpu/portable_decoder.h"
 
 namespace mlx_lowbit::cpu {
 

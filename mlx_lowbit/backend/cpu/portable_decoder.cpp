@@ -1,6 +1,6 @@
 // Copyright © 2026 mlx-lowbit contributors.
 
-#include "mlx_lowbit/backend/cpu/weight_view.h"
+#include "mlx_lowbit/backend/cpu/portable_decoder.h"
 
 #include "mlx/types/half_types.h"
 

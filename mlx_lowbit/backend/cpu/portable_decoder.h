@@ -1,7 +1,8 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// Raw pointers to one quantized weight's arrays, plus the decoders that turn
-// a stretch of a row into floats. The bit layout comes from formats/*.h.
+// The portable path's decoder: raw pointers to one quantized weight's arrays,
+// plus the decoders that turn a stretch of a row into floats (the SIMD files
+// decode in simd/decode.h instead). The bit layout comes from formats/*.h.
 #pragma once
 
 #include <cstdint>
