@@ -168,31 +168,31 @@ NB_MODULE(_ext, m) {
   m.def(
       "quantize",
       [](const mx::array& w,
-         const std::string& format,
+         const std::string& fmt,
          int group_size,
          int vector_size,
          int index_bits,
-         bool bias,
+         bool with_biases,
          mx::Dtype scale_dtype,
          uint64_t seed,
          int max_iters,
          bool lazy) {
         // The op checks the spec (after the weight's shape, for clearer errors).
         lb::QuantizeOptions options{
-            {lb::parse_format(format, "quantize"), group_size, vector_size, index_bits},
-            bias,
+            {lb::parse_format(fmt, "quantize"), group_size, vector_size, index_bits},
+            with_biases,
             scale_dtype,
             seed,
             max_iters};
         auto out = lazy ? lb::lowbit_quantize(w, options) : lb::quantize_now(w, options);
-        std::optional<mx::array> biases, codebook;
+        std::optional<mx::array> biases_out, codebook;
         if (options.biases) {
-          biases = out[2];
+          biases_out = out[2];
         }
         if (options.spec.format == lb::Format::Codebook) {
           codebook = out[2];
         }
-        return Quantized{out[0], out[1], biases, codebook};
+        return Quantized{out[0], out[1], biases_out, codebook};
       },
       "w"_a,
       "fmt"_a,
