@@ -1,7 +1,8 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // How a product is split into work: the caller's request. The GPU backend
-// turns it into a dispatch plan; the CPU backend needs only gemv vs tiled.
+// turns it into a dispatch plan; the CPU backend ignores it (eval_cpu picks
+// its kernel path from the ISA alone).
 #pragma once
 
 #include <string>
