@@ -8,6 +8,7 @@
 // a `constant` struct can be passed in MSL).
 #pragma once
 
+#include "mlx_lowbit/dispatch_enums.h"
 #include "mlx_lowbit/formats/common.h"
 
 // [[buffer(i)]] slots. Macros rather than constants because the Linux
@@ -28,13 +29,6 @@
   X(__VA_ARGS__, 64, 64, 32, 2, 2)
 
 namespace lowbit {
-
-// GEMM work decompositions with a kernel of their own. Hybrid runs the
-// stream-K kernel with data-parallel tiles after the stream-K ones.
-enum class GemmSchedule : int { DataParallel = 0, SplitK = 1, StreamK = 2 };
-
-// How tiles shared by several threadgroups are summed (schedule.h FixUp).
-enum class FixupMode : int { Deterministic = 0, Atomic = 1 };
 
 // Every K-iteration of a GEMM tile covers this many weights along K; K and
 // every group size are multiples of it (kKMultiple), so a K-iteration never
@@ -76,8 +70,8 @@ struct MatmulParams {
   int tiles_m;
   int tiles_n;
   int iters_per_tile;
-  int schedule; // GemmSchedule
-  int fixup; // FixupMode
+  int schedule; // Schedule: DataParallel, SplitK or StreamK
+  int fixup; // FixUp
   // SplitK: threadgroups per tile.
   int split_k;
   // StreamK: tiles [0, sk_tiles) share sk_groups threadgroups, which split
@@ -131,18 +125,18 @@ LOWBIT_FUNC int sk_last_group(MatmulParams p, int t) {
 // split tiles, since a group that does not finish a tile cannot reach the
 // next). Split-K: group g writes slot g.
 LOWBIT_FUNC int sk_slot(MatmulParams p, int g, int t) {
-  if (p.fixup == int(FixupMode::Atomic)) {
+  if (p.fixup == int(FixUp::Atomic)) {
     return sk_first_group(p, t);
   }
   bool first_tile_of_g = sk_begin(p, g) / p.iters_per_tile == t;
   return 2 * g + (first_tile_of_g ? 0 : 1);
 }
 LOWBIT_FUNC int workspace_slots(MatmulParams p) {
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     return tiles_of(p) * p.split_k;
   }
-  if (p.schedule == int(GemmSchedule::StreamK) && p.sk_tiles > 0) {
-    return p.fixup == int(FixupMode::Atomic) ? p.sk_groups : 2 * p.sk_groups;
+  if (p.schedule == int(Schedule::StreamK) && p.sk_tiles > 0) {
+    return p.fixup == int(FixUp::Atomic) ? p.sk_groups : 2 * p.sk_groups;
   }
   return 0;
 }
@@ -155,10 +149,10 @@ LOWBIT_FUNC int splitk_begin(MatmulParams p, int s) {
 
 // Threadgroups of the GEMM launch.
 LOWBIT_FUNC int gemm_groups(MatmulParams p) {
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     return tiles_of(p) * p.split_k;
   }
-  if (p.schedule == int(GemmSchedule::StreamK)) {
+  if (p.schedule == int(Schedule::StreamK)) {
     return p.sk_groups + (tiles_of(p) - p.sk_tiles);
   }
   return tiles_of(p);
@@ -166,10 +160,10 @@ LOWBIT_FUNC int gemm_groups(MatmulParams p) {
 
 // Threadgroups of the fix-up launch (one per tile that may be split).
 LOWBIT_FUNC int fixup_groups(MatmulParams p) {
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     return p.split_k > 1 ? tiles_of(p) : 0;
   }
-  if (p.schedule == int(GemmSchedule::StreamK)) {
+  if (p.schedule == int(Schedule::StreamK)) {
     return p.sk_tiles;
   }
   return 0;
@@ -189,7 +183,7 @@ struct Segment {
 // has_segment(p, g, j). Stream-K groups walk their iteration range; all
 // other groups have exactly one segment.
 LOWBIT_FUNC int segment_count(MatmulParams p, int g) {
-  if (p.schedule != int(GemmSchedule::StreamK) || g >= p.sk_groups) {
+  if (p.schedule != int(Schedule::StreamK) || g >= p.sk_groups) {
     return 1;
   }
   int first = sk_begin(p, g);
@@ -203,7 +197,7 @@ LOWBIT_FUNC int segment_count(MatmulParams p, int g) {
 LOWBIT_FUNC Segment segment_of(MatmulParams p, int g, int j) {
   Segment s;
   int iters = p.iters_per_tile;
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     int split = g % p.split_k;
     s.tile = g / p.split_k;
     s.k_begin = splitk_begin(p, split);
@@ -211,7 +205,7 @@ LOWBIT_FUNC Segment segment_of(MatmulParams p, int g, int j) {
     s.slot = p.split_k > 1 ? g : -1;
     return s;
   }
-  if (p.schedule == int(GemmSchedule::StreamK) && g < p.sk_groups) {
+  if (p.schedule == int(Schedule::StreamK) && g < p.sk_groups) {
     int begin = sk_begin(p, g);
     int end = sk_begin(p, g + 1);
     s.tile = begin / iters + j;
@@ -223,7 +217,7 @@ LOWBIT_FUNC Segment segment_of(MatmulParams p, int g, int j) {
     return s;
   }
   // Data-parallel: one whole tile (after the stream-K tiles, if any).
-  s.tile = p.schedule == int(GemmSchedule::StreamK) ? p.sk_tiles + (g - p.sk_groups) : g;
+  s.tile = p.schedule == int(Schedule::StreamK) ? p.sk_tiles + (g - p.sk_groups) : g;
   s.k_begin = 0;
   s.k_end = iters;
   s.slot = -1;
@@ -234,7 +228,7 @@ LOWBIT_FUNC Segment segment_of(MatmulParams p, int g, int j) {
 // so the result does not depend on which threadgroup ran first); zero means
 // the tile was not split and is already in `out`.
 LOWBIT_FUNC int contributor_count(MatmulParams p, int t) {
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     return p.split_k > 1 ? p.split_k : 0;
   }
   int first = sk_first_group(p, t);
@@ -242,10 +236,10 @@ LOWBIT_FUNC int contributor_count(MatmulParams p, int t) {
   if (first == last) {
     return 0;
   }
-  return p.fixup == int(FixupMode::Atomic) ? 1 : last - first + 1;
+  return p.fixup == int(FixUp::Atomic) ? 1 : last - first + 1;
 }
 LOWBIT_FUNC int contributor_slot(MatmulParams p, int t, int j) {
-  if (p.schedule == int(GemmSchedule::SplitK)) {
+  if (p.schedule == int(Schedule::SplitK)) {
     return t * p.split_k + j;
   }
   int g = sk_first_group(p, t) + j;

@@ -14,8 +14,6 @@ namespace mlx_lowbit {
 
 namespace {
 
-using lowbit::FixupMode;
-using lowbit::GemmSchedule;
 using lowbit::MatmulParams;
 using C = PlannerConstants;
 
@@ -130,10 +128,10 @@ void add_gemv(DispatchPlan& plan, const MatmulProblem& pr) {
 
 void add_gemm(DispatchPlan& plan, const MatmulProblem& pr) {
   const MatmulParams& p = plan.params;
-  auto kind = GemmSchedule(p.schedule);
+  auto kind = Schedule(p.schedule);
   int64_t slots = lowbit::workspace_slots(p);
   plan.workspace_floats = slots * plan.tile.bm * plan.tile.bn;
-  if (kind == GemmSchedule::StreamK && p.fixup == int(FixupMode::Atomic) && slots > 0) {
+  if (kind == Schedule::StreamK && p.fixup == int(FixUp::Atomic) && slots > 0) {
     // Atomics add into the workspace: it starts at zero in the same
     // command stream, never as whatever memory the allocator returned.
     lowbit::FillParams fill{int(plan.workspace_floats)};
@@ -262,7 +260,7 @@ DispatchPlan plan_matmul(
   plan.schedule = request.schedule == Schedule::Auto
       ? choose_schedule(pr.M, tiles, iters, groups)
       : request.schedule;
-  p.fixup = int(request.fixup == FixUp::Atomic ? FixupMode::Atomic : FixupMode::Deterministic);
+  p.fixup = int(request.fixup);
 
   switch (plan.schedule) {
     case Schedule::Gemv:
@@ -271,10 +269,10 @@ DispatchPlan plan_matmul(
       add_gemv(plan, pr);
       return plan;
     case Schedule::DataParallel:
-      p.schedule = int(GemmSchedule::DataParallel);
+      p.schedule = int(Schedule::DataParallel);
       break;
     case Schedule::SplitK: {
-      p.schedule = int(GemmSchedule::SplitK);
+      p.schedule = int(Schedule::SplitK);
       // Default: enough splits to fill the persistent grid.
       int splits = request.split_k > 0 ? request.split_k : lowbit::ceil_div(groups, tiles);
       p.split_k = std::clamp(splits, 1, iters);
@@ -282,7 +280,8 @@ DispatchPlan plan_matmul(
     }
     case Schedule::StreamK:
     case Schedule::Hybrid: {
-      p.schedule = int(GemmSchedule::StreamK);
+      // Hybrid is the stream-K kernel too.
+      p.schedule = int(Schedule::StreamK);
       // Hybrid: data-parallel full waves, then one stream-K wave made of the
       // last full wave plus the partial one. Stream-K: every tile.
       int full_waves = tiles / groups;

@@ -9,14 +9,12 @@
 #include <string_view>
 #include <vector>
 
+#include "mlx_lowbit/dispatch_enums.h"
+
 namespace mlx_lowbit {
 
-enum class Schedule { Auto, Gemv, DataParallel, SplitK, StreamK, Hybrid };
-
-// How tiles split between threadgroups are summed: fp32 atomics into a
-// workspace (fast, order varies run to run) or a second pass over fp32
-// partials in a fixed order (bitwise reproducible).
-enum class FixUp { Atomic, Deterministic };
+using lowbit::FixUp;
+using lowbit::Schedule;
 
 struct ScheduleRequest {
   Schedule schedule = Schedule::Auto;

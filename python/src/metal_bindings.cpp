@@ -31,7 +31,7 @@ nb::dict params_dict(const lowbit::MatmulParams& p) {
   d["split_k"] = p.split_k;
   d["sk_tiles"] = p.sk_tiles;
   d["sk_groups"] = p.sk_groups;
-  d["fixup"] = p.fixup == int(lowbit::FixupMode::Atomic) ? "atomic" : "deterministic";
+  d["fixup"] = lb::fixup_name(lb::FixUp(p.fixup));
   return d;
 }
 
