@@ -7,10 +7,11 @@
 // are not rounded), then WM x WN simdgroups multiply-accumulate 8x8
 // fragments into float accumulators. What a threadgroup computes (a whole
 // tile, a K-slice of one, or a stream-K range over several) comes from
-// kernel_params.h; partial tiles go to an fp32 workspace that fixup.h sums.
+// work_split.h; partial tiles go to an fp32 workspace that fixup.h sums.
 #pragma once
 
 #include "metal/utils.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace lowbit {
 

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace mlx_lowbit {
 

@@ -12,6 +12,7 @@
 #include "mlx_lowbit/backend/metal/gpu_cores.h"
 #include "mlx_lowbit/errors.h"
 #include "mlx_lowbit/planner.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace mx = mlx::core;
 namespace nb = nanobind;
@@ -37,7 +38,7 @@ nb::dict params_dict(const lowbit::MatmulParams& p) {
 
 // Per GEMM threadgroup, its segments (tile, k_begin, k_end, slot); per
 // fix-up tile, the workspace slots it sums. Computed by the same
-// kernel_params.h functions the kernels call.
+// work_split.h functions the kernels call.
 nb::dict work_dict(const lowbit::MatmulParams& p) {
   nb::list groups;
   for (int g = 0; g < lowbit::gemm_groups(p); ++g) {
