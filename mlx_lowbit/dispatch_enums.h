@@ -1,8 +1,9 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// The schedule and fix-up enums: one definition for the request (schedule.h),
-// the planner and the kernels, which read MatmulParams::schedule and ::fixup
-// as these values. Valid C++ and MSL (formats/common.h rules).
+// The schedule and fix-up enums: one definition for the request (planner.h
+// ScheduleRequest), the planner and the kernels, which read
+// MatmulParams::schedule and ::fixup as these values; schedule.h names them.
+// Valid C++ and MSL (formats/common.h rules).
 #pragma once
 
 namespace lowbit {

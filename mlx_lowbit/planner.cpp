@@ -193,13 +193,36 @@ const char* buffer_role_name(BufferRole role) {
   throw std::logic_error("[buffer_role_name] corrupt BufferRole value.");
 }
 
+void validate_schedule_request(const ScheduleRequest& r, std::string_view tag) {
+  if (r.split_k < 0) {
+    throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", r.split_k, ".");
+  }
+  if (r.bm < 0 || r.bn < 0 || r.bk < 0) {
+    throw_invalid(
+        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
+        r.bm, ", ", r.bn, ", ", r.bk, ".");
+  }
+}
+
+ScheduleRequest make_schedule_request(
+    std::string_view schedule,
+    std::string_view streamk_fixup,
+    int split_k,
+    int bm,
+    int bn,
+    int bk,
+    std::string_view tag) {
+  ScheduleRequest r{
+      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
+  validate_schedule_request(r, tag);
+  return r;
+}
+
 void validate_gpu_request(
-    const FormatSpec& spec,
     int K,
     const ScheduleRequest& request,
     int activation_bits,
     std::string_view tag) {
-  (void)spec;
   if (activation_bits != 0) {
     throw_invalid(
         tag, "activation_bits=", activation_bits,
@@ -222,6 +245,14 @@ void validate_gpu_request(
     throw_invalid(
         tag, "split_k=", request.split_k, " exceeds the ", iters, " K-iterations (K/",
         lowbit::kGemmBK, " with K=", K, ") of this weight.");
+  }
+}
+
+void validate_matmul_problem(const MatmulProblem& pr, std::string_view tag) {
+  if (pr.M < 1 || pr.N < 1 || pr.K < 1 || pr.K % pr.spec.group_size != 0) {
+    throw_invalid(
+        tag, "Need M, N >= 1 and K a multiple of group_size; got M=", pr.M, ", N=", pr.N,
+        ", K=", pr.K, ".");
   }
 }
 
