@@ -8,6 +8,7 @@
 #pragma once
 
 #include "metal/utils.h"
+#include "mlx_lowbit/work_split.h"
 
 template <typename T, int BM, int BN>
 [[kernel, max_total_threads_per_threadgroup(lowbit::kFixupThreads)]] void lowbit_fixup(

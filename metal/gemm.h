@@ -7,10 +7,11 @@
 // are not rounded), then WM x WN simdgroups multiply-accumulate 8x8
 // fragments into float accumulators. What a threadgroup computes (a whole
 // tile, a K-slice of one, or a stream-K range over several) comes from
-// kernel_params.h; partial tiles go to an fp32 workspace that fixup.h sums.
+// work_split.h; partial tiles go to an fp32 workspace that fixup.h sums.
 #pragma once
 
 #include "metal/utils.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace lowbit {
 
@@ -182,7 +183,7 @@ LOWBIT_METAL_FUNC void store_partial(
 // threadgroups own one tile; split-K ones a K-slice of one; stream-K ones
 // walk an even share of the stream-K iterations, then (hybrid) whole tiles.
 template <
-    lowbit::GemmSchedule S,
+    lowbit::Schedule S,
     typename Decoder,
     typename T,
     int BM,
@@ -217,7 +218,7 @@ template <
   const short2 fc = fragment_coord(lane);
   // Data-parallel and split-K groups have one segment; the count is uniform
   // over the threadgroup, so every thread reaches every barrier.
-  const int segments = S == GemmSchedule::StreamK ? segment_count(p, g) : 1;
+  const int segments = S == Schedule::StreamK ? segment_count(p, g) : 1;
 
   for (int j = 0; j < segments; ++j) {
     const Segment seg = segment_of(p, g, j);
@@ -243,7 +244,7 @@ template <
       store_tile<Tile, T>(acc, out, p, m0 + sm, n0 + sn, fc);
     } else {
       device float* slot = workspace + size_t(seg.slot) * size_t(BM * BN);
-      store_partial<Tile, BN>(acc, slot, p.fixup == int(FixupMode::Atomic), sm, sn, fc);
+      store_partial<Tile, BN>(acc, slot, p.fixup == int(FixUp::Atomic), sm, sn, fc);
     }
   }
 }

@@ -38,9 +38,9 @@
       lowbit_gemm, Sched, LOWBIT_DECODER_##fmt, LOWBIT_TYPE_##dtype, bm, bn, bk, wm, wn)
 
 #define instantiate_gemm_schedules(fmt, dtype, bm, bn, bk, wm, wn)                                  \
-  instantiate_gemm(dataparallel, lowbit::GemmSchedule::DataParallel, fmt, dtype, bm, bn, bk, wm, wn) \
-  instantiate_gemm(splitk, lowbit::GemmSchedule::SplitK, fmt, dtype, bm, bn, bk, wm, wn)             \
-  instantiate_gemm(streamk, lowbit::GemmSchedule::StreamK, fmt, dtype, bm, bn, bk, wm, wn)
+  instantiate_gemm(dataparallel, lowbit::Schedule::DataParallel, fmt, dtype, bm, bn, bk, wm, wn) \
+  instantiate_gemm(splitk, lowbit::Schedule::SplitK, fmt, dtype, bm, bn, bk, wm, wn)             \
+  instantiate_gemm(streamk, lowbit::Schedule::StreamK, fmt, dtype, bm, bn, bk, wm, wn)
 
 #define instantiate_dequantize(fmt, dtype)                         \
   instantiate_kernel(                                              \

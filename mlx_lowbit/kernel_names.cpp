@@ -7,22 +7,6 @@
 
 namespace mlx_lowbit {
 
-namespace {
-
-const char* gemm_schedule_token(lowbit::GemmSchedule schedule) {
-  switch (schedule) {
-    case lowbit::GemmSchedule::DataParallel:
-      return "dataparallel";
-    case lowbit::GemmSchedule::SplitK:
-      return "splitk";
-    case lowbit::GemmSchedule::StreamK:
-      return "streamk";
-  }
-  throw std::logic_error("[gemm_kernel_name] corrupt GemmSchedule value.");
-}
-
-} // namespace
-
 std::string kernel_format_token(const FormatSpec& spec) {
   if (spec.format == Format::Codebook) {
     return "codebook_v" + std::to_string(spec.vector_size);
@@ -51,12 +35,17 @@ std::string gemv_kernel_name(const FormatSpec& spec, mx::Dtype dtype, int mr) {
 }
 
 std::string gemm_kernel_name(
-    lowbit::GemmSchedule schedule,
+    Schedule schedule,
     const FormatSpec& spec,
     mx::Dtype dtype,
     const TileConfig& tile) {
+  if (schedule != Schedule::DataParallel && schedule != Schedule::SplitK &&
+      schedule != Schedule::StreamK) {
+    throw std::logic_error("[gemm_kernel_name] no GEMM kernel for this schedule.");
+  }
+  // The token is the schedule's name, from schedule.cpp's one table.
   std::ostringstream os;
-  os << "lowbit_" << gemm_schedule_token(schedule) << "_" << kernel_format_token(spec) << "_"
+  os << "lowbit_" << schedule_name(schedule) << "_" << kernel_format_token(spec) << "_"
      << kernel_dtype_token(dtype) << "_bm" << tile.bm << "_bn" << tile.bn << "_bk" << tile.bk
      << "_wm" << tile.wm << "_wn" << tile.wn;
   return os.str();

@@ -17,6 +17,7 @@
 #include "mlx/dtype.h"
 #include "mlx_lowbit/format_spec.h"
 #include "mlx_lowbit/kernel_params.h"
+#include "mlx_lowbit/schedule.h"
 
 namespace mlx_lowbit {
 
@@ -37,8 +38,9 @@ std::string kernel_format_token(const FormatSpec& spec);
 std::string kernel_dtype_token(mx::Dtype dtype);
 
 std::string gemv_kernel_name(const FormatSpec& spec, mx::Dtype dtype, int mr);
+// `schedule` is one with a GEMM kernel: DataParallel, SplitK or StreamK.
 std::string gemm_kernel_name(
-    lowbit::GemmSchedule schedule,
+    Schedule schedule,
     const FormatSpec& spec,
     mx::Dtype dtype,
     const TileConfig& tile);

@@ -96,7 +96,7 @@ mx::array lowbit_matmul(
   }
   mx::Stream stream = mx::to_stream(s);
   if (stream.device == mx::Device::gpu) {
-    validate_gpu_request(spec, K, schedule, activation_bits, tag);
+    validate_gpu_request(K, schedule, activation_bits, tag);
     if (!transpose) {
       // x @ W (the gradient of x @ W.T) on the GPU: the dequantized weight
       // and MLX's matmul (docs/KERNELS.md), rather than kernels of its own.

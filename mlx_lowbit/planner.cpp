@@ -9,13 +9,12 @@
 #include <stdexcept>
 
 #include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace mlx_lowbit {
 
 namespace {
 
-using lowbit::FixupMode;
-using lowbit::GemmSchedule;
 using lowbit::MatmulParams;
 using C = PlannerConstants;
 
@@ -130,10 +129,10 @@ void add_gemv(DispatchPlan& plan, const MatmulProblem& pr) {
 
 void add_gemm(DispatchPlan& plan, const MatmulProblem& pr) {
   const MatmulParams& p = plan.params;
-  auto kind = GemmSchedule(p.schedule);
+  auto kind = Schedule(p.schedule);
   int64_t slots = lowbit::workspace_slots(p);
   plan.workspace_floats = slots * plan.tile.bm * plan.tile.bn;
-  if (kind == GemmSchedule::StreamK && p.fixup == int(FixupMode::Atomic) && slots > 0) {
+  if (kind == Schedule::StreamK && p.fixup == int(FixUp::Atomic) && slots > 0) {
     // Atomics add into the workspace: it starts at zero in the same
     // command stream, never as whatever memory the allocator returned.
     lowbit::FillParams fill{int(plan.workspace_floats)};
@@ -194,13 +193,36 @@ const char* buffer_role_name(BufferRole role) {
   throw std::logic_error("[buffer_role_name] corrupt BufferRole value.");
 }
 
+void validate_schedule_request(const ScheduleRequest& r, std::string_view tag) {
+  if (r.split_k < 0) {
+    throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", r.split_k, ".");
+  }
+  if (r.bm < 0 || r.bn < 0 || r.bk < 0) {
+    throw_invalid(
+        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
+        r.bm, ", ", r.bn, ", ", r.bk, ".");
+  }
+}
+
+ScheduleRequest make_schedule_request(
+    std::string_view schedule,
+    std::string_view streamk_fixup,
+    int split_k,
+    int bm,
+    int bn,
+    int bk,
+    std::string_view tag) {
+  ScheduleRequest r{
+      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
+  validate_schedule_request(r, tag);
+  return r;
+}
+
 void validate_gpu_request(
-    const FormatSpec& spec,
     int K,
     const ScheduleRequest& request,
     int activation_bits,
     std::string_view tag) {
-  (void)spec;
   if (activation_bits != 0) {
     throw_invalid(
         tag, "activation_bits=", activation_bits,
@@ -223,6 +245,14 @@ void validate_gpu_request(
     throw_invalid(
         tag, "split_k=", request.split_k, " exceeds the ", iters, " K-iterations (K/",
         lowbit::kGemmBK, " with K=", K, ") of this weight.");
+  }
+}
+
+void validate_matmul_problem(const MatmulProblem& pr, std::string_view tag) {
+  if (pr.M < 1 || pr.N < 1 || pr.K < 1 || pr.K % pr.spec.group_size != 0) {
+    throw_invalid(
+        tag, "Need M, N >= 1 and K a multiple of group_size; got M=", pr.M, ", N=", pr.N,
+        ", K=", pr.K, ".");
   }
 }
 
@@ -262,7 +292,7 @@ DispatchPlan plan_matmul(
   plan.schedule = request.schedule == Schedule::Auto
       ? choose_schedule(pr.M, tiles, iters, groups)
       : request.schedule;
-  p.fixup = int(request.fixup == FixUp::Atomic ? FixupMode::Atomic : FixupMode::Deterministic);
+  p.fixup = int(request.fixup);
 
   switch (plan.schedule) {
     case Schedule::Gemv:
@@ -271,10 +301,10 @@ DispatchPlan plan_matmul(
       add_gemv(plan, pr);
       return plan;
     case Schedule::DataParallel:
-      p.schedule = int(GemmSchedule::DataParallel);
+      p.schedule = int(Schedule::DataParallel);
       break;
     case Schedule::SplitK: {
-      p.schedule = int(GemmSchedule::SplitK);
+      p.schedule = int(Schedule::SplitK);
       // Default: enough splits to fill the persistent grid.
       int splits = request.split_k > 0 ? request.split_k : lowbit::ceil_div(groups, tiles);
       p.split_k = std::clamp(splits, 1, iters);
@@ -282,7 +312,8 @@ DispatchPlan plan_matmul(
     }
     case Schedule::StreamK:
     case Schedule::Hybrid: {
-      p.schedule = int(GemmSchedule::StreamK);
+      // Hybrid is the stream-K kernel too.
+      p.schedule = int(Schedule::StreamK);
       // Hybrid: data-parallel full waves, then one stream-K wave made of the
       // last full wave plus the partial one. Stream-K: every tile.
       int full_waves = tiles / groups;

@@ -1,9 +1,10 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
-// The GPU dispatch plan of one product: which kernels run, in which order,
-// on which grid, with which argument structs and workspace. Pure C++ (no
-// Metal): eval_gpu encodes exactly this plan, and the Linux tests run the
-// same plan through the Metal emulator (mlx_lowbit.testing.metal_matmul).
+// The schedule request of one product and the GPU dispatch plan made from
+// it: which kernels run, in which order, on which grid, with which argument
+// structs and workspace. Pure C++ (no Metal): eval_gpu encodes exactly this
+// plan, and the Linux tests run the same plan through the Metal emulator
+// (mlx_lowbit.testing.metal_matmul).
 // docs/KERNELS.md explains the schedules and the auto heuristic.
 #pragma once
 
@@ -20,6 +21,34 @@
 #include "mlx_lowbit/schedule.h"
 
 namespace mlx_lowbit {
+
+// How the caller asks for a product to be split into work. The GPU backend
+// turns it into a dispatch plan; the CPU backend ignores it (eval_cpu picks
+// its kernel path from the ISA alone).
+struct ScheduleRequest {
+  Schedule schedule = Schedule::Auto;
+  FixUp fixup = FixUp::Deterministic;
+  int split_k = 0; // 0: chosen by the planner
+  // GPU tile overrides for ablations (0: the planner's choice).
+  int bm = 0;
+  int bn = 0;
+  int bk = 0;
+
+  bool operator==(const ScheduleRequest&) const = default;
+};
+
+// Checks what no backend accepts (negative split or tile sizes).
+void validate_schedule_request(const ScheduleRequest& request, std::string_view tag);
+
+// A request from the names and numbers the Python API takes, checked.
+ScheduleRequest make_schedule_request(
+    std::string_view schedule,
+    std::string_view streamk_fixup,
+    int split_k,
+    int bm,
+    int bn,
+    int bk,
+    std::string_view tag);
 
 // Tunables of the planner (docs/KERNELS.md says where each comes from).
 struct PlannerConstants {
@@ -82,11 +111,15 @@ struct DispatchPlan {
 // not do: int8 activations, tile shapes that are not instantiated, more
 // K-splits than K-iterations. Throws std::invalid_argument "[tag] ...".
 void validate_gpu_request(
-    const FormatSpec& spec,
     int K,
     const ScheduleRequest& request,
     int activation_bits,
     std::string_view tag);
+
+// Rejects a problem no plan exists for: M or N below 1, K not a positive
+// multiple of the group size. lowbit_matmul gets these from validated
+// arrays; metal_plan takes them as bare numbers.
+void validate_matmul_problem(const MatmulProblem& problem, std::string_view tag);
 
 // Threadgroups of the persistent (stream-K) grid for a GPU with `cores`.
 int persistent_groups(int gpu_cores);

@@ -6,7 +6,7 @@
 #include "mlx/primitives.h"
 #include "mlx_lowbit/format_spec.h"
 #include "mlx_lowbit/quantize.h"
-#include "mlx_lowbit/schedule.h"
+#include "mlx_lowbit/planner.h"
 
 namespace mlx_lowbit {
 

@@ -24,31 +24,6 @@ constexpr EnumNames<FixUp, 2> kFixUps = {{
 
 } // namespace
 
-void validate_schedule_request(const ScheduleRequest& r, std::string_view tag) {
-  if (r.split_k < 0) {
-    throw_invalid(tag, "split_k must be >= 0 (0 lets the planner choose), got ", r.split_k, ".");
-  }
-  if (r.bm < 0 || r.bn < 0 || r.bk < 0) {
-    throw_invalid(
-        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
-        r.bm, ", ", r.bn, ", ", r.bk, ".");
-  }
-}
-
-ScheduleRequest make_schedule_request(
-    std::string_view schedule,
-    std::string_view streamk_fixup,
-    int split_k,
-    int bm,
-    int bn,
-    int bk,
-    std::string_view tag) {
-  ScheduleRequest r{
-      parse_schedule(schedule, tag), parse_fixup(streamk_fixup, tag), split_k, bm, bn, bk};
-  validate_schedule_request(r, tag);
-  return r;
-}
-
 Schedule parse_schedule(std::string_view name, std::string_view tag) {
   return parse_enum(kSchedules, name, "schedule", tag);
 }

@@ -1,7 +1,7 @@
 # Copyright © 2026 mlx-lowbit contributors.
-"""The GPU planner (mlx_lowbit/planner.cpp, kernel_params.h): plain checks of
+"""The GPU planner (mlx_lowbit/planner.cpp, work_split.h): plain checks of
 the dispatch plans and of the work split they imply. The per-threadgroup
-segments come from the same kernel_params.h functions the kernels call."""
+segments come from the same work_split.h functions the kernels call."""
 
 import struct
 from collections import defaultdict

@@ -98,8 +98,7 @@ NB_MODULE(_ext, m) {
             vector_size (int): Codebook weights per index (8 or 16).
             index_bits (int): Codebook bits per index.
             transpose (bool): Multiply by ``w.T`` (default) or ``w``.
-            schedule (str): Work decomposition; the CPU backend distinguishes only
-              ``gemv`` and the tiled kernel, the GPU all of them.
+            schedule (str): GPU work decomposition; the CPU backend ignores it.
             streamk_fixup (str): ``"atomic"`` or ``"deterministic"``.
             split_k (int): K splits for ``splitk`` (0: chosen).
             bm, bn, bk (int): GPU tile overrides for ablations (0: chosen).

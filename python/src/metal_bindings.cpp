@@ -12,6 +12,7 @@
 #include "mlx_lowbit/backend/metal/gpu_cores.h"
 #include "mlx_lowbit/errors.h"
 #include "mlx_lowbit/planner.h"
+#include "mlx_lowbit/work_split.h"
 
 namespace mx = mlx::core;
 namespace nb = nanobind;
@@ -31,13 +32,13 @@ nb::dict params_dict(const lowbit::MatmulParams& p) {
   d["split_k"] = p.split_k;
   d["sk_tiles"] = p.sk_tiles;
   d["sk_groups"] = p.sk_groups;
-  d["fixup"] = p.fixup == int(lowbit::FixupMode::Atomic) ? "atomic" : "deterministic";
+  d["fixup"] = lb::fixup_name(lb::FixUp(p.fixup));
   return d;
 }
 
 // Per GEMM threadgroup, its segments (tile, k_begin, k_end, slot); per
 // fix-up tile, the workspace slots it sums. Computed by the same
-// kernel_params.h functions the kernels call.
+// work_split.h functions the kernels call.
 nb::dict work_dict(const lowbit::MatmulParams& p) {
   nb::list groups;
   for (int g = 0; g < lowbit::gemm_groups(p); ++g) {
@@ -118,11 +119,9 @@ void init_metal(nb::module_& m) {
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         auto request =
             lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
-        if (M < 1 || N < 1 || K < 1 || K % group_size != 0) {
-          lb::throw_invalid(tag, "Need M, N >= 1 and K a multiple of group_size; got M=", M, ", N=", N, ", K=", K, ".");
-        }
-        lb::validate_gpu_request(spec, K, request, 0, tag);
         lb::MatmulProblem problem{spec, has_bias, scales_f32, dtype, M, N, K};
+        lb::validate_matmul_problem(problem, tag);
+        lb::validate_gpu_request(K, request, 0, tag);
         return plan_dict(lb::plan_matmul(problem, request, gpu_cores), with_work);
       },
       "fmt"_a,
@@ -206,10 +205,12 @@ void init_metal(nb::module_& m) {
          int bk,
          int activation_bits) {
         constexpr std::string_view tag = "lowbit_matmul";
-        auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
+        // The format arguments are checked as lowbit_matmul checks them
+        // first; the GPU checks need only K.
+        lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         auto request =
             lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
-        lb::validate_gpu_request(spec, K, request, activation_bits, tag);
+        lb::validate_gpu_request(K, request, activation_bits, tag);
       },
       "fmt"_a,
       "group_size"_a,
