@@ -18,8 +18,7 @@ struct BinaryDecoder {
   };
 
   template <int LB>
-  LOWBIT_METAL_FUNC static void
-  load_lane(WeightRow r, int block, int valid, thread Block* out) {
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
     static_assert(LB == kLaneBlocks, "binary GEMV lanes take two blocks");
     // `block` is even; with an even row length the pair is 8-byte aligned.
     if (valid == 2 && (r.words_per_row % 2) == 0) {

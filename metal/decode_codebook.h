@@ -35,8 +35,7 @@ struct CodebookDecoder {
   }
 
   template <int LB>
-  LOWBIT_METAL_FUNC static void
-  load_lane(WeightRow r, int block, int valid, thread Block* out) {
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
     static_assert(LB == kLaneBlocks, "codebook GEMV lanes take one block");
     (void)valid;
     LOWBIT_UNROLL

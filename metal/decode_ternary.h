@@ -20,8 +20,7 @@ struct TernaryDecoder {
   };
 
   template <int LB>
-  LOWBIT_METAL_FUNC static void
-  load_lane(WeightRow r, int block, int valid, thread Block* out) {
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
     static_assert(LB == kLaneBlocks, "ternary GEMV lanes take one block");
     static_assert(kWordsPerBlock == 2, "a block is one uint2");
     (void)valid;
@@ -58,7 +57,8 @@ struct TernaryDecoder {
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
       uint code = ternary::code_at(word, base + i);
-      out[i] = code == ternary::code_of(1) ? plus : (code == ternary::code_of(-1) ? minus : T(0.0f));
+      out[i] =
+          code == ternary::code_of(1) ? plus : (code == ternary::code_of(-1) ? minus : T(0.0f));
     }
   }
 };

@@ -25,7 +25,8 @@ template <typename Decoder, typename T>
   const int k = (int(i) % chunks_per_row) * kChunk;
   const WeightSource src = {packed, scales, biases, codebook};
   T v[kChunk];
-  Decoder::template values8<T>(row_of(src, w, n), k, load_scale_bias(src, w, n, k / w.group_size), v);
+  Decoder::template values8<T>(
+      row_of(src, w, n), k, load_scale_bias(src, w, n, k / w.group_size), v);
   device T* dst = out + size_t(n) * size_t(w.K) + size_t(k);
   LOWBIT_UNROLL
   for (int j = 0; j < kChunk; ++j) {

@@ -34,12 +34,7 @@ struct Accumulators {
 // x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK).
 template <typename Tile, typename T, int BM, int BK>
 LOWBIT_METAL_FUNC void load_x_tile(
-    const device T* x,
-    MatmulParams p,
-    int m0,
-    int k0,
-    threadgroup T* xs,
-    uint tid) {
+    const device T* x, MatmulParams p, int m0, int k0, threadgroup T* xs, uint tid) {
   for (int i = int(tid); i < BM * BK; i += Tile::kThreads) {
     int r = i / BK;
     int c = i % BK;
@@ -52,12 +47,7 @@ LOWBIT_METAL_FUNC void load_x_tile(
 // kChunk at a time; the group's scale (and bias) is read once per chunk.
 template <typename Tile, typename Decoder, typename T, int BN, int BK>
 LOWBIT_METAL_FUNC void decode_w_tile(
-    WeightSource src,
-    MatmulParams p,
-    int n0,
-    int k0,
-    threadgroup T* ws,
-    uint tid) {
+    WeightSource src, MatmulParams p, int n0, int k0, threadgroup T* ws, uint tid) {
   constexpr int kChunksPerRow = BK / kChunk;
   for (int i = int(tid); i < BN * kChunksPerRow; i += Tile::kThreads) {
     int r = i / kChunksPerRow;
@@ -167,8 +157,7 @@ LOWBIT_METAL_FUNC void store_partial(
       for (int e = 0; e < 2; ++e) {
         float v = acc.frag[i][j].thread_elements()[e];
         if (use_atomics) {
-          atomic_fetch_add_explicit(
-              (device atomic_float*)(slot + at + e), v, memory_order_relaxed);
+          atomic_fetch_add_explicit((device atomic_float*)(slot + at + e), v, memory_order_relaxed);
         } else {
           slot[at + e] = v;
         }
@@ -182,16 +171,8 @@ LOWBIT_METAL_FUNC void store_partial(
 // One kernel per GEMM schedule (the template argument S): data-parallel
 // threadgroups own one tile; split-K ones a K-slice of one; stream-K ones
 // walk an even share of the stream-K iterations, then (hybrid) whole tiles.
-template <
-    lowbit::Schedule S,
-    typename Decoder,
-    typename T,
-    int BM,
-    int BN,
-    int BK,
-    int WM,
-    int WN>
-[[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void lowbit_gemm(
+template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int BK, int WM, int WN>
+[[kernel, max_total_threads_per_threadgroup(WM* WN * 32)]] void lowbit_gemm(
     const device T* x [[buffer(LOWBIT_BUFFER_X)]],
     const device uint32_t* packed [[buffer(LOWBIT_BUFFER_PACKED)]],
     const device uchar* scales [[buffer(LOWBIT_BUFFER_SCALES)]],

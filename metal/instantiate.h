@@ -27,35 +27,34 @@
 #define instantiate_kernel(name, func, ...) \
   template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
 
-#define instantiate_gemv(fmt, dtype, mr)                                   \
-  instantiate_kernel(                                                      \
+#define instantiate_gemv(fmt, dtype, mr)                                           \
+  instantiate_kernel(                                                              \
       "lowbit_gemv_" #fmt "_" #dtype "_mr" #mr, lowbit_gemv, LOWBIT_DECODER_##fmt, \
       LOWBIT_TYPE_##dtype, mr)
 
-#define instantiate_gemm(sched, Sched, fmt, dtype, bm, bn, bk, wm, wn)                         \
+#define instantiate_gemm(sched, Sched, fmt, dtype, bm, bn, bk, wm, wn)                        \
   instantiate_kernel(                                                                         \
       "lowbit_" #sched "_" #fmt "_" #dtype "_bm" #bm "_bn" #bn "_bk" #bk "_wm" #wm "_wn" #wn, \
       lowbit_gemm, Sched, LOWBIT_DECODER_##fmt, LOWBIT_TYPE_##dtype, bm, bn, bk, wm, wn)
 
-#define instantiate_gemm_schedules(fmt, dtype, bm, bn, bk, wm, wn)                                  \
+#define instantiate_gemm_schedules(fmt, dtype, bm, bn, bk, wm, wn)                               \
   instantiate_gemm(dataparallel, lowbit::Schedule::DataParallel, fmt, dtype, bm, bn, bk, wm, wn) \
-  instantiate_gemm(splitk, lowbit::Schedule::SplitK, fmt, dtype, bm, bn, bk, wm, wn)             \
-  instantiate_gemm(streamk, lowbit::Schedule::StreamK, fmt, dtype, bm, bn, bk, wm, wn)
+      instantiate_gemm(splitk, lowbit::Schedule::SplitK, fmt, dtype, bm, bn, bk, wm, wn)         \
+          instantiate_gemm(streamk, lowbit::Schedule::StreamK, fmt, dtype, bm, bn, bk, wm, wn)
 
-#define instantiate_dequantize(fmt, dtype)                         \
-  instantiate_kernel(                                              \
+#define instantiate_dequantize(fmt, dtype)                                           \
+  instantiate_kernel(                                                                \
       "lowbit_dequantize_" #fmt "_" #dtype, lowbit_dequantize, LOWBIT_DECODER_##fmt, \
       LOWBIT_TYPE_##dtype)
 
 // Every kernel of one format and activation dtype.
-#define instantiate_format_dtype(fmt, dtype)                \
-  instantiate_gemv(fmt, dtype, 1)                           \
-  instantiate_gemv(fmt, dtype, 8)                           \
-  LOWBIT_GEMM_TILES(instantiate_gemm_schedules, fmt, dtype) \
-  instantiate_dequantize(fmt, dtype)
+#define instantiate_format_dtype(fmt, dtype)                      \
+  instantiate_gemv(fmt, dtype, 1) instantiate_gemv(fmt, dtype, 8) \
+      LOWBIT_GEMM_TILES(instantiate_gemm_schedules, fmt, dtype) instantiate_dequantize(fmt, dtype)
 
 #define instantiate_fixup(dtype, bm, bn, bk, wm, wn) \
-  instantiate_kernel("lowbit_fixup_" #dtype "_bm" #bm "_bn" #bn, lowbit_fixup, LOWBIT_TYPE_##dtype, bm, bn)
+  instantiate_kernel(                                \
+      "lowbit_fixup_" #dtype "_bm" #bm "_bn" #bn, lowbit_fixup, LOWBIT_TYPE_##dtype, bm, bn)
 
 // The fix-up kernels of one dtype, one per tile shape.
 #define instantiate_fixups(dtype) LOWBIT_GEMM_TILES(instantiate_fixup, dtype)

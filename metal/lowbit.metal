@@ -6,16 +6,11 @@
 
 #include "metal/instantiate.h"
 
-#define instantiate_format(fmt)           \
-  instantiate_format_dtype(fmt, float16)  \
-  instantiate_format_dtype(fmt, bfloat16) \
-  instantiate_format_dtype(fmt, float32)
+#define instantiate_format(fmt)                                                  \
+  instantiate_format_dtype(fmt, float16) instantiate_format_dtype(fmt, bfloat16) \
+      instantiate_format_dtype(fmt, float32)
 
-instantiate_format(ternary)
-instantiate_format(binary)
-instantiate_format(codebook_v8)
-instantiate_format(codebook_v16)
+instantiate_format(ternary) instantiate_format(binary) instantiate_format(codebook_v8)
+    instantiate_format(codebook_v16)
 
-instantiate_fixups(float16)
-instantiate_fixups(bfloat16)
-instantiate_fixups(float32)
+        instantiate_fixups(float16) instantiate_fixups(bfloat16) instantiate_fixups(float32)

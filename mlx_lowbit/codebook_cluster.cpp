@@ -64,10 +64,7 @@ std::vector<uint32_t> nearest_centroids(const std::vector<uint32_t>& centroids, 
 
 // k-means++ seeding on the weighted histogram.
 std::vector<uint32_t> seed_centroids(
-    const std::vector<uint32_t>& present,
-    const std::vector<uint64_t>& hist,
-    size_t k,
-    Rng& rng) {
+    const std::vector<uint32_t>& present, const std::vector<uint64_t>& hist, size_t k, Rng& rng) {
   std::vector<uint32_t> centroids;
   std::vector<double> d2(present.size(), 0.0);
   auto pick = [&](const std::vector<double>& weight) {
@@ -114,11 +111,7 @@ std::vector<uint32_t> seed_centroids(
 } // namespace
 
 PatternClustering cluster_patterns(
-    const std::vector<uint64_t>& hist,
-    int v,
-    int c,
-    uint64_t seed,
-    int max_iters) {
+    const std::vector<uint64_t>& hist, int v, int c, uint64_t seed, int max_iters) {
   const uint32_t size = 1u << v;
   const size_t k = size_t(1) << c;
   PatternClustering out;

@@ -12,7 +12,7 @@ namespace mlx_lowbit {
 
 struct PatternClustering {
   std::vector<uint32_t> centroids; // 2^c patterns: the codebook
-  std::vector<uint32_t> nearest; // for each of the 2^v patterns, its centroid's index
+  std::vector<uint32_t> nearest;   // for each of the 2^v patterns, its centroid's index
 };
 
 // hist[p] = how often pattern p occurs. Deterministic for a given seed on

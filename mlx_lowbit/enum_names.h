@@ -38,8 +38,7 @@ E parse_enum(
     }
   }
   throw_invalid(
-      tag, "Unknown ", what, " '", name, "'; expected one of ",
-      enum_name_list(table), ".");
+      tag, "Unknown ", what, " '", name, "'; expected one of ", enum_name_list(table), ".");
 }
 
 template <typename E, size_t N>

@@ -57,16 +57,13 @@ void validate_spec(const FormatSpec& spec, std::string_view tag) {
   }
   if (spec.format == Format::Codebook) {
     if (spec.vector_size != 8 && spec.vector_size != 16) {
-      throw_invalid(
-          tag, "codebook vector_size must be 8 or 16, got ", spec.vector_size, ".");
+      throw_invalid(tag, "codebook vector_size must be 8 or 16, got ", spec.vector_size, ".");
     }
     int max_bits = std::min(lowbit::codebook::kMaxIndexBits, spec.vector_size);
-    if (spec.index_bits < lowbit::codebook::kMinIndexBits ||
-        spec.index_bits > max_bits) {
+    if (spec.index_bits < lowbit::codebook::kMinIndexBits || spec.index_bits > max_bits) {
       throw_invalid(
-          tag, "codebook index_bits must be in [", lowbit::codebook::kMinIndexBits,
-          ", ", max_bits, "] for vector_size=", spec.vector_size, ", got ",
-          spec.index_bits, ".");
+          tag, "codebook index_bits must be in [", lowbit::codebook::kMinIndexBits, ", ", max_bits,
+          "] for vector_size=", spec.vector_size, ", got ", spec.index_bits, ".");
     }
   } else if (spec.vector_size != 0 || spec.index_bits != 0) {
     throw_invalid(
@@ -97,28 +94,27 @@ int validate_weight(
   const char* fmt = format_name(spec.format);
   if (packed.dtype() != mx::uint32 || packed.ndim() != 2) {
     throw_invalid(
-        tag, "The packed ", fmt, " weight must be a 2-D uint32 array, got ",
-        packed.dtype(), " with shape ", shape_str(packed), ".");
+        tag, "The packed ", fmt, " weight must be a 2-D uint32 array, got ", packed.dtype(),
+        " with shape ", shape_str(packed), ".");
   }
-  if (scales.ndim() != 2 ||
-      (scales.dtype() != mx::float16 && scales.dtype() != mx::float32)) {
+  if (scales.ndim() != 2 || (scales.dtype() != mx::float16 && scales.dtype() != mx::float32)) {
     throw_invalid(
-        tag, "scales must be a 2-D float16 or float32 array, got ", scales.dtype(),
-        " with shape ", shape_str(scales), ".");
+        tag, "scales must be a 2-D float16 or float32 array, got ", scales.dtype(), " with shape ",
+        shape_str(scales), ".");
   }
   int N = packed.shape(0);
   if (scales.shape(0) != N || scales.shape(1) < 1) {
     throw_invalid(
-        tag, "scales have shape ", shape_str(scales), " but the packed weight has ",
-        N, " rows; expected (", N, ", K / group_size).");
+        tag, "scales have shape ", shape_str(scales), " but the packed weight has ", N,
+        " rows; expected (", N, ", K / group_size).");
   }
   int K = scales.shape(1) * spec.group_size;
   int words = spec.packed_words_per_row(K);
   if (packed.shape(1) != words) {
     throw_invalid(
-        tag, "The packed ", fmt, " weight has shape ", shape_str(packed),
-        " but scales ", shape_str(scales), " with group_size=", spec.group_size,
-        " mean K=", K, ", which needs ", words, " uint32 words per row.");
+        tag, "The packed ", fmt, " weight has shape ", shape_str(packed), " but scales ",
+        shape_str(scales), " with group_size=", spec.group_size, " mean K=", K, ", which needs ",
+        words, " uint32 words per row.");
   }
   if (biases) {
     if (spec.format != Format::Binary) {
@@ -126,9 +122,8 @@ int validate_weight(
     }
     if (biases->shape() != scales.shape() || biases->dtype() != scales.dtype()) {
       throw_invalid(
-          tag, "biases must match scales in shape and dtype: scales are ",
-          scales.dtype(), " ", shape_str(scales), ", biases ", biases->dtype(),
-          " ", shape_str(*biases), ".");
+          tag, "biases must match scales in shape and dtype: scales are ", scales.dtype(), " ",
+          shape_str(scales), ", biases ", biases->dtype(), " ", shape_str(*biases), ".");
     }
   }
   if (spec.format == Format::Codebook) {
@@ -139,9 +134,9 @@ int validate_weight(
         codebook->dtype() != spec.codebook_dtype()) {
       throw_invalid(
           tag, "The codebook must be a 1-D ", spec.codebook_dtype(), " array of 2^",
-          spec.index_bits, " = ", spec.codebook_size(), " patterns for vector_size=",
-          spec.vector_size, ", got ", codebook->dtype(), " with shape ",
-          shape_str(*codebook), ".");
+          spec.index_bits, " = ", spec.codebook_size(),
+          " patterns for vector_size=", spec.vector_size, ", got ", codebook->dtype(),
+          " with shape ", shape_str(*codebook), ".");
     }
   } else if (codebook) {
     throw_invalid(tag, "A codebook applies only to the codebook format, not to ", fmt, ".");

@@ -22,7 +22,7 @@ struct FormatSpec {
   Format format = Format::Ternary;
   int group_size = 128;
   int vector_size = 0; // codebook only: weights per index (8 or 16)
-  int index_bits = 0; // codebook only: bits per index (4 .. min(16, v))
+  int index_bits = 0;  // codebook only: bits per index (4 .. min(16, v))
 
   bool operator==(const FormatSpec&) const = default;
 
@@ -47,11 +47,7 @@ void validate_spec(const FormatSpec& spec, std::string_view tag);
 
 // A spec from the names and numbers the Python API takes, checked.
 FormatSpec make_format_spec(
-    std::string_view format,
-    int group_size,
-    int vector_size,
-    int index_bits,
-    std::string_view tag);
+    std::string_view format, int group_size, int vector_size, int index_bits, std::string_view tag);
 
 // Checks that the arrays of a quantized weight agree with `spec` and with
 // each other, and returns K. Throws std::invalid_argument naming the problem.

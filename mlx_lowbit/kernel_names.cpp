@@ -35,10 +35,7 @@ std::string gemv_kernel_name(const FormatSpec& spec, mx::Dtype dtype, int mr) {
 }
 
 std::string gemm_kernel_name(
-    Schedule schedule,
-    const FormatSpec& spec,
-    mx::Dtype dtype,
-    const TileConfig& tile) {
+    Schedule schedule, const FormatSpec& spec, mx::Dtype dtype, const TileConfig& tile) {
   if (schedule != Schedule::DataParallel && schedule != Schedule::SplitK &&
       schedule != Schedule::StreamK) {
     throw std::logic_error("[gemm_kernel_name] no GEMM kernel for this schedule.");

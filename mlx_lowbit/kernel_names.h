@@ -40,10 +40,7 @@ std::string kernel_dtype_token(mx::Dtype dtype);
 std::string gemv_kernel_name(const FormatSpec& spec, mx::Dtype dtype, int mr);
 // `schedule` is one with a GEMM kernel: DataParallel, SplitK or StreamK.
 std::string gemm_kernel_name(
-    Schedule schedule,
-    const FormatSpec& spec,
-    mx::Dtype dtype,
-    const TileConfig& tile);
+    Schedule schedule, const FormatSpec& spec, mx::Dtype dtype, const TileConfig& tile);
 std::string fixup_kernel_name(mx::Dtype dtype, const TileConfig& tile);
 std::string dequantize_kernel_name(const FormatSpec& spec, mx::Dtype dtype);
 std::string zero_kernel_name();

@@ -24,7 +24,7 @@
 
 // The GEMM tile shapes (BM, BN, BK, WM, WN), the first the default: the one
 // list both metal/lowbit.metal (instantiations) and the planner read.
-#define LOWBIT_GEMM_TILES(X, ...) \
+#define LOWBIT_GEMM_TILES(X, ...)  \
   X(__VA_ARGS__, 32, 32, 32, 2, 2) \
   X(__VA_ARGS__, 64, 64, 32, 2, 2)
 
@@ -55,9 +55,9 @@ struct WeightParams {
   int K; // reduction length
   int group_size;
   int words_per_row; // uint32 words per row of `packed`
-  int index_bits; // codebook only
-  int has_bias; // binary only
-  int scales_f32; // scales (and biases) are float32, else float16
+  int index_bits;    // codebook only
+  int has_bias;      // binary only
+  int scales_f32;    // scales (and biases) are float32, else float16
 };
 
 // out (M, N) = x (M, K) @ w (N, K)^T; one struct for GEMV, GEMM and fix-up.
@@ -71,7 +71,7 @@ struct MatmulParams {
   int tiles_n;
   int iters_per_tile;
   int schedule; // Schedule: DataParallel, SplitK or StreamK
-  int fixup; // FixUp
+  int fixup;    // FixUp
   // SplitK: threadgroups per tile.
   int split_k;
   // StreamK: tiles [0, sk_tiles) share sk_groups threadgroups, which split

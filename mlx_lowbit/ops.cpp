@@ -75,8 +75,7 @@ mx::array lowbit_matmul(
   int K = validate_weight(spec, weight[0], weight[1], biases, codebook, tag);
   int N = weight[0].shape(0);
   if (!is_supported_float(x.dtype())) {
-    throw_invalid(
-        tag, "x must be float16, bfloat16 or float32, got ", x.dtype(), ".");
+    throw_invalid(tag, "x must be float16, bfloat16 or float32, got ", x.dtype(), ".");
   }
   if (x.ndim() < 1) {
     throw_invalid(tag, "x must have at least one dimension, got a scalar.");
@@ -85,8 +84,8 @@ mx::array lowbit_matmul(
   if (x.shape(-1) != in_dim) {
     throw_invalid(
         tag, "The last dimension of x with shape ", shape_str(x), " must be ",
-        transpose ? "K" : "N", "=", in_dim, " of the ", format_name(spec.format),
-        " weight (N=", N, ", K=", K, ", group_size=", spec.group_size, ").");
+        transpose ? "K" : "N", "=", in_dim, " of the ", format_name(spec.format), " weight (N=", N,
+        ", K=", K, ", group_size=", spec.group_size, ").");
   }
   validate_schedule_request(schedule, tag);
   if (activation_bits != 0 && activation_bits != 8) {
@@ -101,9 +100,7 @@ mx::array lowbit_matmul(
       // x @ W (the gradient of x @ W.T) on the GPU: the dequantized weight
       // and MLX's matmul (docs/KERNELS.md), rather than kernels of its own.
       auto w = mx::array(
-          {N, K},
-          x.dtype(),
-          std::make_shared<LowBitDequantize>(stream, spec, biases.has_value()),
+          {N, K}, x.dtype(), std::make_shared<LowBitDequantize>(stream, spec, biases.has_value()),
           contiguous_all(weight, s));
       return mx::matmul(x, w, s);
     }
@@ -117,8 +114,7 @@ mx::array lowbit_matmul(
   shape.back() = transpose ? N : K;
   // 6. the array
   return mx::array(
-      std::move(shape),
-      x.dtype(),
+      std::move(shape), x.dtype(),
       std::make_shared<LowBitMatmul>(
           stream, spec, biases.has_value(), transpose, schedule, activation_bits),
       std::move(inputs));
@@ -169,8 +165,7 @@ mx::array lowbit_dequantize(
     throw_invalid(tag, "dtype must be float16, bfloat16 or float32, got ", dtype, ".");
   }
   return mx::array(
-      {packed.shape(0), K},
-      dtype,
+      {packed.shape(0), K}, dtype,
       std::make_shared<LowBitDequantize>(mx::to_stream(s), spec, biases.has_value()),
       contiguous_all(collect(packed, scales, biases, codebook), s));
 }

@@ -34,8 +34,7 @@ std::string tile_list() {
 }
 
 bool tile_matches(const TileConfig& t, const ScheduleRequest& r) {
-  return (r.bm == 0 || r.bm == t.bm) && (r.bn == 0 || r.bn == t.bn) &&
-      (r.bk == 0 || r.bk == t.bk);
+  return (r.bm == 0 || r.bm == t.bm) && (r.bn == 0 || r.bn == t.bn) && (r.bk == 0 || r.bk == t.bk);
 }
 
 // The tile of a GEMM: the request's, else 64 x 64 once M and N are that
@@ -51,8 +50,7 @@ TileConfig choose_tile(const ScheduleRequest& r, int M, int N, int groups) {
     throw std::logic_error("[plan_matmul] tile request was not validated.");
   }
   const TileConfig& large = gemm_tiles()[1];
-  int64_t large_tiles =
-      int64_t(lowbit::ceil_div(M, large.bm)) * lowbit::ceil_div(N, large.bn);
+  int64_t large_tiles = int64_t(lowbit::ceil_div(M, large.bm)) * lowbit::ceil_div(N, large.bn);
   bool fits = M >= large.bm && N >= large.bn && large_tiles >= groups;
   return fits ? large : gemm_tiles()[0];
 }
@@ -199,8 +197,8 @@ void validate_schedule_request(const ScheduleRequest& r, std::string_view tag) {
   }
   if (r.bm < 0 || r.bn < 0 || r.bk < 0) {
     throw_invalid(
-        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ",
-        r.bm, ", ", r.bn, ", ", r.bk, ".");
+        tag, "Tile overrides bm, bn, bk must be >= 0 (0 lets the planner choose), got ", r.bm, ", ",
+        r.bn, ", ", r.bk, ".");
   }
 }
 
@@ -219,10 +217,7 @@ ScheduleRequest make_schedule_request(
 }
 
 void validate_gpu_request(
-    int K,
-    const ScheduleRequest& request,
-    int activation_bits,
-    std::string_view tag) {
+    int K, const ScheduleRequest& request, int activation_bits, std::string_view tag) {
   if (activation_bits != 0) {
     throw_invalid(
         tag, "activation_bits=", activation_bits,
@@ -275,10 +270,7 @@ int choose_sk_groups(int tiles, int iters, int max_groups) {
   return best;
 }
 
-DispatchPlan plan_matmul(
-    const MatmulProblem& pr,
-    const ScheduleRequest& request,
-    int gpu_cores) {
+DispatchPlan plan_matmul(const MatmulProblem& pr, const ScheduleRequest& request, int gpu_cores) {
   DispatchPlan plan;
   plan.params = base_params(pr);
   MatmulParams& p = plan.params;
@@ -289,9 +281,8 @@ DispatchPlan plan_matmul(
   p.iters_per_tile = pr.K / plan.tile.bk;
   int tiles = lowbit::tiles_of(p);
   int iters = p.iters_per_tile;
-  plan.schedule = request.schedule == Schedule::Auto
-      ? choose_schedule(pr.M, tiles, iters, groups)
-      : request.schedule;
+  plan.schedule = request.schedule == Schedule::Auto ? choose_schedule(pr.M, tiles, iters, groups)
+                                                     : request.schedule;
   p.fixup = int(request.fixup);
 
   switch (plan.schedule) {
@@ -317,9 +308,8 @@ DispatchPlan plan_matmul(
       // Hybrid: data-parallel full waves, then one stream-K wave made of the
       // last full wave plus the partial one. Stream-K: every tile.
       int full_waves = tiles / groups;
-      p.sk_tiles = plan.schedule == Schedule::Hybrid && full_waves >= 1
-          ? groups + tiles % groups
-          : tiles;
+      p.sk_tiles =
+          plan.schedule == Schedule::Hybrid && full_waves >= 1 ? groups + tiles % groups : tiles;
       if (int64_t(p.sk_tiles) * iters > INT_MAX) {
         throw std::invalid_argument(
             "[plan_matmul] Too many tiles for schedule='streamk' (the K-iteration count "
@@ -328,9 +318,8 @@ DispatchPlan plan_matmul(
       // Asked for by name: the whole persistent grid, as the schedule is
       // defined. Chosen by auto: the group count of the cost model.
       int64_t limit = int64_t(p.sk_tiles) * iters / C::kMinItersPerGroup;
-      p.sk_groups = request.schedule == Schedule::Auto
-          ? choose_sk_groups(p.sk_tiles, iters, groups)
-          : int(std::clamp<int64_t>(limit, 1, groups));
+      p.sk_groups = request.schedule == Schedule::Auto ? choose_sk_groups(p.sk_tiles, iters, groups)
+                                                       : int(std::clamp<int64_t>(limit, 1, groups));
       break;
     }
     case Schedule::Auto:
@@ -341,18 +330,14 @@ DispatchPlan plan_matmul(
 }
 
 DispatchPlan plan_dequantize(
-    const FormatSpec& spec,
-    bool has_bias,
-    bool scales_f32,
-    mx::Dtype dtype,
-    int N,
-    int K) {
+    const FormatSpec& spec, bool has_bias, bool scales_f32, mx::Dtype dtype, int N, int K) {
   MatmulProblem pr{spec, has_bias, scales_f32, dtype, 0, N, K};
   DispatchPlan plan;
   plan.params = base_params(pr);
   int64_t chunks = int64_t(N) * (K / lowbit::kChunk);
   if (chunks > INT_MAX) {
-    throw std::invalid_argument("[plan_dequantize] The weight has too many elements for the GPU kernel.");
+    throw std::invalid_argument(
+        "[plan_dequantize] The weight has too many elements for the GPU kernel.");
   }
   plan.launches.push_back(
       {dequantize_kernel_name(spec, dtype),

@@ -82,7 +82,7 @@ struct BufferBinding {
 
 struct KernelLaunch {
   std::string kernel;
-  std::array<int, 3> grid; // threadgroups
+  std::array<int, 3> grid;        // threadgroups
   std::array<int, 3> threadgroup; // threads per threadgroup
   std::vector<BufferBinding> buffers;
   std::vector<uint8_t> params; // the constant struct, bound at LOWBIT_BUFFER_PARAMS
@@ -101,20 +101,17 @@ struct MatmulProblem {
 
 struct DispatchPlan {
   Schedule schedule = Schedule::Auto; // as resolved (never Auto)
-  TileConfig tile{}; // GEMM schedules only
+  TileConfig tile{};                  // GEMM schedules only
   lowbit::MatmulParams params{};
   std::vector<KernelLaunch> launches; // in order
-  int64_t workspace_floats = 0; // fp32 scratch the launches share
+  int64_t workspace_floats = 0;       // fp32 scratch the launches share
 };
 
 // Rejects, when the op is built on a GPU stream, what the Metal kernels do
 // not do: int8 activations, tile shapes that are not instantiated, more
 // K-splits than K-iterations. Throws std::invalid_argument "[tag] ...".
 void validate_gpu_request(
-    int K,
-    const ScheduleRequest& request,
-    int activation_bits,
-    std::string_view tag);
+    int K, const ScheduleRequest& request, int activation_bits, std::string_view tag);
 
 // Rejects a problem no plan exists for: M or N below 1, K not a positive
 // multiple of the group size. lowbit_matmul gets these from validated
@@ -130,16 +127,9 @@ int persistent_groups(int gpu_cores);
 int choose_sk_groups(int tiles, int iters, int max_groups);
 
 DispatchPlan plan_matmul(
-    const MatmulProblem& problem,
-    const ScheduleRequest& request,
-    int gpu_cores);
+    const MatmulProblem& problem, const ScheduleRequest& request, int gpu_cores);
 
 DispatchPlan plan_dequantize(
-    const FormatSpec& spec,
-    bool has_bias,
-    bool scales_f32,
-    mx::Dtype dtype,
-    int N,
-    int K);
+    const FormatSpec& spec, bool has_bias, bool scales_f32, mx::Dtype dtype, int N, int K);
 
 } // namespace mlx_lowbit

@@ -67,13 +67,12 @@ std::vector<array> LowBitMatmul::jvp(
         "[LowBitMatmul::jvp] Rounding x to int8 has no useful derivative; "
         "differentiate with activation_bits=0.");
   }
-  return {lowbit_matmul(
-      tangents[0], weight_of(primals), spec_, transpose_, schedule_, 0, stream())};
+  return {
+      lowbit_matmul(tangents[0], weight_of(primals), spec_, transpose_, schedule_, 0, stream())};
 }
 
 std::pair<std::vector<array>, std::vector<int>> LowBitMatmul::vmap(
-    const std::vector<array>& inputs,
-    const std::vector<int>& axes) {
+    const std::vector<array>& inputs, const std::vector<int>& axes) {
   for (size_t i = 1; i < axes.size(); ++i) {
     if (axes[i] >= 0) {
       throw std::invalid_argument(

@@ -63,7 +63,8 @@ std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions
   validate_spec(o.spec, tag);
   check_scale_dtype(o.scale_dtype, tag);
   if (o.biases && o.spec.format != Format::Binary) {
-    throw_invalid(tag, "bias applies only to the binary format, not to ", format_name(o.spec.format), ".");
+    throw_invalid(
+        tag, "bias applies only to the binary format, not to ", format_name(o.spec.format), ".");
   }
   if (o.max_iters < 0) {
     throw_invalid(tag, "max_iters must be >= 0, got ", o.max_iters, ".");
@@ -85,10 +86,7 @@ std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions
   }
   // 6. the arrays
   return mx::array::make_arrays(
-      std::move(shapes),
-      dtypes,
-      std::make_shared<LowBitQuantize>(mx::to_stream(cpu), o),
-      {w32});
+      std::move(shapes), dtypes, std::make_shared<LowBitQuantize>(mx::to_stream(cpu), o), {w32});
 }
 
 std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& o) {

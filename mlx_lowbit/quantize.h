@@ -17,7 +17,7 @@ struct QuantizeOptions {
   FormatSpec spec;
   bool biases = false; // binary only: fit w ~ scale * s + bias
   mx::Dtype scale_dtype = mx::float16;
-  uint64_t seed = 0; // codebook only
+  uint64_t seed = 0;  // codebook only
   int max_iters = 30; // codebook only: Lloyd iterations
 
   bool operator==(const QuantizeOptions&) const = default;
@@ -38,11 +38,7 @@ std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& o
 // quantize_now). Defined by the CPU backend (backend/cpu/quantize.cpp), like
 // the row packers below, so that the core includes no backend header.
 void quantize_into(
-    const float* w,
-    int N,
-    int K,
-    const QuantizeOptions& opts,
-    std::vector<mx::array>& outputs);
+    const float* w, int N, int K, const QuantizeOptions& opts, std::vector<mx::array>& outputs);
 
 // N rows of unpacked values, row-major, into N rows of packed words, over
 // the CPU workers (backend/cpu/quantize.cpp; the quantizers pack with the
@@ -52,7 +48,7 @@ void pack_binary_rows(const uint8_t* bits, int N, int K, uint32_t* dst);
 void pack_codebook_rows(const uint32_t* idx, int N, int runs, int c, int words, uint32_t* dst);
 
 // Packers from unpacked values; the quantizers use the same code.
-mx::array pack_ternary(const mx::array& t); // int8 in {-1, 0, 1}, (N, K)
+mx::array pack_ternary(const mx::array& t);   // int8 in {-1, 0, 1}, (N, K)
 mx::array pack_binary(const mx::array& bits); // uint8 or bool 0/1, (N, K)
 mx::array pack_codebook(const mx::array& indices, int vector_size, int index_bits); // (N, K / v)
 

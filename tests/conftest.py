@@ -59,16 +59,17 @@ def product(*axes):
 # Tests that compile or emulate (the Metal emulator, sanitizers, qemu) or run
 # a whole model or benchmark: `pytest -m "not slow"` skips them for a quick
 # loop; CI runs everything.
-SLOW_FILES = {"test_lm_demo.py", "test_bench.py", "test_metal_kernels.py", "test_metal_sanitizers.py"}
+SLOW_FILES = {
+    "test_lm_demo.py",
+    "test_bench.py",
+    "test_metal_kernels.py",
+    "test_metal_sanitizers.py",
+}
 SLOW_TESTS = {"test_neon_kernels_under_qemu"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath))
-        if (
-            path.name in SLOW_FILES
-            or path.parent.name == "msl"
-            or item.originalname in SLOW_TESTS
-        ):
+        if path.name in SLOW_FILES or path.parent.name == "msl" or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)

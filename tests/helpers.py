@@ -3,11 +3,10 @@
 
 import mlx.core as mx
 import numpy as np
+import reference
 
 import mlx_lowbit as lb
 from mlx_lowbit import _ext
-
-import reference
 
 # From schedule.cpp's one table, so a new schedule is tested without edits here.
 SCHEDULES = tuple(_ext.schedules())

@@ -23,7 +23,9 @@ def tokenizer():
 
 def test_default_corpus_is_not_the_evaluation_text(tokenizer):
     assert len(default_text()) > 100_000
-    batches = calibration_batches(tokenizer, num_samples=4, sequence_length=32, held_out=eval_text())
+    batches = calibration_batches(
+        tokenizer, num_samples=4, sequence_length=32, held_out=eval_text()
+    )
     assert batches.shape == (4, 32)
     assert batches[0, :8].tolist() == tokenizer.encode(default_text()[:8], add_special_tokens=False)
 
@@ -31,8 +33,12 @@ def test_default_corpus_is_not_the_evaluation_text(tokenizer):
 def test_user_text_and_jsonl(tmp_path, tokenizer):
     (tmp_path / "a.txt").write_text("hello world " * 20)
     (tmp_path / "b.jsonl").write_text('{"text": "hello world hello world"}\n\n{"text": "again"}\n')
-    assert calibration_batches(tokenizer, tmp_path / "a.txt", num_samples=2, sequence_length=8).shape == (2, 8)
-    assert calibration_batches(tokenizer, tmp_path / "b.jsonl", num_samples=1, sequence_length=8).shape == (1, 8)
+    assert calibration_batches(
+        tokenizer, tmp_path / "a.txt", num_samples=2, sequence_length=8
+    ).shape == (2, 8)
+    assert calibration_batches(
+        tokenizer, tmp_path / "b.jsonl", num_samples=1, sequence_length=8
+    ).shape == (1, 8)
 
 
 def test_bad_calibration_input(tmp_path, tokenizer):
@@ -87,9 +93,15 @@ def test_gptq_model_beats_rtn_on_held_out_text(tokenizer, fmt, biases):
     held_out = mx.array(tokenizer.encode(eval_text()[:400], add_special_tokens=False))[None]
     reference = float_model(held_out)
     rtn = copy.deepcopy(float_model)
-    lb.nn.quantize(rtn, fmt, 32, **({name: True for name in lb.FORMAT_OPTIONS[fmt]} if biases else {}))
+    lb.nn.quantize(
+        rtn, fmt, 32, **({name: True for name in lb.FORMAT_OPTIONS[fmt]} if biases else {})
+    )
     calibrated = copy.deepcopy(float_model)
-    batches = calibration_batches(tokenizer, num_samples=16, sequence_length=64, held_out=eval_text())
+    batches = calibration_batches(
+        tokenizer, num_samples=16, sequence_length=64, held_out=eval_text()
+    )
     gptq_model(calibrated, batches, fmt, 32, biases=biases)
     assert isinstance(calibrated.model.layers[0].self_attn.q_proj, lb.nn.LowBitLinear)
-    assert logit_error(calibrated, reference, held_out) < 0.9 * logit_error(rtn, reference, held_out)
+    assert logit_error(calibrated, reference, held_out) < 0.9 * logit_error(
+        rtn, reference, held_out
+    )

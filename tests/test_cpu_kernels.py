@@ -12,13 +12,12 @@ import functools
 import mlx.core as mx
 import numpy as np
 import pytest
+import reference
+from conftest import DTYPES, FORMATS, assert_close, format_id, product
+from helpers import make_x
 
 import mlx_lowbit as lb
 from mlx_lowbit import _ext
-
-import reference
-from helpers import make_x
-from conftest import DTYPES, FORMATS, assert_close, format_id, product
 
 ISAS = lb.cpu_isas()
 SIMD_ISAS = [i for i in ISAS if i != "portable"]
@@ -342,4 +341,3 @@ def test_neon_kernels_under_qemu(tmp_path):
         "neon",
         tmp_path,
     )
-

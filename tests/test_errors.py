@@ -26,7 +26,9 @@ def codebook():
 
 @pytest.mark.parametrize("dtype", [mx.int32, mx.uint8, mx.float64, mx.bool_])
 def test_matmul_rejects_non_float_x(ternary, dtype):
-    with pytest.raises(ValueError, match=r"\[lowbit_matmul\] x must be float16, bfloat16 or float32"):
+    with pytest.raises(
+        ValueError, match=r"\[lowbit_matmul\] x must be float16, bfloat16 or float32"
+    ):
         lb.matmul(mx.zeros((2, 64), dtype=dtype), ternary)
 
 
@@ -46,7 +48,10 @@ def test_matmul_rejects_scalar_x(ternary):
     "kwargs,message",
     [
         ({"schedule": "fastest"}, "Unknown schedule 'fastest'; expected one of auto, gemv"),
-        ({"streamk_fixup": "sloppy"}, "Unknown streamk_fixup 'sloppy'; expected one of atomic, deterministic"),
+        (
+            {"streamk_fixup": "sloppy"},
+            "Unknown streamk_fixup 'sloppy'; expected one of atomic, deterministic",
+        ),
         ({"split_k": -1}, "split_k must be >= 0"),
     ],
 )
@@ -75,9 +80,14 @@ def test_quantize_rejects_bad_shapes_and_groups(shape, gs, message):
 
 def test_quantize_rejects_unknown_format_and_options():
     w = mx.ones((4, 64))
-    with pytest.raises(ValueError, match="Unknown format 'quaternary'; supported formats are ternary, binary, codebook"):
+    with pytest.raises(
+        ValueError,
+        match="Unknown format 'quaternary'; supported formats are ternary, binary, codebook",
+    ):
         lb.quantize(w, "quaternary", 32)
-    with pytest.raises(ValueError, match="Unknown option.*biases for format 'ternary'; accepted: none"):
+    with pytest.raises(
+        ValueError, match="Unknown option.*biases for format 'ternary'; accepted: none"
+    ):
         lb.quantize(w, "ternary", 32, biases=True)
     with pytest.raises(ValueError, match="Unknown option.*index_bit for format 'codebook'"):
         lb.quantize(w, "codebook", 32, index_bit=8)
@@ -89,9 +99,15 @@ def test_quantize_rejects_unknown_format_and_options():
     "opts,message",
     [
         ({"vector_size": 12}, "vector_size must be 8 or 16, got 12"),
-        ({"vector_size": 16, "index_bits": 3}, r"index_bits must be in \[4, 16\] for vector_size=16, got 3"),
+        (
+            {"vector_size": 16, "index_bits": 3},
+            r"index_bits must be in \[4, 16\] for vector_size=16, got 3",
+        ),
         ({"vector_size": 16, "index_bits": 17}, r"index_bits must be in \[4, 16\].*got 17"),
-        ({"vector_size": 8, "index_bits": 9}, r"index_bits must be in \[4, 8\] for vector_size=8, got 9"),
+        (
+            {"vector_size": 8, "index_bits": 9},
+            r"index_bits must be in \[4, 8\] for vector_size=8, got 9",
+        ),
     ],
 )
 def test_quantize_rejects_codebook_options_out_of_range(opts, message):
@@ -99,7 +115,9 @@ def test_quantize_rejects_codebook_options_out_of_range(opts, message):
         lb.quantize(mx.ones((4, 64)), "codebook", 32, **opts)
 
 
-@pytest.mark.parametrize("bad,name", [(float("nan"), "NaN"), (float("inf"), "Inf"), (-float("inf"), "Inf")])
+@pytest.mark.parametrize(
+    "bad,name", [(float("nan"), "NaN"), (float("inf"), "Inf"), (-float("inf"), "Inf")]
+)
 @pytest.mark.parametrize("fmt", ["ternary", "binary", "codebook"])
 def test_quantize_rejects_non_finite_weights(bad, name, fmt):
     w = np.ones((4, 64), dtype=np.float32)
@@ -125,8 +143,13 @@ def test_quantize_rejects_integer_weights():
 
 def replace(qw, **changes):
     fields = dict(
-        fmt=qw.fmt, group_size=qw.group_size, packed=qw.packed, scales=qw.scales,
-        biases=qw.biases, codebook=qw.codebook, vector_size=qw.vector_size,
+        fmt=qw.fmt,
+        group_size=qw.group_size,
+        packed=qw.packed,
+        scales=qw.scales,
+        biases=qw.biases,
+        codebook=qw.codebook,
+        vector_size=qw.vector_size,
         index_bits=qw.index_bits,
     )
     fields.update(changes)
@@ -134,16 +157,25 @@ def replace(qw, **changes):
 
 
 def test_weight_rejects_wrong_packed_dtype_or_shape(ternary):
-    with pytest.raises(ValueError, match="packed ternary weight must be a 2-D uint32 array, got int32"):
+    with pytest.raises(
+        ValueError, match="packed ternary weight must be a 2-D uint32 array, got int32"
+    ):
         replace(ternary, packed=ternary.packed.astype(mx.int32))
-    with pytest.raises(ValueError, match=r"has shape \(8, 3\) but scales \(8, 2\) with group_size=32 mean K=64, which needs 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"has shape \(8, 3\) but scales \(8, 2\) with group_size=32 mean K=64, which needs 4",
+    ):
         replace(ternary, packed=ternary.packed[:, :3])
 
 
 def test_weight_rejects_wrong_scales(ternary):
-    with pytest.raises(ValueError, match="scales must be a 2-D float16 or float32 array, got bfloat16"):
+    with pytest.raises(
+        ValueError, match="scales must be a 2-D float16 or float32 array, got bfloat16"
+    ):
         replace(ternary, scales=ternary.scales.astype(mx.bfloat16))
-    with pytest.raises(ValueError, match=r"scales have shape \(7, 2\) but the packed weight has 8 rows"):
+    with pytest.raises(
+        ValueError, match=r"scales have shape \(7, 2\) but the packed weight has 8 rows"
+    ):
         replace(ternary, scales=ternary.scales[:7])
     # Group size in the metadata that does not match the arrays.
     with pytest.raises(ValueError, match="mean K=128, which needs 8 uint32 words per row"):
@@ -155,7 +187,9 @@ def test_weight_rejects_misplaced_or_mismatched_extras(ternary, codebook):
         replace(ternary, biases=ternary.scales)
     with pytest.raises(ValueError, match="A codebook applies only to the codebook format"):
         replace(ternary, codebook=codebook.codebook)
-    with pytest.raises(ValueError, match="vector_size and index_bits apply only to the codebook format"):
+    with pytest.raises(
+        ValueError, match="vector_size and index_bits apply only to the codebook format"
+    ):
         replace(ternary, index_bits=8)
     binary = lb.quantize(mx.ones((8, 64)), "binary", 32, biases=True)
     with pytest.raises(ValueError, match="biases must match scales in shape and dtype"):
@@ -165,12 +199,17 @@ def test_weight_rejects_misplaced_or_mismatched_extras(ternary, codebook):
 def test_weight_rejects_bad_codebook(codebook):
     with pytest.raises(ValueError, match="needs its codebook array"):
         replace(codebook, codebook=None)
-    with pytest.raises(ValueError, match=r"1-D uint8 array of 2\^6 = 64 patterns for vector_size=8, got uint8 with shape \(32,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1-D uint8 array of 2\^6 = 64 patterns for vector_size=8, got uint8 with shape \(32,\)",
+    ):
         replace(codebook, codebook=codebook.codebook[:32])
     with pytest.raises(ValueError, match="got uint16"):
         replace(codebook, codebook=codebook.codebook.astype(mx.uint16))
     # index_bits in the metadata that disagree with the stored codebook.
-    with pytest.raises(ValueError, match=r"2\^5 = 32 patterns for vector_size=8, got uint8 with shape \(64,\)"):
+    with pytest.raises(
+        ValueError, match=r"2\^5 = 32 patterns for vector_size=8, got uint8 with shape \(64,\)"
+    ):
         replace(codebook, index_bits=5)
     # ... or with the packed indices (K=64, v=8: 8 indices of 8 bits = 2 words,
     # of 4 bits = 1 word).
@@ -189,7 +228,9 @@ def test_ops_validate_directly_too(ternary):
         _ext.lowbit_matmul(
             mx.zeros((1, 64)), ternary.packed, ternary.scales[:3], fmt="ternary", group_size=32
         )
-    with pytest.raises(ValueError, match=r"\[dequantize\] dtype must be float16, bfloat16 or float32, got int32"):
+    with pytest.raises(
+        ValueError, match=r"\[dequantize\] dtype must be float16, bfloat16 or float32, got int32"
+    ):
         lb.dequantize(ternary, mx.int32)
 
 

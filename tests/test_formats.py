@@ -4,12 +4,11 @@
 import mlx.core as mx
 import numpy as np
 import pytest
+import reference
+from conftest import FORMATS, format_id
 
 import mlx_lowbit as lb
 from mlx_lowbit import _ext
-
-import reference
-from conftest import FORMATS, format_id
 
 
 def build_exact(rng, fmt, opts, n, k, gs):
@@ -164,5 +163,7 @@ def test_codebook_is_exact_when_patterns_fit(rng):
     # Only 8 distinct sign patterns occur: a 16-entry codebook holds them all.
     base = rng.choice([-1.0, 1.0], size=(8, 16))
     rows = base[rng.integers(0, 8, size=(32 * 4,))].reshape(32, 64)
-    qw = lb.quantize(mx.array(rows.astype(np.float32)), "codebook", 64, vector_size=16, index_bits=4)
+    qw = lb.quantize(
+        mx.array(rows.astype(np.float32)), "codebook", 64, vector_size=16, index_bits=4
+    )
     np.testing.assert_array_equal(np.asarray(lb.dequantize(qw)), rows)

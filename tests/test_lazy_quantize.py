@@ -6,11 +6,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from conftest import FORMATS, format_id
 from mlx.utils import tree_flatten
 
 import mlx_lowbit as lb
-
-from conftest import FORMATS, format_id
 
 
 @pytest.mark.parametrize("f", FORMATS, ids=format_id)

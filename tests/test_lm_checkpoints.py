@@ -2,20 +2,18 @@
 """Checkpoints that exist today, built here in their exact on-disk layouts:
 BitNet b1.58 as mlx-lm loads it, and MLX affine 1-bit (the Bonsai family)."""
 
-
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 import mlx_lm
+import numpy as np
 import pytest
+from conftest import assert_close
+from lm_models import VOCAB, llama_config, tiny_model, tokens, write_model_dir
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_lowbit  # noqa: F401  (registers our layers with mlx.nn)
-from conftest import assert_close
-from lm_models import VOCAB, llama_config, tiny_model, tokens, write_model_dir
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
-
 
 # ---------------------------------------------------------------- BitNet
 
@@ -24,14 +22,22 @@ BITNET_CONFIGS = {
     # weight_scale (invert_weight_scales=False).
     "bitnet": {
         "model_type": "bitnet",
-        "quantization_config": {"quant_method": "bitnet", "linear_class": "autobitlinear", "modules_to_not_convert": []},
+        "quantization_config": {
+            "quant_method": "bitnet",
+            "linear_class": "autobitlinear",
+            "modules_to_not_convert": [],
+        },
         "tie_word_embeddings": True,
     },
     # A llama whose every nn.Linear (lm_head too) mlx-lm turns into a
     # BitLinear that divides by weight_scale (linear_class != autobitlinear).
     "llama": {
         "model_type": "llama",
-        "quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear", "modules_to_not_convert": []},
+        "quantization_config": {
+            "quant_method": "bitnet",
+            "linear_class": "bitlinear",
+            "modules_to_not_convert": [],
+        },
         "tie_word_embeddings": False,
     },
 }
@@ -52,7 +58,11 @@ def pack_bitnet(t: np.ndarray) -> np.ndarray:
 def _bitlinear_layers(model):
     from mlx_lm.models.bitlinear_layers import BitLinear
 
-    return [(p, m) for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module) if isinstance(m, BitLinear)]
+    return [
+        (p, m)
+        for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+        if isinstance(m, BitLinear)
+    ]
 
 
 @pytest.fixture(scope="module", params=sorted(BITNET_CONFIGS))
@@ -83,7 +93,14 @@ def bitnet_checkpoint(request, tmp_path_factory):
     if request.param == "llama":
         bitnet_quantize(reference, config["quantization_config"])
     reference.update_modules(tree_unflatten(dense))
-    reference.load_weights([(k, v) for k, v in weights.items() if not k.endswith(("proj.weight", "weight_scale", "lm_head.weight"))], strict=False)
+    reference.load_weights(
+        [
+            (k, v)
+            for k, v in weights.items()
+            if not k.endswith(("proj.weight", "weight_scale", "lm_head.weight"))
+        ],
+        strict=False,
+    )
     return path, reference
 
 
@@ -96,7 +113,9 @@ def test_bitnet_runs_on_our_ternary_kernels(bitnet_checkpoint):
     assert layer.group_size == 64  # one scale per row: the per-tensor scale
     x = tokens()
     with mx.stream(mx.cpu):  # the Metal kernels are separate work
-        assert_close(model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits")
+        assert_close(
+            model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits"
+        )
         assert len(list(mlx_lm.stream_generate(model, tokenizer, "ab", max_tokens=3))) == 3
 
 
@@ -176,7 +195,9 @@ def affine_checkpoint(request, tmp_path_factory):
         weights[f"{path}.weight"] = mx.array(pack_affine_bits(b))
         weights[f"{path}.scales"] = mx.array(a)
         weights[f"{path}.biases"] = mx.array(c)
-        w = np.repeat(a.astype(np.float32), AFFINE_GROUP, 1) * b + np.repeat(c.astype(np.float32), AFFINE_GROUP, 1)
+        w = np.repeat(a.astype(np.float32), AFFINE_GROUP, 1) * b + np.repeat(
+            c.astype(np.float32), AFFINE_GROUP, 1
+        )
         module.weight = mx.array(w)
     path = write_model_dir(tmp_path_factory.mktemp("affine") / request.param, config, weights)
     return path, reference, request.param
@@ -196,7 +217,9 @@ def test_affine_one_bit_loads_into_binary_format(affine_checkpoint):
         assert not mx.any(proj.group_biases).item()
     x = tokens()
     with mx.stream(mx.cpu):
-        assert_close(model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits")
+        assert_close(
+            model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits"
+        )
         assert len(list(mlx_lm.stream_generate(model, tokenizer, "ab", max_tokens=3))) == 3
 
 
@@ -234,7 +257,9 @@ def test_convert_keeps_repacked_bitnet_layers_exact(bitnet_checkpoint, tmp_path)
     assert layer.group_size == 64  # still one scale per row, not requantized
     x = tokens()
     with mx.stream(mx.cpu):
-        assert_close(model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits")
+        assert_close(
+            model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits"
+        )
     # Plain mlx_lm.load too, once BitLinear has a to_quantized (lm.load gave
     # it one above; install_bitlinear() does it explicitly).
     lm.hook.install_bitlinear()

@@ -9,13 +9,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx_lm
 import pytest
+from lm_models import dense_model_dir, llama_config, tokens
 from mlx.utils import tree_flatten
 
 import mlx_lowbit  # noqa: F401  (registers our layers with mlx.nn)
-from lm_models import dense_model_dir, llama_config, tokens
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitLinear
-
 
 LAYER = "model.layers.0.self_attn.q_proj"
 
@@ -47,7 +46,12 @@ def test_directory_layout(converted):
     config = json.loads((out / "config.json").read_text())
     q = config["quantization"]
     assert q["mode"] == "affine"  # the top level stays a built-in mode
-    assert q[LAYER] == {"mode": "lowbit", "fmt": "ternary", "group_size": 32, "scale_dtype": "float16"}
+    assert q[LAYER] == {
+        "mode": "lowbit",
+        "fmt": "ternary",
+        "group_size": 32,
+        "scale_dtype": "float16",
+    }
     assert q["model.layers.1.self_attn.v_proj"]["biases"] is True
     assert q["model.layers.1.mlp.up_proj"]["index_bits"] == 6
     assert "lm_head" not in q and "model.embed_tokens" not in q
@@ -100,7 +104,18 @@ def test_cli_convert(tmp_path, capsys):
     from mlx_lowbit.cli import main
 
     src = dense_model_dir(tmp_path / "dense", llama_config())
-    main(["convert", str(src), str(tmp_path / "out"), "--fmt", "binary", "--group-size", "64", "--biases"])
+    main(
+        [
+            "convert",
+            str(src),
+            str(tmp_path / "out"),
+            "--fmt",
+            "binary",
+            "--group-size",
+            "64",
+            "--biases",
+        ]
+    )
     assert "bits per weight" in capsys.readouterr().out
     model, _ = lm.load(str(tmp_path / "out"))
     layer = model.model.layers[0].mlp.gate_proj
@@ -130,9 +145,17 @@ def _set(key, fn):
 
 
 TAMPERED = {
-    "missing tensor": (lambda w: w.pop(f"{LAYER}.group_scales"), None, r"Missing.*q_proj\.group_scales"),
+    "missing tensor": (
+        lambda w: w.pop(f"{LAYER}.group_scales"),
+        None,
+        r"Missing.*q_proj\.group_scales",
+    ),
     "wrong shape": (_set(f"{LAYER}.packed", lambda a: a[:, :2]), None, r"shape.*q_proj\.packed"),
-    "wrong packed dtype": (_set(f"{LAYER}.packed", lambda a: a.astype(mx.int32)), None, r"q_proj.*packed"),
+    "wrong packed dtype": (
+        _set(f"{LAYER}.packed", lambda a: a.astype(mx.int32)),
+        None,
+        r"q_proj.*packed",
+    ),
     "wrong scale dtype": (
         _set(f"{LAYER}.group_scales", lambda a: a.astype(mx.float32)),
         None,

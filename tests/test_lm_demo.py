@@ -10,7 +10,6 @@ from mlx_lowbit import demo
 from mlx_lowbit.cli import main
 
 
-
 @pytest.fixture(scope="module")
 def demo_run():
     """(rows, printed output) of one ``mlx-lowbit demo --quick --device cpu``."""

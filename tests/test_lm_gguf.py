@@ -9,7 +9,6 @@ from mlx_lowbit.lm import from_gguf, greedy_completion, perplexity, smollm2_path
 from mlx_lowbit.lm.evaluate import chat_prompt, encode
 from mlx_lowbit.lm.gguf import gguf_config
 
-
 # The check: float16 perplexity 8.68 (all tokens, no BOS, byte-level
 # BPE without a prefix space).
 PARAGRAPH = (
@@ -33,7 +32,11 @@ def test_config_from_metadata(smollm2):
     model, _, config = smollm2
     assert config["rope_traditional"] is True
     assert config["tie_word_embeddings"] is True
-    assert (config["num_hidden_layers"], config["hidden_size"], config["num_key_value_heads"]) == (30, 576, 3)
+    assert (config["num_hidden_layers"], config["hidden_size"], config["num_key_value_heads"]) == (
+        30,
+        576,
+        3,
+    )
     assert model.model.layers[0].self_attn.q_proj.weight.dtype == mx.float16
 
 
@@ -57,7 +60,9 @@ def test_greedy_generation(smollm2):
     model, tokenizer, _ = smollm2
     out = greedy_completion(model, tokenizer, "The capital of France is", max_tokens=16)
     assert len(out.tokens) == 16 and "Paris" in out.text
-    answer = greedy_completion(model, tokenizer, chat_prompt(tokenizer, "What is the capital of France?"))
+    answer = greedy_completion(
+        model, tokenizer, chat_prompt(tokenizer, "What is the capital of France?")
+    )
     assert "Paris" in answer.text
 
 
@@ -65,5 +70,11 @@ def test_metadata_errors():
     with pytest.raises(ValueError, match="architecture 'qwen2'"):
         gguf_config({"general.architecture": "qwen2"}, True)
     with pytest.raises(ValueError, match="llama.block_count"):
-        gguf_config({"general.architecture": "llama", "llama.attention.head_count": mx.array(2),
-                     "llama.embedding_length": mx.array(64)}, True)
+        gguf_config(
+            {
+                "general.architecture": "llama",
+                "llama.attention.head_count": mx.array(2),
+                "llama.embedding_length": mx.array(64),
+            },
+            True,
+        )

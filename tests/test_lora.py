@@ -7,13 +7,12 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from conftest import FORMATS, format_id
+from lm_models import llama_config, tiny_model
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_lowbit as lb
 from mlx_lowbit.lora import LoRALowBitLinear, apply_lora
-
-from conftest import FORMATS, format_id
-from lm_models import llama_config, tiny_model
 
 KEYS = ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"]
 

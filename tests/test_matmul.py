@@ -5,12 +5,11 @@ float64 from the independent spec decoder."""
 import mlx.core as mx
 import numpy as np
 import pytest
+import reference
+from conftest import DTYPES, FORMATS, assert_close, format_id, product
+from helpers import SCHEDULES, make_weight, make_x, ref_product
 
 import mlx_lowbit as lb
-
-import reference
-from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
-from helpers import SCHEDULES, make_weight, make_x, ref_product
 
 # Axes: format x dtype x group (32: many groups; 64; K: one group per row)
 # x M (1: GEMV, 3 and 17: ragged, 64: a full tile) x N (1, 7 odd, 40).
@@ -167,7 +166,12 @@ def test_int8_activations(f, dtype):
     xs = int8_rows(np.asarray(x.astype(mx.float32), dtype=np.float64))
     assert_close(out, xs @ reference.dequantize(qw).T, dtype)
     # It is a different product from the float one, not a no-op.
-    assert not np.allclose(np.asarray(out.astype(mx.float32)), np.asarray(lb.matmul(x, qw).astype(mx.float32)), rtol=1e-6, atol=0)
+    assert not np.allclose(
+        np.asarray(out.astype(mx.float32)),
+        np.asarray(lb.matmul(x, qw).astype(mx.float32)),
+        rtol=1e-6,
+        atol=0,
+    )
 
 
 def test_int8_activations_have_no_gradient():

@@ -7,12 +7,11 @@ kernels and plans are checked through the emulator (test_metal_kernels.py)."""
 import mlx.core as mx
 import numpy as np
 import pytest
-
-import mlx_lowbit as lb
-
 import reference
 from conftest import DTYPES, FORMATS, assert_close, format_id, product
 from helpers import SCHEDULES, make_weight, make_x, ref_product
+
+import mlx_lowbit as lb
 
 
 def _gpu_works() -> bool:
@@ -25,7 +24,9 @@ def _gpu_works() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _gpu_works(), reason="needs an Apple GPU with Metal (macOS workflow)")
+pytestmark = pytest.mark.skipif(
+    not _gpu_works(), reason="needs an Apple GPU with Metal (macOS workflow)"
+)
 
 CASES = product(FORMATS, DTYPES, SCHEDULES, [(1, 40, 256), (70, 100, 512)])
 

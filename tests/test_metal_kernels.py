@@ -7,13 +7,11 @@ workspaces start as NaN, so an element no launch writes fails the check."""
 import mlx.core as mx
 import numpy as np
 import pytest
-
-from mlx_lowbit.testing import metal_dequantize, metal_matmul, metal_plan
-
 import reference
-from conftest import DTYPES, FORMATS, RTOL, assert_close, format_id, product
+from conftest import DTYPES, FORMATS, assert_close, format_id, product
 from helpers import make_weight, make_x, ref_product
 
+from mlx_lowbit.testing import metal_dequantize, metal_matmul, metal_plan
 
 # schedule, M, N, K, options. With group 32, 32 x 32 tiles: ragged M and N
 # everywhere, 3-5 K-iterations per tile, an odd number of 32-blocks (binary
@@ -56,15 +54,22 @@ def test_cases_exercise_what_they_claim():
     qw = make_weight(FORMATS[0], 40, 160, 32)
     x = make_x((20, 160), mx.float16)
     shares = {
-        cores: {len(s) for s in metal_plan(x, qw, "streamk", gpu_cores=cores, with_work=True)["work"]["fixups"]}
+        cores: {
+            len(s)
+            for s in metal_plan(x, qw, "streamk", gpu_cores=cores, with_work=True)["work"]["fixups"]
+        }
         for cores in (2, 3)
     }
     assert shares == {2: {2}, 3: {3}}
-    hybrid = metal_plan(make_x((20, 160), mx.float16), make_weight(FORMATS[0], 160, 160, 32), "hybrid", gpu_cores=1)
+    hybrid = metal_plan(
+        make_x((20, 160), mx.float16), make_weight(FORMATS[0], 160, 160, 32), "hybrid", gpu_cores=1
+    )
     prm = hybrid["params"]
     assert prm["tiles_m"] * prm["tiles_n"] == 5 and prm["sk_tiles"] == 3 and prm["sk_groups"] == 2
     assert metal_plan(make_x((1, 160), mx.float16), qw)["launches"][0]["kernel"].endswith("_mr1")
-    assert metal_plan(make_x((3, 160), mx.float16), qw, "gemv")["launches"][0]["kernel"].endswith("_mr8")
+    assert metal_plan(make_x((3, 160), mx.float16), qw, "gemv")["launches"][0]["kernel"].endswith(
+        "_mr8"
+    )
 
 
 @pytest.mark.parametrize("f", FORMATS, ids=format_id)

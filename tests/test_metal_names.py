@@ -7,11 +7,10 @@ import itertools
 import re
 
 import mlx.core as mx
+from helpers import SCHEDULES
 
 from mlx_lowbit import _ext
 from mlx_lowbit.testing import KERNEL_SOURCE, _runner, source_root
-
-from helpers import SCHEDULES
 
 # One weight per kernel format token (binary with bias shares binary's
 # kernels; codebook's vector size is a template argument).
@@ -23,7 +22,13 @@ WEIGHTS = [
 ]
 DTYPES = [mx.float16, mx.bfloat16, mx.float32]
 # (M, N, K, cores): decode, small batch, one tile, a wave, many waves.
-SHAPES = [(1, 64, 256, 8), (5, 64, 256, 8), (40, 40, 4096, 8), (300, 700, 512, 4), (2048, 2048, 256, 8)]
+SHAPES = [
+    (1, 64, 256, 8),
+    (5, 64, 256, 8),
+    (40, 40, 4096, 8),
+    (300, 700, 512, 4),
+    (2048, 2048, 256, 8),
+]
 TILES = [(0, 0, 0)] + [t[:3] for t in _ext.gemm_tiles()]
 
 GRAMMAR = re.compile(
@@ -45,8 +50,22 @@ def routed_names():
             SCHEDULES, ["deterministic", "atomic"], TILES, SHAPES
         ):
             p = _ext.metal_plan(
-                fmt, 32, v, c, bias, False, dtype, m, n, k,
-                schedule=schedule, streamk_fixup=fixup, bm=bm, bn=bn, bk=bk, gpu_cores=cores,
+                fmt,
+                32,
+                v,
+                c,
+                bias,
+                False,
+                dtype,
+                m,
+                n,
+                k,
+                schedule=schedule,
+                streamk_fixup=fixup,
+                bm=bm,
+                bn=bn,
+                bk=bk,
+                gpu_cores=cores,
             )
             names |= {launch["kernel"] for launch in p["launches"]}
         p = _ext.metal_dequantize_plan(fmt, 32, v, c, bias, False, dtype, N=8, K=64)
@@ -64,4 +83,3 @@ def test_router_names_equal_instantiated_names():
     assert set(instantiated) - routed == set(), "instantiated kernels the router never uses"
     bad = [name for name in instantiated if not GRAMMAR.fullmatch(name)]
     assert bad == [], f"names outside the grammar of kernel_names.h: {bad}"
-

@@ -8,12 +8,11 @@ weight's format and dtype instantiated (metal/instantiate.h)."""
 import mlx.core as mx
 import numpy as np
 import pytest
+import reference
+from conftest import FORMATS, assert_close, format_id
 
 import mlx_lowbit as lb
 from mlx_lowbit.testing import metal_dequantize, metal_matmul
-
-import reference
-from conftest import FORMATS, assert_close, format_id
 
 # (schedule, M, options): GEMV with one row and with several; the GEMM and
 # fix-up kernels with both fix-ups and the zero fill; split-K.

@@ -6,12 +6,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
-from mlx.utils import tree_flatten
-
-import mlx_lowbit as lb
 import reference
 from conftest import DTYPES, FORMATS, assert_close, format_id
 from lm_models import llama_config, tiny_model, tokens
+from mlx.utils import tree_flatten
+
+import mlx_lowbit as lb
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
 
 # (N, K, group_size): ragged N; K with a partial 128-block; one group per row.
@@ -85,10 +85,14 @@ def test_sources_quantized_linear_and_lowbit_are_dequantized_first():
 
 
 def test_to_linear_and_to_quantized():
-    layer = LowBitLinear.from_linear(_linear(40, 64, bias=True), "codebook", 32, vector_size=8, index_bits=5)
+    layer = LowBitLinear.from_linear(
+        _linear(40, 64, bias=True), "codebook", 32, vector_size=8, index_bits=5
+    )
     linear = layer.to_linear(mx.float32)
     assert isinstance(linear, nn.Linear)
-    np.testing.assert_array_equal(np.asarray(linear.weight), reference.dequantize(layer.qweight).astype(np.float32))
+    np.testing.assert_array_equal(
+        np.asarray(linear.weight), reference.dequantize(layer.qweight).astype(np.float32)
+    )
     assert mx.array_equal(linear.bias, layer.bias)
     assert layer.to_linear().weight.dtype == mx.float16  # the scales' dtype
     q4 = layer.to_quantized(group_size=32, bits=4)
@@ -100,15 +104,23 @@ def test_to_linear_and_to_quantized():
 
 
 def test_constructor_makes_loadable_shell():
-    layer = LowBitLinear(96, 33, bias=True, fmt="binary", group_size=32, biases=True, scale_dtype="float32")
-    src = LowBitLinear.from_linear(_linear(33, 96, bias=True), "binary", 32, biases=True, scale_dtype=mx.float32)
+    layer = LowBitLinear(
+        96, 33, bias=True, fmt="binary", group_size=32, biases=True, scale_dtype="float32"
+    )
+    src = LowBitLinear.from_linear(
+        _linear(33, 96, bias=True), "binary", 32, biases=True, scale_dtype=mx.float32
+    )
     shapes = {k: (v.shape, v.dtype) for k, v in tree_flatten(layer.parameters())}
     assert shapes == {k: (v.shape, v.dtype) for k, v in tree_flatten(src.parameters())}
     layer.load_weights(list(tree_flatten(src.parameters())))
     x = mx.random.normal((2, 96))
     assert mx.array_equal(layer(x), src(x))
     assert layer.quantization_config() == {
-        "mode": "lowbit", "fmt": "binary", "group_size": 32, "scale_dtype": "float32", "biases": True
+        "mode": "lowbit",
+        "fmt": "binary",
+        "group_size": 32,
+        "scale_dtype": "float32",
+        "biases": True,
     }
 
 
@@ -132,7 +144,9 @@ def test_gradient_flows_to_the_input():
     x = mx.random.normal((2, 64))
     g = mx.grad(lambda x: layer(x).sum())(x)
     w = reference.dequantize(layer.qweight)
-    np.testing.assert_allclose(np.asarray(g), np.broadcast_to(w.sum(0), (2, 64)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(g), np.broadcast_to(w.sum(0), (2, 64)), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=format_id)
@@ -144,7 +158,9 @@ def test_embedding_matches_reference(fmt):
     ids = mx.array([[0, 5, 36], [7, 7, 1]])
     out = layer(ids)
     assert out.shape == (2, 3, 64) and out.dtype == mx.float16
-    np.testing.assert_allclose(np.asarray(out.astype(mx.float32)), w[np.asarray(ids)], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(out.astype(mx.float32)), w[np.asarray(ids)], rtol=1e-3, atol=1e-3
+    )
     x = mx.random.normal((2, 64))
     assert_close(layer.as_linear(x), np.asarray(x, dtype=np.float64) @ w.T, mx.float32)
     back = layer.to_embedding(mx.float32)
@@ -172,7 +188,10 @@ def test_quantize_tiny_llama_default_predicate():
     config = llama_config()
     model = tiny_model(config)
     lb.nn.quantize(model, "ternary", 32)
-    kinds = {p: type(m).__name__ for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)}
+    kinds = {
+        p: type(m).__name__
+        for p, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+    }
     assert kinds["model.embed_tokens"] == "Embedding" and kinds["lm_head"] == "Linear"
     assert kinds["model.layers.1.mlp.down_proj"] == "LowBitLinear"
     assert sum(k == "LowBitLinear" for k in kinds.values()) == 14
@@ -199,8 +218,12 @@ def test_quantize_per_layer_options():
     lb.nn.quantize(model, "ternary", 32, class_predicate=recipe)
     layers = model.model.layers[0]
     assert layers.mlp.up_proj.quantization_config() == {
-        "mode": "lowbit", "fmt": "codebook", "group_size": 64, "scale_dtype": "float16",
-        "vector_size": 8, "index_bits": 6,
+        "mode": "lowbit",
+        "fmt": "codebook",
+        "group_size": 64,
+        "scale_dtype": "float16",
+        "vector_size": 8,
+        "index_bits": 6,
     }
     assert layers.self_attn.q_proj.quantization_config()["fmt"] == "ternary"
     assert layers.self_attn.v_proj.group_scales.dtype == mx.float32
@@ -231,7 +254,15 @@ def test_to_quantized_lowbit_mode_arguments():
         linear.to_quantized(32, 4, mode="lowbit", fmt="ternary")
     # mlx.nn.quantize(model, mode="lowbit") with a predicate dict works too.
     model = nn.Sequential(_linear(40, 64, bias=True))
-    nn.quantize(model, class_predicate=lambda p, m: {"mode": "lowbit", "fmt": "binary", "group_size": 32, "biases": True})
+    nn.quantize(
+        model,
+        class_predicate=lambda p, m: {
+            "mode": "lowbit",
+            "fmt": "binary",
+            "group_size": 32,
+            "biases": True,
+        },
+    )
     assert isinstance(model.layers[0], LowBitLinear) and "group_biases" in model.layers[0]
     # Other modes still reach MLX.
     assert isinstance(linear.to_quantized(32, 4), nn.QuantizedLinear)
@@ -249,4 +280,7 @@ def test_set_dtype_keeps_low_bit_scales():
     out = model(x)
     assert out.dtype == mx.bfloat16
     # A bfloat16 model: loose agreement with the float32 run.
-    assert np.abs(np.asarray(out.astype(mx.float32)) - np.asarray(before)).max() < 0.1 * np.abs(np.asarray(before)).max()
+    assert (
+        np.abs(np.asarray(out.astype(mx.float32)) - np.asarray(before)).max()
+        < 0.1 * np.abs(np.asarray(before)).max()
+    )

@@ -72,7 +72,9 @@ def test_every_iteration_runs_exactly_once(m, n, k, schedule, cores, fixup):
                 runs[(tile, it)] += 1
     assert runs == {(t, i): 1 for t in range(tiles) for i in range(iters)}
     # One GEMM threadgroup per list of segments.
-    gemm = next(l for l in p["launches"] if "_fixup_" not in l["kernel"] and "_zero_" not in l["kernel"])
+    gemm = next(
+        l for l in p["launches"] if "_fixup_" not in l["kernel"] and "_zero_" not in l["kernel"]
+    )
     assert gemm["grid"] == (len(work["groups"]), 1, 1)
 
 
@@ -125,11 +127,15 @@ def test_split_cases_cover_the_scenarios():
     assert {1, -1} <= ratios
 
 
-@pytest.mark.parametrize("m,n,k,schedule,cores", [c for c in SPLIT_CASES if c[3] in ("streamk", "hybrid")])
+@pytest.mark.parametrize(
+    "m,n,k,schedule,cores", [c for c in SPLIT_CASES if c[3] in ("streamk", "hybrid")]
+)
 def test_streamk_shares_are_even_and_long_enough(m, n, k, schedule, cores):
     p = plan(m, n, k, schedule, cores=cores)
     prm = p["params"]
-    counts = [sum(k1 - k0 for _, k0, k1, _ in segs) for segs in p["work"]["groups"][: prm["sk_groups"]]]
+    counts = [
+        sum(k1 - k0 for _, k0, k1, _ in segs) for segs in p["work"]["groups"][: prm["sk_groups"]]
+    ]
     assert max(counts) - min(counts) <= 1
     assert min(counts) >= KMIN
     assert prm["sk_groups"] <= _ext.persistent_groups(cores)
@@ -147,7 +153,7 @@ def test_hybrid_keeps_full_waves_data_parallel():
     groups = _ext.persistent_groups(4)
     assert groups == 8
     assert prm["sk_tiles"] == groups + 21 % groups
-    dp = p["work"]["groups"][prm["sk_groups"]:]
+    dp = p["work"]["groups"][prm["sk_groups"] :]
     assert [segs for segs in dp] == [[(t, 0, 8, -1)] for t in range(prm["sk_tiles"], 21)]
 
 
@@ -228,7 +234,9 @@ def test_tile_overrides():
     p = plan(100, 100, 256, "dataparallel", bm=64)
     assert p["tile"] == (64, 64, 32, 2, 2)
     assert kernels(p) == ["lowbit_dataparallel_ternary_float16_bm64_bn64_bk32_wm2_wn2"]
-    with pytest.raises(ValueError, match=r"No GPU tile .*\(48, 0, 0\).*available: \(32, 32, 32\), \(64, 64, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"No GPU tile .*\(48, 0, 0\).*available: \(32, 32, 32\), \(64, 64, 32\)"
+    ):
         plan(100, 100, 256, bm=48)
     with pytest.raises(ValueError, match="available"):
         plan(100, 100, 256, bk=64)
@@ -248,7 +256,9 @@ def test_gpu_request_checks():
 
 
 def test_split_k_is_clamped_by_default_and_kept_when_asked():
-    assert plan(20, 40, 160, "splitk", cores=8)["params"]["split_k"] == 5  # 16 groups / 2 tiles, <= 5 iters
+    assert (
+        plan(20, 40, 160, "splitk", cores=8)["params"]["split_k"] == 5
+    )  # 16 groups / 2 tiles, <= 5 iters
     assert plan(20, 40, 160, "splitk", split_k=3)["params"]["split_k"] == 3
 
 

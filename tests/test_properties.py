@@ -3,13 +3,12 @@
 
 import mlx.core as mx
 import numpy as np
+import reference
+from conftest import DTYPES, FORMATS, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlx_lowbit as lb
-
-import reference
-from conftest import DTYPES, FORMATS, assert_close
 
 
 @st.composite

@@ -6,10 +6,9 @@ import os
 import mlx.core as mx
 import numpy as np
 import pytest
+from conftest import FORMATS, format_id
 
 import mlx_lowbit as lb
-
-from conftest import FORMATS, format_id
 
 
 def quantized(f, n=16, k=128):
@@ -24,7 +23,11 @@ def test_save_load_round_trip(tmp_path, f):
     qw.save(path)
     back = lb.QuantizedWeight.load(path)
     assert (back.fmt, back.group_size, back.vector_size, back.index_bits, back.shape) == (
-        qw.fmt, qw.group_size, qw.vector_size, qw.index_bits, qw.shape
+        qw.fmt,
+        qw.group_size,
+        qw.vector_size,
+        qw.index_bits,
+        qw.shape,
     )
     for name, a in qw.arrays().items():
         b = getattr(back, name)
@@ -102,7 +105,9 @@ def test_load_rejects_invalid_ternary_code(tmp_path):
     qw = quantized(FORMATS[0])
     packed = np.asarray(qw.packed).copy()
     packed[3, 1] |= np.uint32(3 << 6)  # code 3 at weight 3 of that word
-    bad = lb.QuantizedWeight(fmt="ternary", group_size=64, packed=mx.array(packed), scales=qw.scales)
+    bad = lb.QuantizedWeight(
+        fmt="ternary", group_size=64, packed=mx.array(packed), scales=qw.scales
+    )
     bad.save(path)  # checksums match: only the code check can catch it
     with pytest.raises(ValueError, match="invalid code 3"):
         lb.QuantizedWeight.load(path)

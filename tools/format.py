@@ -18,7 +18,10 @@ PY_SUFFIXES = {".py"}
 def tracked(root: Path, suffixes: set) -> list:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return [p for p in out if Path(p).suffix in suffixes and (root / p).is_file()]
 
@@ -31,12 +34,16 @@ def clang_format_binary() -> str:
             continue
         if re.search(rf"\b{re.escape(CLANG_FORMAT_VERSION)}\b", text):
             return name
-    sys.exit(f"clang-format {CLANG_FORMAT_VERSION} not found: pip install clang-format=={CLANG_FORMAT_VERSION}")
+    sys.exit(
+        f"clang-format {CLANG_FORMAT_VERSION} not found: pip install clang-format=={CLANG_FORMAT_VERSION}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail on unformatted files, change nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="fail on unformatted files, change nothing"
+    )
     args = parser.parse_args()
     root = Path(__file__).resolve().parent.parent
     py = tracked(root, PY_SUFFIXES)
@@ -53,11 +60,17 @@ def main() -> None:
             [sys.executable, "-m", "ruff", "format", *py],
             [clang_format_binary(), "-i", *cxx],
         ]
-    failed = [" ".join(s[2:4]) if s[0] == sys.executable else "clang-format" for s in steps
-              if subprocess.run(s, cwd=root).returncode != 0]
+    failed = [
+        " ".join(s[2:4]) if s[0] == sys.executable else "clang-format"
+        for s in steps
+        if subprocess.run(s, cwd=root).returncode != 0
+    ]
     if failed:
         sys.exit(f"format check failed ({', '.join(failed)}): run `python tools/format.py`")
-    print(f"formatted: {len(py)} Python and {len(cxx)} C++/MSL files" + (" (checked)" if args.check else ""))
+    print(
+        f"formatted: {len(py)} Python and {len(cxx)} C++/MSL files"
+        + (" (checked)" if args.check else "")
+    )
 
 
 if __name__ == "__main__":

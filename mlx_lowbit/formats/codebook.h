@@ -17,7 +17,8 @@ LOWBIT_CONST int kMinIndexBits = 4;
 LOWBIT_CONST int kMaxIndexBits = 16;
 
 #ifndef __METAL_VERSION__ // see common.h
-static_assert(0 < kMinIndexBits && kMinIndexBits <= kMaxIndexBits, "a non-empty range of index widths");
+static_assert(
+    0 < kMinIndexBits && kMinIndexBits <= kMaxIndexBits, "a non-empty range of index widths");
 // index_from_words reads an index from at most two words and masks it with
 // (1u << c) - 1, both of which need c < 32.
 static_assert(kMaxIndexBits < kWordBits, "an index is narrower than a word");

@@ -20,7 +20,6 @@ from .bench_ablations import (
     end_to_end,
 )
 from .bench_kernels import (
-    FORMATS,
     FULL,
     QUICK,
     detect_device,

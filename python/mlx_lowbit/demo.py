@@ -135,7 +135,9 @@ def run_demo(quick: bool = False, device: Optional[str] = None) -> Tuple[List[Ro
         mx.set_default_device(mx.gpu if device == "gpu" else mx.cpu)
     on_cpu = mx.default_device() == mx.cpu
     n_eval, n_new, n_check = QUICK_SIZES if quick else FULL_SIZES
-    print(f"Loading SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float16) from {smollm2_path()}")
+    print(
+        f"Loading SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float16) from {smollm2_path()}"
+    )
     base, tokenizer, config = from_gguf(smollm2_path(), mx.float16)
     weights = tree_flatten(base.parameters())
 
@@ -159,7 +161,9 @@ def run_demo(quick: bool = False, device: Optional[str] = None) -> Tuple[List[Ro
     print("measuring MLX affine 4-bit ...", flush=True)
     q4 = fresh()
     nn.quantize(q4, MLX_4BIT_GROUP, 4, class_predicate=_is_linear)
-    rows.append(_measure(f"MLX 4-bit g{MLX_4BIT_GROUP}", q4, tokenizer, fresh, *sizes, run_dtype, True))
+    rows.append(
+        _measure(f"MLX 4-bit g{MLX_4BIT_GROUP}", q4, tokenizer, fresh, *sizes, run_dtype, True)
+    )
 
     for label, fmt, group, opts in RECIPES + ([] if quick else FULL_ONLY_RECIPES):
         print(f"quantizing to {label} ...", flush=True)
@@ -200,10 +204,10 @@ Read this table with care:
   float16) and their answers show it. These rows measure our kernels and file
   formats on a real model, not a usable low-bit SmolLM2: that needs a model
   trained for it (e.g. BitNet b1.58) or better quantizers (separate work).
-- ppl: {info['eval_tokens']} tokens of mlx_lowbit/data/eval_text.txt, all
+- ppl: {info["eval_tokens"]} tokens of mlx_lowbit/data/eval_text.txt, all
   predicted, no BOS. prefill/s: that forward pass; decode/s: mlx-lm's
-  generation speed for the {info['new_tokens']}-token greedy answer to
-  "{QUESTION}". Device: {info['device']}; others' load on the machine moves
+  generation speed for the {info["new_tokens"]}-token greedy answer to
+  "{QUESTION}". Device: {info["device"]}; others' load on the machine moves
   these numbers.
 - act: activation dtype. On the CPU the quantized rows run in float32,
   because MLX's CPU quantized_matmul is pathologically slow in float16; the
@@ -216,7 +220,7 @@ Read this table with care:
   codebooks).
 - max|dlogit|: the low-bit model against the same model holding the
   dequantized weights as dense float32 matrices, both with float32
-  activations, first {info['check_tokens']} tokens: the kernels compute what the
+  activations, first {info["check_tokens"]} tokens: the kernels compute what the
   format stores (logits are ~10-30 in size), nothing about quality."""
 
 
@@ -228,7 +232,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         help=f"{QUICK_SIZES[0]} evaluation tokens, {QUICK_SIZES[1]} generated tokens, "
         "and no v16 codebook row (about a minute on a 2-core CPU).",
     )
-    p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="Default: MLX's default device.")
+    p.add_argument(
+        "--device", choices=["cpu", "gpu"], default=None, help="Default: MLX's default device."
+    )
     return p
 
 

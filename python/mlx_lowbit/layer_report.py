@@ -60,7 +60,9 @@ def layer_report(
     mx.eval(w, x, dense)
     t_dense = _time(lambda: x @ w.T, repeats)
     wq4, s4, b4 = mx.quantize(w, group_size=group_size, bits=4)
-    t_q4 = _time(lambda: mx.quantized_matmul(x, wq4, s4, b4, group_size=group_size, bits=4), repeats)
+    t_q4 = _time(
+        lambda: mx.quantized_matmul(x, wq4, s4, b4, group_size=group_size, bits=4), repeats
+    )
     print(
         f"Random Gaussian layer N={n} K={k}, x of {m} rows in {dtype}, group {group_size}, "
         f"device {mx.default_device()}.\n"

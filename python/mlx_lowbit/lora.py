@@ -34,7 +34,12 @@ class LoRALowBitLinear(nn.Module):
         return layer
 
     def __init__(
-        self, input_dims: int, output_dims: int, r: int = 8, dropout: float = 0.0, scale: float = 20.0
+        self,
+        input_dims: int,
+        output_dims: int,
+        r: int = 8,
+        dropout: float = 0.0,
+        scale: float = 20.0,
     ):
         super().__init__()
         if r < 1:
@@ -100,7 +105,9 @@ def apply_lora(
             continue
         if predicate is not None and not predicate(path, module):
             continue
-        wrapped.append((path, LoRALowBitLinear.from_base(module, r=r, dropout=dropout, scale=scale)))
+        wrapped.append(
+            (path, LoRALowBitLinear.from_base(module, r=r, dropout=dropout, scale=scale))
+        )
     if not wrapped:
         raise ValueError(
             "[apply_lora] No LowBitLinear layer matched; quantize the model first "

@@ -7,7 +7,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .ops import dequantize, matmul, quantize as quantize_weight
+from .ops import dequantize, matmul
+from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
 
 # The ``mode`` under which mlx-lm's per-layer quantization entries name our
@@ -293,7 +294,11 @@ class LowBitLinear(LowBitLayer):
         return linear
 
     def to_quantized(
-        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs,
     ) -> nn.Module:
         """Re-quantize from the dequantized weight, as ``nn.Linear.to_quantized``
         does (any MLX mode, or ``mode="lowbit"`` for another low-bit format)."""
@@ -345,7 +350,9 @@ class LowBitEmbedding(LowBitLayer):
         index_bits: int = 12,
     ):
         super().__init__()
-        qw = _shell(num_embeddings, dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits)
+        qw = _shell(
+            num_embeddings, dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
+        )
         self._set_qweight(qw)
         self.freeze()
 
@@ -388,7 +395,11 @@ class LowBitEmbedding(LowBitLayer):
         return embedding
 
     def to_quantized(
-        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs,
     ) -> nn.Module:
         return self.to_embedding().to_quantized(group_size, bits, mode=mode, **kwargs)
 

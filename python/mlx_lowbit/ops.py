@@ -52,8 +52,7 @@ def quantize(
     """
     if fmt not in FORMAT_OPTIONS:
         raise ValueError(
-            f"[quantize] Unknown format {fmt!r}; supported formats are "
-            f"{', '.join(_ext.formats())}."
+            f"[quantize] Unknown format {fmt!r}; supported formats are {', '.join(_ext.formats())}."
         )
     unknown = set(fmt_options) - set(FORMAT_OPTIONS[fmt])
     if unknown:

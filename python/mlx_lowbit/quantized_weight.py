@@ -18,6 +18,7 @@ FILE_FORMAT_VERSION = "1"
 _ARRAY_FIELDS = ("packed", "scales", "biases", "codebook")
 _INT_FIELDS = ("group_size", "vector_size", "index_bits")
 
+
 @dataclass(frozen=True, eq=False)
 class QuantizedWeight:
     """A (N, K) weight in one of the low-bit formats (docs/FORMATS.md).
@@ -61,9 +62,7 @@ class QuantizedWeight:
     def arrays(self) -> Dict[str, mx.array]:
         """The stored arrays by name (absent ones left out)."""
         return {
-            name: getattr(self, name)
-            for name in _ARRAY_FIELDS
-            if getattr(self, name) is not None
+            name: getattr(self, name) for name in _ARRAY_FIELDS if getattr(self, name) is not None
         }
 
     @property
@@ -147,10 +146,8 @@ class QuantizedWeight:
             words = np.asarray(self.packed)
             # Code 3 has both bits of its pair set.
             if np.any(words & (words >> 1) & np.uint32(0x55555555)):
-                raise ValueError(
-                    "[QuantizedWeight] The ternary codes contain the invalid code 3."
-                )
+                raise ValueError("[QuantizedWeight] The ternary codes contain the invalid code 3.")
+
 
 def _digest(a: mx.array) -> str:
     return hashlib.sha256(np.asarray(a).tobytes()).hexdigest()
-

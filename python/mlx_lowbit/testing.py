@@ -216,7 +216,9 @@ def metal_matmul(
     """
     unknown = set(tile_overrides) - {"bm", "bn", "bk"}
     if unknown:
-        raise ValueError(f"[metal_matmul] Unknown tile overrides {sorted(unknown)}; use bm, bn, bk.")
+        raise ValueError(
+            f"[metal_matmul] Unknown tile overrides {sorted(unknown)}; use bm, bn, bk."
+        )
     plan = metal_plan(
         x,
         qw,

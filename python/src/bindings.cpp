@@ -20,69 +20,38 @@ using namespace nb::literals;
 
 namespace {
 
-using Quantized = std::tuple<
-    mx::array,
-    mx::array,
-    std::optional<mx::array>,
-    std::optional<mx::array>>;
+using Quantized =
+    std::tuple<mx::array, mx::array, std::optional<mx::array>, std::optional<mx::array>>;
 
 } // namespace
 
 void init_metal(nb::module_& m);
 
 NB_MODULE(_ext, m) {
-  void init_cpu(nb::module_&); init_cpu(m); // python/src/cpu_bindings.cpp
+  void init_cpu(nb::module_&);
+  init_cpu(m); // python/src/cpu_bindings.cpp
   m.doc() = "mlx-lowbit C++ core: low-bit matmul primitive, quantizers, packers.";
 
   m.def(
       "lowbit_matmul",
       nb::overload_cast<
-          const mx::array&,
-          const mx::array&,
-          const mx::array&,
-          const std::optional<mx::array>&,
-          const std::optional<mx::array>&,
-          const std::string&,
-          int,
-          int,
-          int,
-          bool,
-          const std::string&,
-          const std::string&,
-          int,
-          int,
-          int,
-          int,
-          int,
-          mx::StreamOrDevice>(&lb::lowbit_matmul),
-      nb::arg(),
-      "packed"_a,
-      "scales"_a,
-      "biases"_a = nb::none(),
-      "codebook"_a = nb::none(),
-      nb::kw_only(),
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a = 0,
-      "index_bits"_a = 0,
-      "transpose"_a = true,
-      "schedule"_a = "auto",
-      "streamk_fixup"_a = "deterministic",
-      "split_k"_a = 0,
-      "bm"_a = 0,
-      "bn"_a = 0,
-      "bk"_a = 0,
-      "activation_bits"_a = 0,
+          const mx::array&, const mx::array&, const mx::array&, const std::optional<mx::array>&,
+          const std::optional<mx::array>&, const std::string&, int, int, int, bool,
+          const std::string&, const std::string&, int, int, int, int, int, mx::StreamOrDevice>(
+          &lb::lowbit_matmul),
+      nb::arg(), "packed"_a, "scales"_a, "biases"_a = nb::none(), "codebook"_a = nb::none(),
+      nb::kw_only(), "fmt"_a, "group_size"_a, "vector_size"_a = 0, "index_bits"_a = 0,
+      "transpose"_a = true, "schedule"_a = "auto", "streamk_fixup"_a = "deterministic",
+      "split_k"_a = 0, "bm"_a = 0, "bn"_a = 0, "bk"_a = 0, "activation_bits"_a = 0,
       "stream"_a = nb::none(),
-      nb::sig(
-          "def lowbit_matmul(x: mlx.core.array, /, packed: mlx.core.array, "
-          "scales: mlx.core.array, biases: Optional[mlx.core.array] = None, "
-          "codebook: Optional[mlx.core.array] = None, *, format: str, "
-          "group_size: int, vector_size: int = 0, index_bits: int = 0, "
-          "transpose: bool = True, schedule: str = 'auto', "
-          "streamk_fixup: str = 'deterministic', split_k: int = 0, "
-          "bm: int = 0, bn: int = 0, bk: int = 0, activation_bits: int = 0, "
-          "stream: Union[None, mlx.core.Stream, mlx.core.Device] = None) -> mlx.core.array"),
+      nb::sig("def lowbit_matmul(x: mlx.core.array, /, packed: mlx.core.array, "
+              "scales: mlx.core.array, biases: Optional[mlx.core.array] = None, "
+              "codebook: Optional[mlx.core.array] = None, *, format: str, "
+              "group_size: int, vector_size: int = 0, index_bits: int = 0, "
+              "transpose: bool = True, schedule: str = 'auto', "
+              "streamk_fixup: str = 'deterministic', split_k: int = 0, "
+              "bm: int = 0, bn: int = 0, bk: int = 0, activation_bits: int = 0, "
+              "stream: Union[None, mlx.core.Stream, mlx.core.Device] = None) -> mlx.core.array"),
       R"pbdoc(
         ``x @ w.T`` (or ``x @ w`` with ``transpose=False``) for a low-bit weight
         ``w`` given by its packed arrays; fp32 accumulation, output in x's dtype.
@@ -111,70 +80,35 @@ NB_MODULE(_ext, m) {
       )pbdoc");
 
   m.def(
-      "dequantize",
-      &lb::lowbit_dequantize,
-      "packed"_a,
-      "scales"_a,
-      "biases"_a = nb::none(),
-      "codebook"_a = nb::none(),
-      nb::kw_only(),
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a = 0,
-      "index_bits"_a = 0,
-      "dtype"_a = mx::float32,
-      "stream"_a = nb::none(),
+      "dequantize", &lb::lowbit_dequantize, "packed"_a, "scales"_a, "biases"_a = nb::none(),
+      "codebook"_a = nb::none(), nb::kw_only(), "fmt"_a, "group_size"_a, "vector_size"_a = 0,
+      "index_bits"_a = 0, "dtype"_a = mx::float32, "stream"_a = nb::none(),
       R"pbdoc(
         The (N, K) weight in ``dtype``: exactly the values the kernels multiply with.
       )pbdoc");
 
-  m.def(
-      "formats",
-      &lb::format_names,
-      "The names of the supported formats.");
+  m.def("formats", &lb::format_names, "The names of the supported formats.");
 
   m.def(
-      "schedules",
-      &lb::schedule_names,
+      "schedules", &lb::schedule_names,
       "The names of the work schedules lowbit_matmul accepts, \"auto\" first.");
 
   m.def(
       "validate_weight",
-      [](const mx::array& packed,
-         const mx::array& scales,
-         const std::optional<mx::array>& biases,
-         const std::optional<mx::array>& codebook,
-         const std::string& format,
-         int group_size,
-         int vector_size,
-         int index_bits,
-         const std::string& tag) {
+      [](const mx::array& packed, const mx::array& scales, const std::optional<mx::array>& biases,
+         const std::optional<mx::array>& codebook, const std::string& format, int group_size,
+         int vector_size, int index_bits, const std::string& tag) {
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return lb::validate_weight(spec, packed, scales, biases, codebook, tag);
       },
-      "packed"_a,
-      "scales"_a,
-      "biases"_a.none(),
-      "codebook"_a.none(),
-      nb::kw_only(),
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a = 0,
-      "index_bits"_a = 0,
-      "tag"_a = "QuantizedWeight",
+      "packed"_a, "scales"_a, "biases"_a.none(), "codebook"_a.none(), nb::kw_only(), "fmt"_a,
+      "group_size"_a, "vector_size"_a = 0, "index_bits"_a = 0, "tag"_a = "QuantizedWeight",
       "Check a quantized weight's arrays against its metadata; returns K.");
 
   m.def(
       "quantize",
-      [](const mx::array& w,
-         const std::string& fmt,
-         int group_size,
-         int vector_size,
-         int index_bits,
-         bool with_biases,
-         mx::Dtype scale_dtype,
-         uint64_t seed,
-         int max_iters,
+      [](const mx::array& w, const std::string& fmt, int group_size, int vector_size,
+         int index_bits, bool with_biases, mx::Dtype scale_dtype, uint64_t seed, int max_iters,
          bool lazy) {
         // The op checks the spec (after the weight's shape, for clearer errors).
         lb::QuantizeOptions options{
@@ -193,16 +127,8 @@ NB_MODULE(_ext, m) {
         }
         return Quantized{out[0], out[1], biases_out, codebook};
       },
-      "w"_a,
-      "fmt"_a,
-      "group_size"_a,
-      nb::kw_only(),
-      "vector_size"_a = 0,
-      "index_bits"_a = 0,
-      "biases"_a = false,
-      "scale_dtype"_a = mx::float16,
-      "seed"_a = 0,
-      "max_iters"_a = 30,
+      "w"_a, "fmt"_a, "group_size"_a, nb::kw_only(), "vector_size"_a = 0, "index_bits"_a = 0,
+      "biases"_a = false, "scale_dtype"_a = mx::float16, "seed"_a = 0, "max_iters"_a = 30,
       "lazy"_a = false,
       R"pbdoc(
         The reference quantizer: (packed, scales, biases or None, codebook or None).
@@ -210,21 +136,16 @@ NB_MODULE(_ext, m) {
         returns unevaluated arrays on the CPU stream, like mx.quantize.
       )pbdoc");
 
-  m.def("pack_ternary", &lb::pack_ternary, "t"_a, "Pack int8 values in {-1, 0, 1} of shape (N, K).");
+  m.def(
+      "pack_ternary", &lb::pack_ternary, "t"_a, "Pack int8 values in {-1, 0, 1} of shape (N, K).");
   m.def("pack_binary", &lb::pack_binary, "bits"_a, "Pack 0/1 values of shape (N, K); 1 means +1.");
   m.def(
-      "pack_codebook",
-      &lb::pack_codebook,
-      "indices"_a,
-      "vector_size"_a,
-      "index_bits"_a,
+      "pack_codebook", &lb::pack_codebook, "indices"_a, "vector_size"_a, "index_bits"_a,
       "Pack codebook indices of shape (N, K / vector_size).");
 
   m.def("num_threads", &lb::cpu::num_threads, "Worker threads of the CPU kernels.");
   m.def(
-      "set_num_threads",
-      &lb::cpu::set_num_threads,
-      "n"_a,
+      "set_num_threads", &lb::cpu::set_num_threads, "n"_a,
       "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");
 
   init_metal(m);

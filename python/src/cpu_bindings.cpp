@@ -15,8 +15,7 @@ using namespace nb::literals;
 
 void init_cpu(nb::module_& m) {
   m.def(
-      "cpu_isa",
-      [] { return std::string(cpu::isa_name(cpu::active_isa())); },
+      "cpu_isa", [] { return std::string(cpu::isa_name(cpu::active_isa())); },
       R"pbdoc(
         The CPU kernel path the next product will use: ``"portable"``, ``"avx2"``,
         ``"avx512"`` or ``"neon"``.
@@ -34,9 +33,7 @@ void init_cpu(nb::module_& m) {
         The CPU kernel paths this build can run on this CPU, slowest first.
       )pbdoc");
   m.def(
-      "set_cpu_isa",
-      &cpu::set_isa,
-      "name"_a,
+      "set_cpu_isa", &cpu::set_isa, "name"_a,
       R"pbdoc(
         Force a CPU kernel path, or ``"auto"`` (the default: the fastest this
         CPU supports). Overrides the environment variable ``MLX_LOWBIT_CPU_ISA``.

@@ -97,51 +97,22 @@ nb::dict plan_dict(const lb::DispatchPlan& plan, bool with_work) {
 void init_metal(nb::module_& m) {
   m.def(
       "metal_plan",
-      [](const std::string& format,
-         int group_size,
-         int vector_size,
-         int index_bits,
-         bool has_bias,
-         bool scales_f32,
-         mx::Dtype dtype,
-         int M,
-         int N,
-         int K,
-         const std::string& schedule,
-         const std::string& streamk_fixup,
-         int split_k,
-         int bm,
-         int bn,
-         int bk,
-         int gpu_cores,
+      [](const std::string& format, int group_size, int vector_size, int index_bits, bool has_bias,
+         bool scales_f32, mx::Dtype dtype, int M, int N, int K, const std::string& schedule,
+         const std::string& streamk_fixup, int split_k, int bm, int bn, int bk, int gpu_cores,
          bool with_work) {
         constexpr std::string_view tag = "metal_plan";
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
-        auto request =
-            lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
+        auto request = lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         lb::MatmulProblem problem{spec, has_bias, scales_f32, dtype, M, N, K};
         lb::validate_matmul_problem(problem, tag);
         lb::validate_gpu_request(K, request, 0, tag);
         return plan_dict(lb::plan_matmul(problem, request, gpu_cores), with_work);
       },
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a,
-      "index_bits"_a,
-      "has_bias"_a,
-      "scales_f32"_a,
-      "dtype"_a,
-      "M"_a,
-      "N"_a,
-      "K"_a,
-      "schedule"_a = "auto",
-      "streamk_fixup"_a = "deterministic",
-      "split_k"_a = 0,
-      "bm"_a = 0,
-      "bn"_a = 0,
-      "bk"_a = 0,
-      "gpu_cores"_a = lb::PlannerConstants::kDefaultGpuCores,
-      "with_work"_a = false,
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_bias"_a, "scales_f32"_a,
+      "dtype"_a, "M"_a, "N"_a, "K"_a, "schedule"_a = "auto", "streamk_fixup"_a = "deterministic",
+      "split_k"_a = 0, "bm"_a = 0, "bn"_a = 0, "bk"_a = 0,
+      "gpu_cores"_a = lb::PlannerConstants::kDefaultGpuCores, "with_work"_a = false,
       R"pbdoc(
         The GPU dispatch plan of ``out (M, N) = x (M, K) @ w.T``: exactly what
         ``LowBitMatmul::eval_gpu`` encodes for a GPU with ``gpu_cores`` cores.
@@ -155,28 +126,14 @@ void init_metal(nb::module_& m) {
 
   m.def(
       "metal_dequantize_plan",
-      [](const std::string& format,
-         int group_size,
-         int vector_size,
-         int index_bits,
-         bool has_bias,
-         bool scales_f32,
-         mx::Dtype dtype,
-         int N,
-         int K) {
+      [](const std::string& format, int group_size, int vector_size, int index_bits, bool has_bias,
+         bool scales_f32, mx::Dtype dtype, int N, int K) {
         constexpr std::string_view tag = "metal_dequantize_plan";
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return plan_dict(lb::plan_dequantize(spec, has_bias, scales_f32, dtype, N, K), false);
       },
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a,
-      "index_bits"_a,
-      "has_bias"_a,
-      "scales_f32"_a,
-      "dtype"_a,
-      "N"_a,
-      "K"_a,
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_bias"_a, "scales_f32"_a,
+      "dtype"_a, "N"_a, "K"_a,
       "The GPU dispatch plan of dequantize (what LowBitDequantize::eval_gpu encodes).");
 
   m.def(
@@ -185,63 +142,36 @@ void init_metal(nb::module_& m) {
         lb::FormatSpec spec{lb::parse_format(format, "metal_kernel_tokens"), 32, vector_size, 0};
         return nb::make_tuple(lb::kernel_format_token(spec), lb::kernel_dtype_token(dtype));
       },
-      "fmt"_a,
-      "vector_size"_a,
-      "dtype"_a,
+      "fmt"_a, "vector_size"_a, "dtype"_a,
       "The (format, dtype) tokens of kernel host names, as metal/instantiate.h takes them.");
 
   m.def(
       "validate_gpu_request",
-      [](const std::string& format,
-         int group_size,
-         int vector_size,
-         int index_bits,
-         int K,
-         const std::string& schedule,
-         const std::string& streamk_fixup,
-         int split_k,
-         int bm,
-         int bn,
-         int bk,
-         int activation_bits) {
+      [](const std::string& format, int group_size, int vector_size, int index_bits, int K,
+         const std::string& schedule, const std::string& streamk_fixup, int split_k, int bm, int bn,
+         int bk, int activation_bits) {
         constexpr std::string_view tag = "lowbit_matmul";
         // The format arguments are checked as lowbit_matmul checks them
         // first; the GPU checks need only K.
         lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
-        auto request =
-            lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
+        auto request = lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         lb::validate_gpu_request(K, request, activation_bits, tag);
       },
-      "fmt"_a,
-      "group_size"_a,
-      "vector_size"_a,
-      "index_bits"_a,
-      "K"_a,
-      "schedule"_a = "auto",
-      "streamk_fixup"_a = "deterministic",
-      "split_k"_a = 0,
-      "bm"_a = 0,
-      "bn"_a = 0,
-      "bk"_a = 0,
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "K"_a, "schedule"_a = "auto",
+      "streamk_fixup"_a = "deterministic", "split_k"_a = 0, "bm"_a = 0, "bn"_a = 0, "bk"_a = 0,
       "activation_bits"_a = 0,
       "The checks lowbit_matmul adds on a GPU stream (ValueError when one fails).");
 
   m.def(
-      "choose_sk_groups",
-      &lb::choose_sk_groups,
-      "tiles"_a,
-      "iters"_a,
-      "max_groups"_a,
+      "choose_sk_groups", &lb::choose_sk_groups, "tiles"_a, "iters"_a, "max_groups"_a,
       "Stream-K threadgroups for tiles x iters K-iterations (the planner's cost model).");
   m.def(
-      "persistent_groups",
-      &lb::persistent_groups,
-      "gpu_cores"_a,
+      "persistent_groups", &lb::persistent_groups, "gpu_cores"_a,
       "Threadgroups of the persistent grid for a GPU with this many cores.");
   m.def(
-      "gpu_cores",
-      &lb::gpu_core_count,
-      "GPU cores the planner uses: $MLX_LOWBIT_GPU_CORES, else the device's count, else a default.");
+      "gpu_cores", &lb::gpu_core_count,
+      "GPU cores the planner uses: $MLX_LOWBIT_GPU_CORES, else the device's count, else a "
+      "default.");
   m.def(
       "gemm_tiles",
       []() {

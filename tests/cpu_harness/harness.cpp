@@ -55,9 +55,9 @@ double half_value(int j) {
 Weight make(const Case& c) {
   Weight w;
   const int G = c.K / c.gs;
-  int wpr = c.format == 0 ? tern::words_per_row(c.K)
-      : c.format == 1     ? bin::words_per_row(c.K)
-                          : cbk::index_words_per_row(c.K, c.v, c.c);
+  int wpr = c.format == 0   ? tern::words_per_row(c.K)
+            : c.format == 1 ? bin::words_per_row(c.K)
+                            : cbk::index_words_per_row(c.K, c.v, c.c);
   w.packed.assign(size_t(c.N) * wpr, 0);
   std::vector<double> scale(size_t(c.N) * G), bias(size_t(c.N) * G, 0.0);
   std::uniform_int_distribution<int> sj(0, 1023);
@@ -141,8 +141,8 @@ Weight make(const Case& c) {
       f16 ? static_cast<const void*>(w.s16.data()) : w.s32.data(),
       c.bias ? w.b32.data() : nullptr,
       c.format != 2 ? nullptr
-          : c.v == 8 ? static_cast<const void*>(w.cb8.data())
-                     : w.cb16.data(),
+      : c.v == 8    ? static_cast<const void*>(w.cb8.data())
+                    : w.cb16.data(),
       !f16};
   return w;
 }
@@ -155,7 +155,12 @@ void two_chunks(int n, void (*body)(void*, int, int), void* ctx) {
 
 int passed = 0, failed = 0;
 
-void check(const char* what, const Case& c, int M, const std::vector<float>& out, const std::vector<double>& ref) {
+void check(
+    const char* what,
+    const Case& c,
+    int M,
+    const std::vector<float>& out,
+    const std::vector<double>& ref) {
   double amax = 1e-30, err = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     amax = std::max(amax, std::fabs(ref[i]));
@@ -175,8 +180,10 @@ void run(const KernelTable& t, const Case& c, int M) {
   Weight w = make(c);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> x(size_t(M) * c.K), xt(size_t(M) * c.N);
-  for (auto& v : x) v = nd(rng);
-  for (auto& v : xt) v = nd(rng);
+  for (auto& v : x)
+    v = nd(rng);
+  for (auto& v : xt)
+    v = nd(rng);
   std::vector<int8_t> xq(x.size());
   std::vector<float> xscale(M);
   for (int m = 0; m < M; ++m) {
@@ -197,7 +204,8 @@ void run(const KernelTable& t, const Case& c, int M) {
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < c.N; ++n) {
       double s = 0;
-      for (int k = 0; k < c.K; ++k) s += double(x[size_t(m) * c.K + k]) * w.dense[size_t(n) * c.K + k];
+      for (int k = 0; k < c.K; ++k)
+        s += double(x[size_t(m) * c.K + k]) * w.dense[size_t(n) * c.K + k];
       ref[size_t(m) * c.N + n] = s;
     }
   t.matmul_nt(a);
@@ -208,7 +216,8 @@ void run(const KernelTable& t, const Case& c, int M) {
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < c.N; ++n) {
       double s = 0;
-      for (int k = 0; k < c.K; ++k) s += double(xq[size_t(m) * c.K + k]) * w.dense[size_t(n) * c.K + k];
+      for (int k = 0; k < c.K; ++k)
+        s += double(xq[size_t(m) * c.K + k]) * w.dense[size_t(n) * c.K + k];
       ref[size_t(m) * c.N + n] = s * xscale[m];
     }
   t.matmul_nt_int8(a);
@@ -221,7 +230,8 @@ void run(const KernelTable& t, const Case& c, int M) {
   for (int m = 0; m < M; ++m)
     for (int k = 0; k < c.K; ++k) {
       double s = 0;
-      for (int n = 0; n < c.N; ++n) s += double(xt[size_t(m) * c.N + n]) * w.dense[size_t(n) * c.K + k];
+      for (int n = 0; n < c.N; ++n)
+        s += double(xt[size_t(m) * c.N + n]) * w.dense[size_t(n) * c.K + k];
       ref_nn[size_t(m) * c.K + k] = s;
     }
   t.matmul_nn(a);
@@ -229,14 +239,18 @@ void run(const KernelTable& t, const Case& c, int M) {
 }
 
 void check_halves(const KernelTable& t) {
-  std::vector<uint16_t> h = {0x0000, 0x3C00, 0xC000, 0x3555, 0x7BFF, 0x0001, 0x8400, 0x4248, 0x3C01};
+  std::vector<uint16_t> h = {0x0000, 0x3C00, 0xC000, 0x3555, 0x7BFF,
+                             0x0001, 0x8400, 0x4248, 0x3C01};
   std::vector<float> f(h.size());
   t.half_to_float(h.data(), Half16::Float16, f.data(), h.size());
-  const float want[] = {0.0f, 1.0f, -2.0f, 0.333251953125f, 65504.0f, 5.9604645e-08f, -6.1035156e-05f, 3.140625f, 1.0009765625f};
+  const float want[] = {0.0f,         1.0f,           -2.0f,           0.333251953125f,
+                        65504.0f,     5.9604645e-08f, -6.1035156e-05f, 3.140625f,
+                        1.0009765625f};
   std::vector<uint16_t> back(h.size());
   t.float_to_half(f.data(), Half16::Float16, back.data(), f.size());
   bool ok = back == h;
-  for (size_t i = 0; i < h.size(); ++i) ok = ok && f[i] == want[i];
+  for (size_t i = 0; i < h.size(); ++i)
+    ok = ok && f[i] == want[i];
   std::vector<uint16_t> bf = {0x3F80, 0xC040, 0x0000};
   std::vector<float> bff(3);
   t.half_to_float(bf.data(), Half16::BFloat16, bff.data(), 3);
@@ -246,7 +260,8 @@ void check_halves(const KernelTable& t) {
   t.float_to_half(r, Half16::BFloat16, rb, 2);
   ok = ok && rb[0] == 0x3F80 && rb[1] == 0x3F82;
   ok ? ++passed : ++failed;
-  if (!ok) std::printf("FAIL half conversions\n");
+  if (!ok)
+    std::printf("FAIL half conversions\n");
 }
 
 // The table's int8 rounding against activation_quant.h's, bit for bit: ties
@@ -272,7 +287,8 @@ void check_int8_rounding(const KernelTable& t) {
     }
   }
   ok ? ++passed : ++failed;
-  if (!ok) std::printf("FAIL int8 rounding\n");
+  if (!ok)
+    std::printf("FAIL int8 rounding\n");
 }
 
 } // namespace
@@ -281,10 +297,13 @@ int main(int argc, char** argv) {
   std::string name = argc > 1 ? argv[1] : "";
   const KernelTable* t = nullptr;
 #if defined(__aarch64__)
-  if (name == "neon") t = neon_kernels();
+  if (name == "neon")
+    t = neon_kernels();
 #else
-  if (name == "avx2") t = avx2_kernels();
-  if (name == "avx512") t = avx512_kernels();
+  if (name == "avx2")
+    t = avx2_kernels();
+  if (name == "avx512")
+    t = avx512_kernels();
 #endif
   if (!t) {
     std::printf("usage: harness <neon|avx2|avx512> (for this architecture)\n");
@@ -295,7 +314,8 @@ int main(int argc, char** argv) {
   const int Ms[] = {1, 2, 3, 4, 5, 9, 13, 25};
   std::vector<Case> cases;
   for (int f = 0; f < 3; ++f) {
-    const int shapes[][3] = {{1, 64, 64}, {7, 192, 32}, {33, 192, 64}, {9, 1152, 384}, {20, 1152, 128}};
+    const int shapes[][3] = {
+        {1, 64, 64}, {7, 192, 32}, {33, 192, 64}, {9, 1152, 384}, {20, 1152, 128}};
     for (const auto& shape : shapes) {
       const int N = shape[0], K = shape[1], gs = shape[2];
       if (f == 2) {
@@ -308,12 +328,13 @@ int main(int argc, char** argv) {
     }
   }
   for (const Case& c : cases)
-    for (int M : Ms) run(*t, c, M);
+    for (int M : Ms)
+      run(*t, c, M);
   // Codebook field widths (c for v = 16, 2c for v = 8): whole-byte field
   // pairs (8, 12, 16 bits) and the general kernel; row streams that end
   // mid-word, the last row after a block of 8 or 4 rows, one word per row.
-  const int vc[][2] = {{16, 4}, {16, 5}, {16, 8}, {16, 11}, {16, 13}, {16, 16},
-                       {8, 4}, {8, 5}, {8, 7}, {8, 8}};
+  const int vc[][2] = {{16, 4},  {16, 5}, {16, 8}, {16, 11}, {16, 13},
+                       {16, 16}, {8, 4},  {8, 5},  {8, 7},   {8, 8}};
   const int cb_shapes[][3] = {{13, 256, 256}, {9, 192, 64}, {3, 32, 32}};
   for (const auto& p : vc)
     for (const auto& shape : cb_shapes)

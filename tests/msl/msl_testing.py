@@ -15,9 +15,7 @@ def kernel_source(name: str) -> str:
 
 def mutate(source: str, old: str, new: str) -> str:
     """`source` with the one occurrence of `old` replaced, so a mutation cannot silently miss."""
-    assert (
-        source.count(old) == 1
-    ), f"mutation anchor occurs {source.count(old)} times: {old!r}"
+    assert source.count(old) == 1, f"mutation anchor occurs {source.count(old)} times: {old!r}"
     return source.replace(old, new)
 
 

@@ -32,6 +32,4 @@ def test_atomics(sanitizer):
     assert s[1] == 1000 - 2 * n
     assert f[0] == 1.0 + 0.5 * n
     assert f[1] == -0.25 * n
-    np.testing.assert_array_equal(
-        per_group.reshape(GROUPS, 2), [[THREADS, THREADS - 1]] * GROUPS
-    )
+    np.testing.assert_array_equal(per_group.reshape(GROUPS, 2), [[THREADS, THREADS - 1]] * GROUPS)

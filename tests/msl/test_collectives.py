@@ -13,9 +13,7 @@ def kernel(body: str) -> str:
     return HEAD + (
         "[[kernel]] void k(device float* out [[buffer(0)]], device atomic_uint* flag [[buffer(1)]],\n"
         "              uint tid [[thread_index_in_threadgroup]], ushort lane [[thread_index_in_simdgroup]],\n"
-        "              ushort sg [[simdgroup_index_in_threadgroup]]) {\n"
-        + body
-        + "\n}\n"
+        "              ushort sg [[simdgroup_index_in_threadgroup]]) {\n" + body + "\n}\n"
     )
 
 
@@ -39,9 +37,7 @@ def fails(source, name, threads=64, timeout=None):
 
 
 def test_shuffle_reading_a_returned_lane():
-    source = kernel(
-        "  if (lane >= 16) return;\n  out[tid] = simd_shuffle_down(float(lane), 8);"
-    )
+    source = kernel("  if (lane >= 16) return;\n  out[tid] = simd_shuffle_down(float(lane), 8);")
     report = fails(source, "shuffle_returned.metal")
     assert re.search(
         r"simd_shuffle_down: lane (8|9|1[0-5]) reads lane (1[6-9]|2[0-3]), which is inactive",
@@ -52,9 +48,7 @@ def test_shuffle_reading_a_returned_lane():
 
 def test_shuffle_reading_past_a_partial_simdgroup():
     source = kernel("  out[tid] = simd_shuffle_xor(float(lane), 16);")
-    report = fails(
-        source, "shuffle_partial.metal", threads=40
-    )  # simdgroup 1 has lanes 0-7 only
+    report = fails(source, "shuffle_partial.metal", threads=40)  # simdgroup 1 has lanes 0-7 only
     assert re.search(
         r"simd_shuffle_xor: lane [0-7] reads lane (1[6-9]|2[0-3]), which is inactive \(it has returned or was not launched\)",
         report,

@@ -17,17 +17,11 @@ def expected_positions(groups, nominal, grid_threads, partial):
     expected = {}
     for g in itertools.product(*(range(n) for n in groups)):
         size = [
-            (
-                min(nominal[d], grid_threads[d] - g[d] * nominal[d])
-                if partial
-                else nominal[d]
-            )
+            (min(nominal[d], grid_threads[d] - g[d] * nominal[d]) if partial else nominal[d])
             for d in range(3)
         ]
         n = size[0] * size[1] * size[2]
-        for lz, ly, lx in itertools.product(
-            range(size[2]), range(size[1]), range(size[0])
-        ):
+        for lz, ly, lx in itertools.product(range(size[2]), range(size[1]), range(size[0])):
             pos = [g[d] * nominal[d] + (lx, ly, lz)[d] for d in range(3)]
             index = lx + ly * size[0] + lz * size[0] * size[1]
             linear = (pos[2] * grid_threads[1] + pos[1]) * grid_threads[0] + pos[0]
@@ -54,18 +48,19 @@ def check_positions(out, expected, total):
     out = out.reshape(total, 20)
     for linear in range(total):
         if linear in expected:
-            assert (
-                list(out[linear]) == expected[linear]
-            ), f"thread at grid index {linear}"
+            assert list(out[linear]) == expected[linear], f"thread at grid index {linear}"
         else:
             assert (out[linear] == SENTINEL).all()
 
 
 def test_dispatch_threadgroups_positions():
-    groups, tg = (3, 2, 2), (
-        8,
-        3,
-        2,
+    groups, tg = (
+        (3, 2, 2),
+        (
+            8,
+            3,
+            2,
+        ),
     )  # 48 threads per threadgroup: a partial second simdgroup
     grid_threads = [groups[d] * tg[d] for d in range(3)]
     total = int(np.prod(grid_threads))
@@ -76,9 +71,7 @@ def test_dispatch_threadgroups_positions():
         threadgroup=tg,
         buffers={0: np.full(total * 20, SENTINEL, np.uint32)},
     )[0]
-    check_positions(
-        out, expected_positions(groups, tg, grid_threads, partial=False), total
-    )
+    check_positions(out, expected_positions(groups, tg, grid_threads, partial=False), total)
 
 
 def test_dispatch_threads_makes_partial_edge_threadgroups():
@@ -163,9 +156,7 @@ def test_threadgroup_memory_is_poisoned_with_nan_before_every_threadgroup(saniti
     np.testing.assert_array_equal(out[1], 0x7FA0)
     as_float = out[0].view(np.float32)
     assert np.isnan(as_float).all()
-    assert not (
-        out[0] & 0x00400000
-    ).any()  # quiet bit clear: a signalling NaN as float32
+    assert not (out[0] & 0x00400000).any()  # quiet bit clear: a signalling NaN as float32
     assert np.isnan(out[1].view(np.float16)).all()
     assert np.isnan(runner.bfloat16_to_float(out[1])).all()
 
@@ -209,10 +200,7 @@ def test_static_threadgroup_memory_over_32k():
             buffers={0: np.zeros(32, np.float32)},
         )
     assert "kernel 'too_much_threadgroup_memory'" in e.value.report
-    assert (
-        "threadgroup memory of 32772 bytes exceeds the 32768-byte limit"
-        in e.value.report
-    )
+    assert "threadgroup memory of 32772 bytes exceeds the 32768-byte limit" in e.value.report
     assert "'b' (" in e.value.report and "dispatch.metal:" in e.value.report
 
 
@@ -334,9 +322,7 @@ def test_threadgroup_parameter_without_memory_is_an_error():
 
 def test_api_validation():
     buffers = {0: np.zeros(32, np.float32), 1: pack("fI", 1.0, 32)}
-    with pytest.raises(
-        ValueError, match=r"has no kernel 'nope'; its host names are \['positions'"
-    ):
+    with pytest.raises(ValueError, match=r"has no kernel 'nope'; its host names are \['positions'"):
         runner.run(DISPATCH, "nope", grid=1, threadgroup=32, buffers=buffers)
     with pytest.raises(ValueError, match="more than 1024 threads"):
         runner.run(DISPATCH, "scale", grid=1, threadgroup=(32, 33), buffers=buffers)
@@ -359,9 +345,7 @@ def test_api_validation():
             sanitizer="memory",
         )
     with pytest.raises(ValueError, match="dispatch must be"):
-        runner.run(
-            DISPATCH, "scale", grid=1, threadgroup=32, buffers=buffers, dispatch="grid"
-        )
+        runner.run(DISPATCH, "scale", grid=1, threadgroup=32, buffers=buffers, dispatch="grid")
 
 
 def test_missing_clang_is_a_clear_error(monkeypatch):
@@ -389,9 +373,7 @@ def test_runner_loads_by_path_without_sys_path(tmp_path):
         "spec.loader.exec_module(m)\n"
         f"print(m.kernel_names({str(DISPATCH)!r})[:2])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['positions', 'positions_scalar']"
 
@@ -402,16 +384,10 @@ def test_an_edited_header_is_picked_up_in_the_same_process(tmp_path):
     kernel.write_text(
         '#include <metal_stdlib>\n#include "value.h"\n[[kernel]] void k(device float* o [[buffer(0)]]) {\n  o[0] = VALUE;\n}\n'
     )
-    first = runner.run(
-        kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)}
-    )[0]
+    first = runner.run(kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)})[0]
     (tmp_path / "value.h").write_text("#pragma once\n#define VALUE 2.0f\n")
-    os.utime(
-        tmp_path / "value.h", ns=(1, 10**18)
-    )  # a distinct mtime even on coarse clocks
-    second = runner.run(
-        kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)}
-    )[0]
+    os.utime(tmp_path / "value.h", ns=(1, 10**18))  # a distinct mtime even on coarse clocks
+    second = runner.run(kernel, "k", grid=1, threadgroup=1, buffers={0: np.zeros(1, np.float32)})[0]
     assert (first[0], second[0]) == (1.0, 2.0)
 
 
@@ -421,7 +397,5 @@ def test_an_edited_header_is_picked_up_in_the_same_process(tmp_path):
 def test_instantiation_forms(host, dtype):
     source = KERNELS / "instantiations.metal"
     assert runner.kernel_names(source) == ["k_float", "k_half", "k_int"]
-    out = runner.run(
-        source, host, grid=1, threadgroup=4, buffers={0: np.zeros(4, dtype)}
-    )
+    out = runner.run(source, host, grid=1, threadgroup=4, buffers={0: np.zeros(4, dtype)})
     np.testing.assert_array_equal(out[0], np.arange(4, dtype=dtype))

@@ -38,9 +38,7 @@ def test_set_constants_derived_constants_and_an_optional_buffer():
 
 
 def test_optional_buffer_may_stay_unbound():
-    np.testing.assert_array_equal(
-        launch({10: False, 200: True}), [1.0 + 0 - 1, 1.0 + 0 - 1]
-    )
+    np.testing.assert_array_equal(launch({10: False, 200: True}), [1.0 + 0 - 1, 1.0 + 0 - 1])
 
 
 def test_a_constant_of_the_wrong_size_is_an_error():

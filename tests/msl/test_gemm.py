@@ -42,9 +42,9 @@ def run_dtype(source, dtype, sanitizer=None, name=None):
             sanitizer,
             name,
         )
-        ref = runner.bfloat16_to_float(a16).astype(
-            np.float64
-        ) @ runner.bfloat16_to_float(b16).astype(np.float64)
+        ref = runner.bfloat16_to_float(a16).astype(np.float64) @ runner.bfloat16_to_float(
+            b16
+        ).astype(np.float64)
         return runner.bfloat16_to_float(c).astype(np.float64), ref
     kernel = {np.float32: "gemm_float32", np.float16: "gemm_float16"}[dtype]
     a, b = a.astype(dtype), b.astype(dtype)
@@ -69,16 +69,12 @@ def test_reference_gemm_matches_numpy(dtype):
 @pytest.mark.parametrize("sanitizer", ["thread", "address"])
 def test_reference_gemm_is_clean_under_sanitizers(sanitizer):
     c, ref = run_dtype(KERNELS / "gemm.metal", np.float16, sanitizer)
-    np.testing.assert_allclose(
-        c, ref, rtol=TOLERANCE[np.float16], atol=TOLERANCE[np.float16]
-    )
+    np.testing.assert_allclose(c, ref, rtol=TOLERANCE[np.float16], atol=TOLERANCE[np.float16])
 
 
 def test_wrong_simdgroup_matrix_origin_gives_wrong_results():
     # (x, y) = (column, row): swapping them loads the wrong 8x8 block of the A tile.
-    source = mutate(
-        kernel_source("gemm.metal"), "ulong2(kk, sm + 8 * i)", "ulong2(sm + 8 * i, kk)"
-    )
+    source = mutate(kernel_source("gemm.metal"), "ulong2(kk, sm + 8 * i)", "ulong2(sm + 8 * i, kk)")
     c, ref = run_dtype(source, np.float32, name="gemm_wrong_origin.metal")
     assert np.abs(c - ref).max() > 0.5
 
@@ -93,8 +89,7 @@ def test_threadgroup_pointer_passed_as_device_pointer_does_not_type_check():
         runner.check(source, name="gemm_tg_as_device.metal")
     assert "gemm_tg_as_device.metal:" in e.value.diagnostics
     assert (
-        "no known conversion from '__local float[512]' to '__global float *'"
-        in e.value.diagnostics
+        "no known conversion from '__local float[512]' to '__global float *'" in e.value.diagnostics
     )
 
 
@@ -102,9 +97,7 @@ def test_implicit_float2_to_half2_does_not_type_check():
     source = mutate(kernel_source("gemm.metal"), "= vec<T, 2>(e);", "= e;")
     with pytest.raises(runner.MSLCheckError) as e:
         runner.check(source, name="gemm_implicit_half2.metal")
-    line = next(
-        i + 1 for i, l in enumerate(source.splitlines()) if l.strip().endswith("= e;")
-    )
+    line = next(i + 1 for i, l in enumerate(source.splitlines()) if l.strip().endswith("= e;"))
     assert f"gemm_implicit_half2.metal:{line}:" in e.value.diagnostics
     assert (
         "assigning to 'vec<_Float16, [...]>' from incompatible type 'const vec<float, [...]>'"

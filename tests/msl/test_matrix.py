@@ -17,9 +17,7 @@ def layout(lane: int) -> tuple[int, int]:
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("origin", [(0, 0), (8, 0), (4, 8)])
 def test_thread_elements_layout(dtype, origin):
-    src = np.arange(256, dtype=np.float32).reshape(
-        16, 16
-    )  # exact in every element type
+    src = np.arange(256, dtype=np.float32).reshape(16, 16)  # exact in every element type
     if dtype == "bfloat16":
         data, out = runner.float_to_bfloat16(src), np.zeros(128, np.uint16)
     else:
@@ -31,9 +29,7 @@ def test_thread_elements_layout(dtype, origin):
         threadgroup=32,
         buffers={0: data, 1: out, 2: np.array(origin, np.uint32)},
     )[1]
-    got = (
-        runner.bfloat16_to_float(got) if dtype == "bfloat16" else got.astype(np.float32)
-    )
+    got = runner.bfloat16_to_float(got) if dtype == "bfloat16" else got.astype(np.float32)
     x, y = origin
     block = src[y : y + 8, x : x + 8]
     for lane in range(32):
@@ -60,12 +56,8 @@ def test_store_multiply_and_diagonal():
     )[1]
     out = out.reshape(16, 16)
     np.testing.assert_array_equal(out[:8, :8], 2 * np.eye(8))
-    np.testing.assert_allclose(
-        out[:8, 8:], a.astype(np.float64) @ b + c, rtol=1e-5, atol=1e-5
-    )
-    np.testing.assert_allclose(
-        out[8:, :8], (a.astype(np.float64) @ b).T, rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(out[:8, 8:], a.astype(np.float64) @ b + c, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[8:, :8], (a.astype(np.float64) @ b).T, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(out[8:, 8:], -1.0)
 
 
@@ -76,11 +68,7 @@ def test_low_precision_products_accumulate_in_fp32(dtype):
     b = np.full((8, 8), 2.0**-9, np.float32)
     b[0] = 1.0
     data = np.concatenate([a, b]).ravel()
-    data = (
-        runner.float_to_bfloat16(data)
-        if dtype == "bfloat16"
-        else data.astype(np.float16)
-    )
+    data = runner.float_to_bfloat16(data) if dtype == "bfloat16" else data.astype(np.float16)
     out = runner.run(
         MATRIX,
         f"multiply_{dtype}",
@@ -88,6 +76,4 @@ def test_low_precision_products_accumulate_in_fp32(dtype):
         threadgroup=32,
         buffers={0: data, 1: np.zeros(64, np.float32)},
     )[1]
-    np.testing.assert_array_equal(
-        out.reshape(8, 8), np.full((8, 8), 1 + 7 * 2.0**-9, np.float32)
-    )
+    np.testing.assert_array_equal(out.reshape(8, 8), np.full((8, 8), 1 + 7 * 2.0**-9, np.float32))

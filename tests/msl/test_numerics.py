@@ -95,9 +95,7 @@ def test_simd_functions():
         np.testing.assert_array_equal(
             o[:, 6], np.where(lanes + 3 < 32, v[np.minimum(lanes + 3, 31)], v)
         )
-        np.testing.assert_array_equal(
-            o[:, 7], np.where(lanes >= 3, v[np.maximum(lanes - 3, 0)], v)
-        )
+        np.testing.assert_array_equal(o[:, 7], np.where(lanes >= 3, v[np.maximum(lanes - 3, 0)], v))
         np.testing.assert_array_equal(o[:, 8], v[lanes ^ 6])
         np.testing.assert_array_equal(o[:, 9], v[7])
         ballot = sum(1 << l for l in range(24) if v[l] > 0)
@@ -176,17 +174,13 @@ def test_vector_constructors_convert_element_wise():
         h = row.astype(np.float16).astype(np.float32)
         n = np.trunc(row)
         np.testing.assert_array_equal(out[i * 3], [row[0] + n[0], row[1], h[2], h[3]])
-        np.testing.assert_array_equal(
-            out[i * 3 + 1], [row[3] + 3, row[2] + 3, 4.0, 5.0]
-        )
+        np.testing.assert_array_equal(out[i * 3 + 1], [row[3] + 3, row[2] + 3, 4.0, 5.0])
         expected = np.where(row < 0, 0.0, row)
         expected[3] += np.dot(row, row)
         np.testing.assert_allclose(out[i * 3 + 2], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "values", [[0.0, 1.0, -2.0, 3.140625], [65504.0, -1e-3, 0.5, 2.0**-24]]
-)
+@pytest.mark.parametrize("values", [[0.0, 1.0, -2.0, 3.140625], [65504.0, -1e-3, 0.5, 2.0**-24]])
 def test_float16_buffers_round_trip_bit_exactly(values):
     src = """
 #include <metal_stdlib>

@@ -11,9 +11,7 @@ N = 1000
 GROUPS, THREADS = 3, 128  # 384 threads stride over 1000 values: 2-3 values per thread
 
 
-def launch(
-    source, kernel="reduce_sum_float32", dtype=np.float32, sanitizer=None, name=None
-):
+def launch(source, kernel="reduce_sum_float32", dtype=np.float32, sanitizer=None, name=None):
     x = np.random.default_rng(7).standard_normal(N).astype(dtype)
     out = runner.run(
         source,
@@ -39,9 +37,7 @@ def launch(
 )
 def test_reference_reduction_matches_numpy(kernel, dtype, sanitizer):
     x, out = launch(KERNELS / "reduction.metal", kernel, dtype, sanitizer)
-    np.testing.assert_allclose(
-        out[1][0], x.astype(np.float64).sum(), rtol=1e-5, atol=1e-4
-    )
+    np.testing.assert_allclose(out[1][0], x.astype(np.float64).sum(), rtol=1e-5, atol=1e-4)
     assert out[2][0] == N  # every value counted once, through a device atomic
 
 
@@ -77,9 +73,7 @@ def test_non_atomic_shared_counter_is_a_data_race_under_tsan():
     )
     with pytest.raises(runner.MSLSanitizerError) as e:
         launch(source, sanitizer="thread", name="reduction_non_atomic.metal")
-    line = next(
-        i + 1 for i, l in enumerate(source.splitlines()) if "count[0] += seen;" in l
-    )
+    line = next(i + 1 for i, l in enumerate(source.splitlines()) if "count[0] += seen;" in l)
     assert "WARNING: ThreadSanitizer: data race" in e.value.report
     assert f"reduction_non_atomic.metal:{line}" in e.value.report
 
@@ -91,12 +85,8 @@ def test_out_of_bounds_read_is_reported_by_asan():
     report = e.value.report
     assert "ERROR: AddressSanitizer: heap-buffer-overflow" in report
     assert "READ of size 4" in report
-    assert (
-        "0 bytes after 4000-byte region" in report
-    )  # right past the 1000 floats of `in`
-    line = next(
-        i + 1 for i, l in enumerate(source.splitlines()) if "acc += float(in[i]);" in l
-    )
+    assert "0 bytes after 4000-byte region" in report  # right past the 1000 floats of `in`
+    line = next(i + 1 for i, l in enumerate(source.splitlines()) if "acc += float(in[i]);" in l)
     assert f"{name}:{line}" in report
 
 
@@ -126,15 +116,9 @@ def test_divergent_shuffle():
     with pytest.raises(runner.MSLRuntimeError) as e:
         launch(source, name=name)
     report = e.value.report
-    line = next(
-        i + 1 for i, l in enumerate(source.splitlines()) if "simd_shuffle_xor" in l
-    )
+    line = next(i + 1 for i, l in enumerate(source.splitlines()) if "simd_shuffle_xor" in l)
     even = ",".join(str(l) for l in range(0, 32, 2))
     odd = ",".join(str(l) for l in range(1, 32, 2))
     assert "divergent simd collective in simdgroup" in report
-    assert re.search(
-        rf"lanes {even} wait at simd_shuffle_xor \([^)]*{name}:{line}:\d+\)", report
-    )
-    assert re.search(
-        rf"lanes {odd} wait at simd_sum \([^)]*{name}:{line + 1}:\d+\)", report
-    )
+    assert re.search(rf"lanes {even} wait at simd_shuffle_xor \([^)]*{name}:{line}:\d+\)", report)
+    assert re.search(rf"lanes {odd} wait at simd_sum \([^)]*{name}:{line + 1}:\d+\)", report)

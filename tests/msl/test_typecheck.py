@@ -162,9 +162,7 @@ REJECTED = [
     ),
     (
         "position_parameter_float",
-        kernel(
-            "", "device float* o [[buffer(0)]], float tid [[thread_position_in_grid]]"
-        ),
+        kernel("", "device float* o [[buffer(0)]], float tid [[thread_position_in_grid]]"),
         "must be uint, ushort, or a 2- or 3-vector of them",
         3,
     ),
@@ -186,9 +184,7 @@ REJECTED = [
 ]
 
 
-@pytest.mark.parametrize(
-    "name,source,message,line", REJECTED, ids=[r[0] for r in REJECTED]
-)
+@pytest.mark.parametrize("name,source,message,line", REJECTED, ids=[r[0] for r in REJECTED])
 def test_rejected(name, source, message, line):
     error = rejected(source, f"{name}.metal")
     assert message in str(error)
@@ -242,9 +238,7 @@ def test_system_headers_are_not_available():
         ),
         (
             "c_style_vector_cast",
-            kernel(
-                "  float4 f = float4(1.0f);\n  int4 i = (int4)f;\n  out[0] = float(i.x);"
-            ),
+            kernel("  float4 f = float4(1.0f);\n  int4 i = (int4)f;\n  out[0] = float(i.x);"),
             "c_style_vector_cast.metal:5: C-style cast to int4",
         ),
         (
@@ -281,8 +275,7 @@ def test_lint(name, source, message):
         ),
         (
             "duplicate_host_name",
-            HEAD
-            + "template <typename T>\n[[kernel]] void k(device T* a [[buffer(0)]]) {}\n"
+            HEAD + "template <typename T>\n[[kernel]] void k(device T* a [[buffer(0)]]) {}\n"
             'template [[host_name("k")]] [[kernel]] decltype(k<float>) k<float>;\n'
             'template [[host_name("k")]] [[kernel]] decltype(k<half>) k<half>;\n',
             "host name 'k' is already used by 'k < float >'",
@@ -377,7 +370,11 @@ template [[host_name("widen_half")]] [[kernel]] decltype(widen<half>) widen<half
 """
     x = np.array([1.5, -2.25, 3.0, 65504.0], np.float32)
     out = runner.run(
-        source, "widen_half", grid=2, threadgroup=2,
-        buffers={0: x, 1: np.zeros(4, np.float16)}, name="widen.metal",
+        source,
+        "widen_half",
+        grid=2,
+        threadgroup=2,
+        buffers={0: x, 1: np.zeros(4, np.float16)},
+        name="widen.metal",
     )[1]
     np.testing.assert_array_equal(out, x.astype(np.float16))

@@ -28,12 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="#include search directory",
     )
-    parser.add_argument(
-        "-D", "--define", action="append", default=[], help="NAME or NAME=VALUE"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print only failures"
-    )
+    parser.add_argument("-D", "--define", action="append", default=[], help="NAME or NAME=VALUE")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     args = parser.parse_args(argv)
     failed = 0
     for path in args.files:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -123,10 +123,7 @@ class CompileError(Exception):
 
 
 def cache_dir() -> Path:
-    path = Path(
-        os.environ.get("MLX_LOWBIT_MSL_CACHE")
-        or Path.home() / ".cache" / "mlx_lowbit_msl"
-    )
+    path = Path(os.environ.get("MLX_LOWBIT_MSL_CACHE") or Path.home() / ".cache" / "mlx_lowbit_msl")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -151,9 +148,7 @@ def clang() -> str:
 
 @lru_cache(maxsize=None)
 def _clang_version() -> str:
-    return subprocess.run(
-        [clang(), "--version"], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run([clang(), "--version"], capture_output=True, text=True, check=True).stdout
 
 
 def _symbolizer() -> str | None:
@@ -168,24 +163,18 @@ def sanitizer_env(sanitizer: str | None) -> dict[str, str]:
     env = dict(os.environ)
     symbolizer = _symbolizer()
     if sanitizer == "thread":
-        opts = (
-            "halt_on_error=1:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0"
-        )
+        opts = "halt_on_error=1:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0"
         if symbolizer:
             opts += f":external_symbolizer_path={symbolizer}"
         env["TSAN_OPTIONS"] = opts + ":" + env.get("TSAN_OPTIONS", "")
     elif sanitizer == "address":
-        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:" + env.get(
-            "ASAN_OPTIONS", ""
-        )
+        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:" + env.get("ASAN_OPTIONS", "")
         if symbolizer:
             env["ASAN_SYMBOLIZER_PATH"] = symbolizer
     return env
 
 
-def _run(
-    cmd: list[str], what: str, input: str | None = None
-) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, input: str | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, input=input, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(f"{what} failed", proc.stderr)
@@ -213,9 +202,7 @@ def _digest(*parts: str | bytes) -> str:
 @lru_cache(maxsize=None)
 def _tree_digest(root: Path) -> str:
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    return _digest(
-        *[str(p.relative_to(root)) for p in files], *[p.read_bytes() for p in files]
-    )
+    return _digest(*[str(p.relative_to(root)) for p in files], *[p.read_bytes() for p in files])
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -283,9 +270,7 @@ def _runtime_objects(sanitizer: str | None) -> list[Path]:
 def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     """Compile a rewritten translation unit and link it with the runtime; returns the executable."""
     if sanitizer not in SANITIZER_FLAGS:
-        raise ValueError(
-            f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}"
-        )
+        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
     flags = (*BUILD_FLAGS, *SANITIZER_FLAGS[sanitizer])
     key = _digest(
         tu,

@@ -56,14 +56,10 @@ class Finding:
 def lint_source(rw: Rewritten) -> list[Finding]:
     """Findings from the tokens and kernel signatures of a rewritten source."""
     findings: list[Finding] = []
-    sig = [
-        t for t in rw.tokens if t.kind in ("id", "num", "str", "chr", "punct", "other")
-    ]
+    sig = [t for t in rw.tokens if t.kind in ("id", "num", "str", "chr", "punct", "other")]
     for i, t in enumerate(sig):
         if t.text == "double" and t.kind == "id":
-            findings.append(
-                Finding(t.file, t.line, "'double' is not supported in MSL; use float")
-            )
+            findings.append(Finding(t.file, t.line, "'double' is not supported in MSL; use float"))
         if (
             t.text == "("
             and i + 3 < len(sig)
@@ -71,9 +67,7 @@ def lint_source(rw: Rewritten) -> list[Finding]:
             and sig[i + 2].text == ")"
             and sig[i + 3].text not in _NOT_OPERAND
             and (
-                i == 0
-                or sig[i - 1].kind != "id"
-                or sig[i - 1].text in _KEYWORDS_BEFORE_EXPRESSION
+                i == 0 or sig[i - 1].kind != "id" or sig[i - 1].text in _KEYWORDS_BEFORE_EXPRESSION
             )
             and (i == 0 or sig[i - 1].text not in (")", "]"))
         ):
@@ -173,13 +167,9 @@ def lint_ir(ir: str) -> list[Finding]:
             range(len(names)), key=lambda i: (names[i][1], names[i][2])
         )  # start at the earliest line
         names = names[first:] + names[:first]
-        path = " -> ".join(
-            f"{n} ({os.path.basename(f)}:{l})" for n, f, l in names + names[:1]
-        )
+        path = " -> ".join(f"{n} ({os.path.basename(f)}:{l})" for n, f, l in names + names[:1])
         findings.append(
-            Finding(
-                names[0][1], names[0][2], f"recursion is not allowed in MSL: {path}"
-            )
+            Finding(names[0][1], names[0][2], f"recursion is not allowed in MSL: {path}")
         )
     return findings
 

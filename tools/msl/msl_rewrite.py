@@ -47,9 +47,7 @@ _TOKEN_RE = re.compile(
     re.X | re.M,
 )
 _MARKER_RE = re.compile(r'^[ \t]*#[ \t]*(?:line[ \t]+)?(\d+)[ \t]+"((?:\\.|[^"\\])*)"')
-_SHIM_MARKER_RE = re.compile(
-    r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)"
-)
+_SHIM_MARKER_RE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+msl_shim[ \t]+include[ \t]+(<[^>]+>)")
 
 ADDRESS_SPACES = {
     "device": "__msl_device",
@@ -115,9 +113,7 @@ _FUNCTION_BODY_PREFIX = frozenset(
 _STATEMENT_START = frozenset({"{", "}", ";"})
 _SIGNIFICANT = frozenset({"id", "num", "str", "chr", "punct", "other"})
 _CLOSING = {"(": ")", "[": "]", "{": "}"}
-_HALF_DECIMAL = re.compile(
-    r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$"
-)
+_HALF_DECIMAL = re.compile(r"^(?P<m>[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?P<e>[eE][+-]?[0-9]+)?[hH]$")
 _HALF_HEX = re.compile(r"^(?P<m>0[xX][0-9a-fA-F]*\.?[0-9a-fA-F]*[pP][+-]?[0-9]+)[hH]$")
 
 
@@ -137,9 +133,7 @@ class Token:
 class Param:
     index: int
     name: str
-    binding: (
-        str  # "buffer", "threadgroup" or a position attribute name; "" when missing
-    )
+    binding: str  # "buffer", "threadgroup" or a position attribute name; "" when missing
     slot: int | None
     optional: bool  # [[function_constant(c)]]: may stay unbound (then null)
     file: str
@@ -197,18 +191,14 @@ def tokenize(text: str) -> list[Token]:
     file, line = "<unknown>", 1
     for m in _TOKEN_RE.finditer(text):
         kind, tok = m.lastgroup, m.group()
-        if (
-            kind == "delim"
-        ):  # the raw-string delimiter group can be the last one matched
+        if kind == "delim":  # the raw-string delimiter group can be the last one matched
             kind = "str"
         tokens.append(Token(kind, tok, file, line))
         if kind == "directive":
             marker = _MARKER_RE.match(tok)
             if marker:
                 file = bytes(marker.group(2), "utf-8").decode("unicode_escape")
-                line = (
-                    int(marker.group(1)) - 1
-                )  # the newline after the marker starts line N
+                line = int(marker.group(1)) - 1  # the newline after the marker starts line N
         line += tok.count("\n")
     return tokens
 
@@ -394,10 +384,7 @@ class _Rewriter:
                 else:
                     braces.append("other")
                 pending_namespace = None
-                if (
-                    self.template_scopes
-                    and self.template_scopes[-1][1] == len(braces) - 1
-                ):
+                if self.template_scopes and self.template_scopes[-1][1] == len(braces) - 1:
                     self.template_scopes[-1][2] = True
             elif t == "}":
                 if braces:
@@ -424,9 +411,7 @@ class _Rewriter:
     def namespace(self, braces: list[str]) -> tuple[str, ...]:
         return tuple(b.split(":", 1)[1] for b in braces if b.startswith("namespace:"))
 
-    def kernel(
-        self, start: int, end: int, is_template: bool, braces: list[str]
-    ) -> None:
+    def kernel(self, start: int, end: int, is_template: bool, braces: list[str]) -> None:
         """Record the [[kernel]] function whose declaration follows index `end`."""
         j = end + 1
         while j < len(self.sig) and self.text(j) != "(":
@@ -459,9 +444,7 @@ class _Rewriter:
             self.tok(name_k).line,
         )
         if name in self.kernels:
-            if [p.binding for p in self.kernels[name].params] != [
-                p.binding for p in params
-            ]:
+            if [p.binding for p in self.kernels[name].params] != [p.binding for p in params]:
                 raise self.error(
                     name_k,
                     f"[[kernel]] '{name}' is declared twice with different parameters",
@@ -474,9 +457,7 @@ class _Rewriter:
             )
 
     def params(self, open_: int, close: int, kernel: str) -> list[Param]:
-        if close == open_ + 1 or (
-            close == open_ + 2 and self.text(open_ + 1) == "void"
-        ):
+        if close == open_ + 1 or (close == open_ + 2 and self.text(open_ + 1) == "void"):
             return []
         pieces: list[tuple[int, int]] = []
         depth = 0
@@ -538,9 +519,7 @@ class _Rewriter:
         return params
 
     def int_value(self, text: str, k: int) -> int:
-        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace(
-            "/", "//"
-        )
+        expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*\b", r"\1", text).replace("/", "//")
         try:
             tree = ast.parse(expr, mode="eval")
             if not all(
@@ -580,11 +559,7 @@ class _Rewriter:
                 a_end = self.attribute_end(j)
                 for attr, _ in self.attributes(j, a_end):
                     if attr == "host_name":
-                        lit = [
-                            self.text(x)
-                            for x in range(j, a_end)
-                            if self.tok(x).kind == "str"
-                        ]
+                        lit = [self.text(x) for x in range(j, a_end) if self.tok(x).kind == "str"]
                         host_name = "".join(ast.literal_eval(s) for s in lit)
                 self.blank(j, a_end)
                 j = a_end + 1
@@ -598,11 +573,7 @@ class _Rewriter:
                 ids = [x for x in items if x > close]
             else:
                 paren = next(
-                    (
-                        x
-                        for x in items
-                        if self.text(x) == "(" and self.text(x - 1) == ">"
-                    ),
+                    (x for x in items if self.text(x) == "(" and self.text(x - 1) == ">"),
                     None,
                 )
                 if paren is None:
@@ -612,13 +583,9 @@ class _Rewriter:
                     )
                 ids = self.template_id_before(paren)
             function = " ".join(self.text(x) for x in ids)
-            base = re.match(
-                r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function
-            )
+            base = re.match(r"^\s*(?:::\s*)?(?:[A-Za-z_]\w*\s*::\s*)*([A-Za-z_]\w*)", function)
             if not base:
-                raise self.error(
-                    k, "cannot find the function of this [[host_name]] instantiation"
-                )
+                raise self.error(k, "cannot find the function of this [[host_name]] instantiation")
             tok = self.tok(k)
             self.instantiations.append(
                 Instantiation(
@@ -640,10 +607,7 @@ class _Rewriter:
         """`constant T name [[function_constant(i)]];` -> a reference to the value the host set
         (the runtime reads the values before the TU's globals, which may derive from them, are
         initialised)."""
-        if (
-            any(not b.startswith("namespace:") for b in braces)
-            or self.text(end + 1) != ";"
-        ):
+        if any(not b.startswith("namespace:") for b in braces) or self.text(end + 1) != ";":
             raise self.error(
                 k,
                 "[[function_constant(i)]] must declare a program-scope `constant T name`",
@@ -652,11 +616,7 @@ class _Rewriter:
         while self.text(start - 1) not in ("", ";", "{", "}"):
             start -= 1
         name = self.text(k - 1)
-        if (
-            self.text(start) != "constant"
-            or self.kind(k - 1) != "id"
-            or k - 1 <= start + 1
-        ):
+        if self.text(start) != "constant" or self.kind(k - 1) != "id" or k - 1 <= start + 1:
             raise self.error(
                 k,
                 "[[function_constant(i)]] must declare a program-scope `constant T name`",
@@ -844,11 +804,7 @@ class _Rewriter:
         if self.text(last + 1) != "(":
             return
         start = self.qualifier_start(k)
-        if (
-            start != k
-            and self.text(k - 1) == "::"
-            and self.text(start) not in ("::", "metal")
-        ):
+        if start != k and self.text(k - 1) == "::" and self.text(start) not in ("::", "metal"):
             return
         self.set(start, "__msl_vec_ctor<" + self.out[self.sig[start]])
         self.set(last, self.out[self.sig[last]] + ">")
@@ -871,11 +827,7 @@ class _Rewriter:
         t = self.text(k)
         m = _HALF_DECIMAL.match(t)
         if m:
-            mantissa = (
-                m.group("m")
-                if ("." in m.group("m") or m.group("e"))
-                else m.group("m") + "."
-            )
+            mantissa = m.group("m") if ("." in m.group("m") or m.group("e")) else m.group("m") + "."
             self.set(k, mantissa + (m.group("e") or "") + "f16")
             return
         m = _HALF_HEX.match(t)

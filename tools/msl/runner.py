@@ -184,17 +184,13 @@ def _stamps(files: Sequence[str]) -> tuple:
     return tuple(os.stat(f).st_mtime_ns if os.path.exists(f) else None for f in files)
 
 
-def _prepare(
-    src: _Source, include_dirs: Sequence, defines: Sequence
-) -> msl_rewrite.Rewritten:
+def _prepare(src: _Source, include_dirs: Sequence, defines: Sequence) -> msl_rewrite.Rewritten:
     includes = tuple(str(Path(d).resolve()) for d in include_dirs)
     key = (str(src.path), includes, tuple(defines))
     cached = _prepared.get(key)
     if cached is None or _stamps(cached[0].files) != cached[1]:
         try:
-            rw = msl_rewrite.rewrite(
-                msl_build.preprocess(src.path, includes, tuple(defines))
-            )
+            rw = msl_rewrite.rewrite(msl_build.preprocess(src.path, includes, tuple(defines)))
         except msl_build.CompileError as e:
             raise MSLCheckError(
                 f"{src.name} does not preprocess:\n{e.diagnostics}", e.diagnostics
@@ -268,9 +264,7 @@ def build(
 ) -> Path:
     """Compile a source into a runtime executable (cached); returns its path. `run` calls this."""
     if sanitizer not in _SANITIZERS:
-        raise ValueError(
-            f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}"
-        )
+        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
     src = _source(source, name)
     rw = _prepare(src, include_dirs, defines)
     key = (rw.text, sanitizer)
@@ -320,9 +314,7 @@ def _encode(value: BufferValue) -> tuple[bytes, Any]:
         )
     if isinstance(value, np.ndarray):
         if value.dtype not in _NUMPY_DTYPES:
-            raise TypeError(
-                f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)"
-            )
+            raise TypeError(f"unsupported buffer dtype {value.dtype} (bfloat16 travels as uint16)")
         return np.ascontiguousarray(value).tobytes(), (
             "numpy",
             value.dtype,
@@ -422,9 +414,7 @@ def run_sequence(
             f"{'shuffle' if order == 'shuffled' else 'fixed'} {int(seed) & (2**64 - 1)} {timeout}"
         )
         for slot, value in sorted(launch.buffers.items()):
-            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(
-                value
-            ):
+            if isinstance(value, (bytes, bytearray, memoryview, np.ndarray)) or _is_mlx(value):
                 blobs.append(_encode(value)[0])
                 decoders.append(None)
                 index = len(blobs) - 1
@@ -457,18 +447,14 @@ def run_sequence(
         lines += [f"output {shared[key]} out{shared[key]}.bin" for key in wanted]
         (d / "spec.txt").write_text("\n".join(lines) + "\n")
         env = msl_build.sanitizer_env(sanitizer)
-        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(
-            function_constants or {}
-        )
+        env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(function_constants or {})
         proc = subprocess.run(
             [str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True
         )
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
         return {
-            key: _decode(
-                (d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]]
-            )
+            key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]])
             for key in wanted
         }
 
@@ -482,9 +468,7 @@ def _encode_function_constants(values: Mapping[int, Any]) -> str:
         elif isinstance(value, np.generic):
             data = value.tobytes()
         elif isinstance(value, int):
-            data = (
-                np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)
-            ).tobytes()
+            data = (np.int32(value) if -(2**31) <= value < 2**31 else np.uint32(value)).tobytes()
         elif isinstance(value, float):
             data = np.float32(value).tobytes()
         else:
@@ -495,14 +479,10 @@ def _encode_function_constants(values: Mapping[int, Any]) -> str:
     return ",".join(items)
 
 
-def _raise_runtime_error(
-    src: _Source, kernels: str, sanitizer: str | None, proc
-) -> None:
+def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc) -> None:
     report = (proc.stderr + proc.stdout).strip()
     status = (
-        f"signal {-proc.returncode}"
-        if proc.returncode < 0
-        else f"exit status {proc.returncode}"
+        f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
     )
     for tool, key in (("ThreadSanitizer", "thread"), ("AddressSanitizer", "address")):
         if f"{tool}:" in report:
@@ -558,9 +538,7 @@ def run(
     """
     if outputs is None:
         outputs = [
-            s
-            for s, v in buffers.items()
-            if not isinstance(v, (bytes, bytearray, memoryview))
+            s for s, v in buffers.items() if not isinstance(v, (bytes, bytearray, memoryview))
         ]
     launch = Launch(
         kernel,

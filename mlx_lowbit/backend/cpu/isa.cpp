@@ -26,11 +26,11 @@ bool cpu_has(Isa isa) {
     // The flags each kernel file is compiled with (CMakeLists.txt).
     case Isa::Avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-          __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+             __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
     case Isa::Avx512:
       return cpu_has(Isa::Avx2) && __builtin_cpu_supports("avx512f") &&
-          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
 #if defined(MLX_LOWBIT_NEON_KERNELS)
     case Isa::Neon:

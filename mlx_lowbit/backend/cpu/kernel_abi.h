@@ -21,8 +21,8 @@ struct PackedWeight {
   int vector_size, index_bits; // codebook only
   int words_per_row;
   const uint32_t* packed;
-  const void* scales; // (N, K / group_size), float16 or float32
-  const void* biases; // binary only, may be null
+  const void* scales;   // (N, K / group_size), float16 or float32
+  const void* biases;   // binary only, may be null
   const void* codebook; // codebook only: uint8 (v = 8) / uint16 (v = 16)
   bool scales_f32;
 };
@@ -50,9 +50,9 @@ enum class Half16 { Float16, BFloat16 };
 struct KernelTable {
   const char* name;
   // Each returns false if it could not allocate its scratch memory.
-  bool (*matmul_nt)(const MatmulArgs&); // out = x @ W.T, float x
+  bool (*matmul_nt)(const MatmulArgs&);      // out = x @ W.T, float x
   bool (*matmul_nt_int8)(const MatmulArgs&); // out = xscale * (xq @ W.T)
-  bool (*matmul_nn)(const MatmulArgs&); // out = x @ W, float x
+  bool (*matmul_nn)(const MatmulArgs&);      // out = x @ W, float x
   void (*half_to_float)(const uint16_t* src, Half16 type, float* dst, size_t n);
   void (*float_to_half)(const float* src, Half16 type, uint16_t* dst, size_t n);
   // activation_quant.h's quantize_row_int8, bit for bit: q (K) and the

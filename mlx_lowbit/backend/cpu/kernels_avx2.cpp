@@ -35,8 +35,8 @@ inline vb bits_to_bytes(uint64_t bits) {
   // halves hold the 4 source bytes), then tests its bit i % 8.
   __m256i v = _mm256_set1_epi32(int(uint32_t(bits)));
   const __m256i spread = _mm256_setr_epi8(
-      0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-      2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+      0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3,
+      3);
   const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
   v = _mm256_and_si256(_mm256_shuffle_epi8(v, spread), bit);
   return (vb)_mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(1));
@@ -71,14 +71,8 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 } // namespace
 
 const KernelTable* avx2_kernels() {
-  static const KernelTable table{
-      "avx2",
-      &matmul_nt,
-      &matmul_nt_int8,
-      &matmul_nn,
-      &half_to_float,
-      &float_to_half,
-      &quantize_int8};
+  static const KernelTable table{"avx2",         &matmul_nt,     &matmul_nt_int8, &matmul_nn,
+                                 &half_to_float, &float_to_half, &quantize_int8};
   return &table;
 }
 

@@ -60,14 +60,8 @@ inline void float_to_half_w(const float* src, uint16_t* dst) {
 } // namespace
 
 const KernelTable* neon_kernels() {
-  static const KernelTable table{
-      "neon",
-      &matmul_nt,
-      &matmul_nt_int8,
-      &matmul_nn,
-      &half_to_float,
-      &float_to_half,
-      &quantize_int8};
+  static const KernelTable table{"neon",         &matmul_nt,     &matmul_nt_int8, &matmul_nn,
+                                 &half_to_float, &float_to_half, &quantize_int8};
   return &table;
 }
 

@@ -66,19 +66,18 @@ std::vector<array> weak_copies(const std::vector<array>& arrays, size_t first) {
 }
 
 cpu::PackedWeight packed_weight(const cpu::WeightView& v) {
-  return cpu::PackedWeight{
-      int(v.spec.format),
-      v.N,
-      v.K,
-      v.spec.group_size,
-      v.spec.vector_size,
-      v.spec.index_bits,
-      v.words_per_row,
-      v.packed,
-      v.scales,
-      v.biases,
-      v.codebook,
-      v.scales_f32};
+  return cpu::PackedWeight{int(v.spec.format),
+                           v.N,
+                           v.K,
+                           v.spec.group_size,
+                           v.spec.vector_size,
+                           v.spec.index_bits,
+                           v.words_per_row,
+                           v.packed,
+                           v.scales,
+                           v.biases,
+                           v.codebook,
+                           v.scales_f32};
 }
 
 cpu::Half16 half_type(const array& a) {
@@ -89,11 +88,7 @@ cpu::Half16 half_type(const array& a) {
 // their int8 grid and multiplied in float (the same result as an integer
 // product, up to fp32 rounding).
 void matmul_portable(
-    const cpu::WeightView& w,
-    array& x,
-    array& out,
-    bool transpose,
-    int activation_bits) {
+    const cpu::WeightView& w, array& x, array& out, bool transpose, int activation_bits) {
   int M = int(x.size() / x.shape(-1));
   std::vector<float> x_storage, out_storage;
   const float* xf = as_float(x, x_storage);
@@ -181,9 +176,7 @@ void matmul_simd(
     out_storage.resize(out.size());
     args.out = out_storage.data();
   }
-  bool ok = !transpose ? k.matmul_nn(args)
-      : int8_rows      ? k.matmul_nt_int8(args)
-                       : k.matmul_nt(args);
+  bool ok = !transpose ? k.matmul_nn(args) : int8_rows ? k.matmul_nt_int8(args) : k.matmul_nt(args);
   if (!ok) {
     throw std::bad_alloc();
   }
@@ -209,14 +202,9 @@ void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
   // Resolved here, on the caller's thread, so that a bad MLX_LOWBIT_CPU_ISA
   // raises at mx.eval instead of inside the stream's worker.
   const cpu::KernelTable* kernels = cpu::kernels_for(cpu::active_isa());
-  encoder.dispatch([x = array::unsafe_weak_copy(inputs[0]),
-                    weight = weak_copies(inputs, 1),
-                    out = array::unsafe_weak_copy(out),
-                    spec = spec_,
-                    has_bias = has_bias_,
-                    transpose = transpose_,
-                    activation_bits = activation_bits_,
-                    kernels]() mutable {
+  encoder.dispatch([x = array::unsafe_weak_copy(inputs[0]), weight = weak_copies(inputs, 1),
+                    out = array::unsafe_weak_copy(out), spec = spec_, has_bias = has_bias_,
+                    transpose = transpose_, activation_bits = activation_bits_, kernels]() mutable {
     if (out.size() == 0) {
       return;
     }
@@ -236,10 +224,8 @@ void LowBitDequantize::eval_cpu(const std::vector<array>& inputs, array& out) {
     encoder.set_input_array(a);
   }
   encoder.set_output_array(out);
-  encoder.dispatch([weight = weak_copies(inputs, 0),
-                    out = array::unsafe_weak_copy(out),
-                    spec = spec_,
-                    has_bias = has_bias_]() mutable {
+  encoder.dispatch([weight = weak_copies(inputs, 0), out = array::unsafe_weak_copy(out),
+                    spec = spec_, has_bias = has_bias_]() mutable {
     cpu::WeightView w = cpu::make_view(spec, has_bias, weight);
     cpu::parallel_for(w.N, [&](int n0, int n1) {
       std::vector<float> row(w.K);

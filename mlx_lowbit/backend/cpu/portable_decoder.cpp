@@ -66,10 +66,7 @@ void WeightView::decode_signs(int n, int k0, int len, float* dst) const {
   }
 }
 
-WeightView make_view(
-    const FormatSpec& spec,
-    bool has_bias,
-    const std::vector<mx::array>& in) {
+WeightView make_view(const FormatSpec& spec, bool has_bias, const std::vector<mx::array>& in) {
   WeightView w;
   w.spec = spec;
   const mx::array& packed = in[0];

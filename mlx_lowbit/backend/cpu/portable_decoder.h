@@ -20,9 +20,9 @@ struct WeightView {
   int words_per_row = 0;
   const uint32_t* packed = nullptr;
   const void* scales = nullptr;
-  const void* biases = nullptr; // binary only, may be null
+  const void* biases = nullptr;   // binary only, may be null
   const void* codebook = nullptr; // codebook only
-  bool scales_f32 = false; // else float16
+  bool scales_f32 = false;        // else float16
 
   int groups() const {
     return K / spec.group_size;
@@ -40,8 +40,6 @@ struct WeightView {
 // Builds a view of inputs (packed, scales, [biases], [codebook]) as laid out
 // by LowBitMatmul / LowBitDequantize.
 WeightView make_view(
-    const FormatSpec& spec,
-    bool has_bias,
-    const std::vector<mlx::core::array>& weight_inputs);
+    const FormatSpec& spec, bool has_bias, const std::vector<mlx::core::array>& weight_inputs);
 
 } // namespace mlx_lowbit::cpu

@@ -30,8 +30,8 @@ void check_finite(const float* p, size_t n, int K, std::string_view tag) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(p[i])) {
       throw_invalid(
-          tag, "The weight contains ", std::isnan(p[i]) ? "NaN" : "Inf", " (first at row ",
-          i / K, ", column ", i % K, ").");
+          tag, "The weight contains ", std::isnan(p[i]) ? "NaN" : "Inf", " (first at row ", i / K,
+          ", column ", i % K, ").");
     }
   }
 }
@@ -41,8 +41,7 @@ void check_finite(const float* p, size_t n, int K, std::string_view tag) {
 struct ScaleWriter {
   void* data;
   bool f32;
-  explicit ScaleWriter(mx::array& a)
-      : data(a.data<void>()), f32(a.dtype() == mx::float32) {}
+  explicit ScaleWriter(mx::array& a) : data(a.data<void>()), f32(a.dtype() == mx::float32) {}
   void set(size_t i, float value, std::string_view tag) const {
     if (f32) {
       static_cast<float*>(data)[i] = value;
@@ -116,7 +115,8 @@ void quantize_ternary(
         }
         scales.set(size_t(n) * G + g, tt > 0.0 ? float(wt / tt) : 0.0f, tag);
       }
-      pack_ternary_row(t.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::ternary::words_per_row(K));
+      pack_ternary_row(
+          t.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::ternary::words_per_row(K));
     }
   });
 }
@@ -186,7 +186,8 @@ void quantize_binary(
         scales.set(at, float(scale), tag);
         biases->set(at, float(bias), tag);
       }
-      pack_binary_row(bits.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::binary::words_per_row(K));
+      pack_binary_row(
+          bits.data(), K, packed.data<uint32_t>() + size_t(n) * lowbit::binary::words_per_row(K));
     }
   });
 }
@@ -256,11 +257,7 @@ void quantize_codebook(
 } // namespace
 
 void quantize_into(
-    const float* w,
-    int N,
-    int K,
-    const QuantizeOptions& o,
-    std::vector<mx::array>& out) {
+    const float* w, int N, int K, const QuantizeOptions& o, std::vector<mx::array>& out) {
   check_finite(w, size_t(N) * K, K, "quantize");
   ScaleWriter scales(out[1]);
   switch (o.spec.format) {
@@ -314,8 +311,7 @@ void LowBitQuantize::eval_cpu(const std::vector<array>& inputs, std::vector<arra
     encoder.set_output_array(o);
     outs.push_back(array::unsafe_weak_copy(o));
   }
-  encoder.dispatch([w = array::unsafe_weak_copy(inputs[0]),
-                    outs = std::move(outs),
+  encoder.dispatch([w = array::unsafe_weak_copy(inputs[0]), outs = std::move(outs),
                     options = options_]() mutable {
     quantize_into(w.data<float>(), w.shape(0), w.shape(1), options, outs);
   });

@@ -21,10 +21,10 @@
 
 // Lets the pieces check that they are included from here only.
 #define LOWBIT_SIMD_KERNELS_PIECE 1
-#include "mlx_lowbit/backend/cpu/simd/hooks.h" // contract, helpers
-#include "mlx_lowbit/backend/cpu/simd/decode.h" // packed rows to codes
-#include "mlx_lowbit/backend/cpu/simd/gemv.h" // small M, float x
+#include "mlx_lowbit/backend/cpu/simd/hooks.h"     // contract, helpers
+#include "mlx_lowbit/backend/cpu/simd/decode.h"    // packed rows to codes
+#include "mlx_lowbit/backend/cpu/simd/gemv.h"      // small M, float x
 #include "mlx_lowbit/backend/cpu/simd/gemv_int8.h" // small M, int8 x
-#include "mlx_lowbit/backend/cpu/simd/gemm.h" // larger M
-#include "mlx_lowbit/backend/cpu/simd/entry.h" // the KernelTable functions
+#include "mlx_lowbit/backend/cpu/simd/gemm.h"      // larger M
+#include "mlx_lowbit/backend/cpu/simd/entry.h"     // the KernelTable functions
 #undef LOWBIT_SIMD_KERNELS_PIECE

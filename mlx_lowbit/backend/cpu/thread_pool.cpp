@@ -153,7 +153,7 @@ class Pool {
     while (true) {
       auto woken = [&] {
         return quit_.load(std::memory_order_acquire) ||
-            (state_.load(std::memory_order_acquire) >> 32) != seen;
+               (state_.load(std::memory_order_acquire) >> 32) != seen;
       };
       if (!spin_until(woken)) {
         std::unique_lock<std::mutex> lk(m_);
@@ -206,7 +206,7 @@ class Pool {
   }
 
   std::mutex run_mutex_; // one parallel region at a time
-  std::mutex m_; // guards the sleeps, and error_
+  std::mutex m_;         // guards the sleeps, and error_
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   // The current region, written by run() before the state changes and read
@@ -236,8 +236,8 @@ int num_threads() {
 void set_num_threads(int n) {
   if (n < 1) {
     throw std::invalid_argument(
-        "[set_num_threads] The number of threads must be at least 1, got " +
-        std::to_string(n) + ".");
+        "[set_num_threads] The number of threads must be at least 1, got " + std::to_string(n) +
+        ".");
   }
   pool().resize(n);
 }

@@ -27,8 +27,8 @@ int device_gpu_cores() {
   if (!service) {
     return 0;
   }
-  CFTypeRef value = IORegistryEntryCreateCFProperty(
-      service, CFSTR("gpu-core-count"), kCFAllocatorDefault, 0);
+  CFTypeRef value =
+      IORegistryEntryCreateCFProperty(service, CFSTR("gpu-core-count"), kCFAllocatorDefault, 0);
   IOObjectRelease(service);
   int cores = 0;
   if (value) {

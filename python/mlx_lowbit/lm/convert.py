@@ -48,7 +48,11 @@ def quantization_entries(model: nn.Module) -> Dict[str, Dict[str, Any]]:
         if isinstance(module, LowBitLayer):
             entries[path] = module.quantization_config()
         elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
-            entries[path] = {"group_size": module.group_size, "bits": module.bits, "mode": module.mode}
+            entries[path] = {
+                "group_size": module.group_size,
+                "bits": module.bits,
+                "mode": module.mode,
+            }
     return entries
 
 
@@ -166,7 +170,11 @@ def main(argv=None) -> None:
     if args.fmt == "binary":
         options["biases"] = args.biases
     elif args.fmt == "codebook":
-        options = {"vector_size": args.vector_size, "index_bits": args.index_bits, "seed": args.seed}
+        options = {
+            "vector_size": args.vector_size,
+            "index_bits": args.index_bits,
+            "seed": args.seed,
+        }
     convert(
         args.source,
         args.out_dir,

@@ -103,9 +103,7 @@ def gguf_config(
     """
     arch = metadata.get("general.architecture")
     if arch != "llama":
-        raise ValueError(
-            f"{where}: architecture {arch!r} is not supported; only 'llama' is."
-        )
+        raise ValueError(f"{where}: architecture {arch!r} is not supported; only 'llama' is.")
 
     def get(key: str, default: Optional[Any] = None) -> Any:
         value = metadata.get(f"llama.{key}", default)
@@ -156,9 +154,7 @@ def _dense_weights(
         if f"{base}.scales" in tensors:
             scales, biases = tensors[f"{base}.scales"], tensors[f"{base}.biases"]
             bits = value.shape[-1] // scales.shape[-1]
-            value = mx.dequantize(
-                value, scales, biases, group_size=_GGUF_GROUP_SIZE, bits=bits
-            )
+            value = mx.dequantize(value, scales, biases, group_size=_GGUF_GROUP_SIZE, bits=bits)
         weights[mlx_name] = value.astype(dtype)
     return weights
 
@@ -199,9 +195,7 @@ def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
         raise ValueError(f"{where}: a space prefix is not supported.")
     tokens = metadata["tokenizer.ggml.tokens"]
     merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]
-    bpe = models.BPE(
-        vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False
-    )
+    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
     tokenizer = Tokenizer(bpe)
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     extra = [

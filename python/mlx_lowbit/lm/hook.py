@@ -41,7 +41,11 @@ def _lowbit_args(group_size: Optional[int], bits: Optional[int], kwargs: dict):
 def _linear_to_quantized(original: Callable) -> Callable:
     @functools.wraps(original)
     def to_quantized(
-        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs: Any,
     ):
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
@@ -56,7 +60,11 @@ def _linear_to_quantized(original: Callable) -> Callable:
 def _embedding_to_quantized(original: Callable) -> Callable:
     @functools.wraps(original)
     def to_quantized(
-        self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs: Any,
     ):
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
@@ -69,7 +77,11 @@ def _embedding_to_quantized(original: Callable) -> Callable:
 
 
 def _bitlinear_to_quantized(
-    self, group_size: Optional[int] = None, bits: Optional[int] = None, mode: str = "affine", **kwargs: Any
+    self,
+    group_size: Optional[int] = None,
+    bits: Optional[int] = None,
+    mode: str = "affine",
+    **kwargs: Any,
 ):
     """mlx-lm's BitLinear has no ``to_quantized``; mlx-lm's own ``bitnet``
     architecture builds its projections as BitLinear, so a converted BitNet

@@ -124,6 +124,5 @@ def _check_entry(module: LowBitLayer, entry: Dict[str, Any]) -> None:
     for key, expected in entry.items():
         if key in actual and actual[key] != expected:
             raise ValueError(
-                f"config.json says {key}={expected!r} but the weights hold "
-                f"{key}={actual[key]!r}."
+                f"config.json says {key}={expected!r} but the weights hold {key}={actual[key]!r}."
             )

@@ -26,7 +26,9 @@ def input_hessian(x: mx.array, k: Optional[int] = None) -> mx.array:
     if x.ndim < 1 or x.size == 0:
         raise ValueError("[gptq] Calibration inputs are empty.")
     if k is not None and x.shape[-1] != k:
-        raise ValueError(f"[gptq] Calibration inputs have {x.shape[-1]} features; the layer takes {k}.")
+        raise ValueError(
+            f"[gptq] Calibration inputs have {x.shape[-1]} features; the layer takes {k}."
+        )
     a = np.asarray(x.astype(mx.float32)).reshape(-1, x.shape[-1]).astype(np.float64)
     if not np.isfinite(a).all():
         raise ValueError("[gptq] Calibration inputs contain NaN or Inf.")
@@ -167,7 +169,9 @@ def gptq_quantize(
         B = Bfit if biases else B
     limit = np.abs(S).max(initial=0.0), np.abs(B).max(initial=0.0)
     if scale_dtype == mx.float16 and max(limit) > _FP16_MAX:
-        raise ValueError("[gptq] A scale or bias does not fit in float16; pass scale_dtype=float32.")
+        raise ValueError(
+            "[gptq] A scale or bias does not fit in float16; pass scale_dtype=float32."
+        )
 
     if fmt == "ternary":
         packed = _ext.pack_ternary(mx.array(T.astype(np.int8)))
@@ -215,9 +219,13 @@ def gptq_model(
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         result = predicate(path, module)
         if isinstance(result, dict):
-            raise ValueError("[gptq] Per-layer recipes (a predicate returning a dict) are not supported yet.")
+            raise ValueError(
+                "[gptq] Per-layer recipes (a predicate returning a dict) are not supported yet."
+            )
         if result and not isinstance(module, (nn.Linear, nn.QuantizedLinear, lbnn.LowBitLinear)):
-            raise ValueError(f"[gptq] Layer {path!r} is a {type(module).__name__}, not a linear layer.")
+            raise ValueError(
+                f"[gptq] Layer {path!r} is a {type(module).__name__}, not a linear layer."
+            )
         if result:
             chosen.append(path)
     bar = None
@@ -237,8 +245,13 @@ def gptq_model(
         module = modules[path]
         try:
             qw = gptq_quantize(
-                lbnn.dense_weight(module), hessians.pop(path), fmt, group_size,
-                biases=biases, damp=damp, scale_dtype=scale_dtype,
+                lbnn.dense_weight(module),
+                hessians.pop(path),
+                fmt,
+                group_size,
+                biases=biases,
+                damp=damp,
+                scale_dtype=scale_dtype,
             )
         except ValueError as e:
             raise ValueError(f"[gptq] Layer {path!r}: {e}") from e

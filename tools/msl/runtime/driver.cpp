@@ -29,26 +29,32 @@ namespace {
 
 void read_file(const std::string& path, Buffer& b) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) die("cannot open " + path);
-  if (b.size && std::fread(b.data, 1, b.size, f) != b.size) die("short read from " + path);
+  if (!f)
+    die("cannot open " + path);
+  if (b.size && std::fread(b.data, 1, b.size, f) != b.size)
+    die("short read from " + path);
   std::fclose(f);
 }
 
 void write_file(const std::string& path, const Buffer& b) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f || (b.size && std::fwrite(b.data, 1, b.size, f) != b.size) || std::fclose(f) != 0) die("cannot write " + path);
+  if (!f || (b.size && std::fwrite(b.data, 1, b.size, f) != b.size) || std::fclose(f) != 0)
+    die("cannot write " + path);
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
-    for (auto& name : kernel_names()) std::printf("%s\n", name.c_str());
+    for (auto& name : kernel_names())
+      std::printf("%s\n", name.c_str());
     return 0;
   }
-  if (argc != 2) die("usage: kernel.exe --list | kernel.exe SPEC");
+  if (argc != 2)
+    die("usage: kernel.exe --list | kernel.exe SPEC");
   std::ifstream spec(argv[1]);
-  if (!spec) die(std::string("cannot open spec ") + argv[1]);
+  if (!spec)
+    die(std::string("cannot open spec ") + argv[1]);
 
   std::vector<Buffer> buffers;
   std::vector<Launch> launches;
@@ -59,36 +65,45 @@ int main(int argc, char** argv) {
     ++lineno;
     std::istringstream in(line);
     std::string op;
-    if (!(in >> op)) continue;
+    if (!(in >> op))
+      continue;
     auto bad = [&] { die("spec line " + std::to_string(lineno) + " is malformed: " + line); };
     if (op == "buffer") {
       size_t id, size;
       std::string path;
-      if (!(in >> id >> size >> path) || id != buffers.size()) bad();
+      if (!(in >> id >> size >> path) || id != buffers.size())
+        bad();
       Buffer b;
       b.size = size;
       b.data = static_cast<unsigned char*>(std::malloc(size ? size : 1));
-      if (!b.data) die("out of memory");
-      if (path == "-") std::memset(b.data, 0, size);
-      else read_file(path, b);
+      if (!b.data)
+        die("out of memory");
+      if (path == "-")
+        std::memset(b.data, 0, size);
+      else
+        read_file(path, b);
       buffers.push_back(b);
     } else if (op == "launch") {
       Launch l;
       std::string dispatch, order;
-      if (!(in >> l.kernel >> dispatch >> l.grid[0] >> l.grid[1] >> l.grid[2] >> l.threadgroup[0] >> l.threadgroup[1] >>
-            l.threadgroup[2] >> order >> l.seed >> l.timeout_s))
+      if (!(in >> l.kernel >> dispatch >> l.grid[0] >> l.grid[1] >> l.grid[2] >> l.threadgroup[0] >>
+            l.threadgroup[1] >> l.threadgroup[2] >> order >> l.seed >> l.timeout_s))
         bad();
-      if (dispatch != "threads" && dispatch != "threadgroups") bad();
-      if (order != "fixed" && order != "shuffle") bad();
+      if (dispatch != "threads" && dispatch != "threadgroups")
+        bad();
+      if (order != "fixed" && order != "shuffle")
+        bad();
       l.dispatch_threads = dispatch == "threads";
       l.shuffle = order == "shuffle";
       launches.push_back(l);
     } else if (op == "bind" || op == "tgmem") {
       long slot;
       unsigned long value;
-      if (launches.empty() || !(in >> slot >> value) || slot < 0 || slot >= __MSL_MAX_BINDINGS) bad();
+      if (launches.empty() || !(in >> slot >> value) || slot < 0 || slot >= __MSL_MAX_BINDINGS)
+        bad();
       if (op == "bind") {
-        if (value >= buffers.size()) bad();
+        if (value >= buffers.size())
+          bad();
         launches.back().buffer_of_slot[slot] = int(value);
       } else {
         launches.back().threadgroup_bytes[slot] = value;
@@ -96,16 +111,20 @@ int main(int argc, char** argv) {
     } else if (op == "output") {
       size_t id;
       std::string path;
-      if (!(in >> id >> path) || id >= buffers.size()) bad();
+      if (!(in >> id >> path) || id >= buffers.size())
+        bad();
       outputs.push_back({id, path});
     } else {
       bad();
     }
   }
 
-  for (const Launch& l : launches) run_launch(l, buffers);
+  for (const Launch& l : launches)
+    run_launch(l, buffers);
   shutdown_pool();
-  for (auto& o : outputs) write_file(o.second, buffers[o.first]);
-  for (Buffer& b : buffers) std::free(b.data);
+  for (auto& o : outputs)
+    write_file(o.second, buffers[o.first]);
+  for (Buffer& b : buffers)
+    std::free(b.data);
   return 0;
 }

@@ -50,7 +50,8 @@ std::atomic_flag g_failing = ATOMIC_FLAG_INIT;
 
 [[noreturn]] void report_and_exit(const std::string& message) {
   if (g_failing.test_and_set()) {
-    for (;;) pause();  // another thread is already reporting
+    for (;;)
+      pause(); // another thread is already reporting
   }
   std::fprintf(stderr, "msl runtime error: %s\n", message.c_str());
   std::fflush(stderr);
@@ -81,13 +82,16 @@ std::atomic<unsigned long> g_tg_generation{0};
 // 0x7FA0 repeated: a NaN as half and bfloat, a signalling NaN as bfloat and as float32 (0x7FA07FA0).
 void poison(void* p, unsigned long n) {
   auto* b = static_cast<unsigned char*>(p);
-  for (unsigned long i = 0; i < n; ++i) b[i] = (i & 1) ? 0x7F : 0xA0;
+  for (unsigned long i = 0; i < n; ++i)
+    b[i] = (i & 1) ? 0x7F : 0xA0;
 }
 
 void* allocate(unsigned long size, unsigned long align) {
   void* p = nullptr;
-  if (posix_memalign(&p, std::max<unsigned long>(align, 16), std::max<unsigned long>(size, 1)) != 0) {
-    report_and_exit("out of memory allocating " + std::to_string(size) + " bytes of threadgroup memory");
+  if (posix_memalign(&p, std::max<unsigned long>(align, 16), std::max<unsigned long>(size, 1)) !=
+      0) {
+    report_and_exit(
+        "out of memory allocating " + std::to_string(size) + " bytes of threadgroup memory");
   }
   poison(p, size);
   return p;
@@ -96,15 +100,19 @@ void* allocate(unsigned long size, unsigned long align) {
 std::string threadgroup_memory_breakdown() {
   std::string s;
   for (auto& a : g_tg_static)
-    s += "\n  '" + a.name + "' (" + a.file + ":" + std::to_string(a.line) + "): " + std::to_string(a.size) + " bytes";
-  if (g_tg_dynamic_bytes) s += "\n  [[threadgroup(i)]] buffers: " + std::to_string(g_tg_dynamic_bytes) + " bytes";
+    s += "\n  '" + a.name + "' (" + a.file + ":" + std::to_string(a.line) +
+         "): " + std::to_string(a.size) + " bytes";
+  if (g_tg_dynamic_bytes)
+    s += "\n  [[threadgroup(i)]] buffers: " + std::to_string(g_tg_dynamic_bytes) + " bytes";
   return s;
 }
 
 // A pool of OS threads; round r runs job(i) on workers 0..n-1.
 class Pool {
  public:
-  ~Pool() { stop(); }
+  ~Pool() {
+    stop();
+  }
 
   bool run(unsigned n, const std::function<void(unsigned)>& job, double timeout_s) {
     grow(n);
@@ -114,7 +122,8 @@ class Pool {
     remaining_ = n;
     ++round_;
     start_.notify_all();
-    return done_.wait_for(lk, std::chrono::duration<double>(timeout_s), [&] { return remaining_ == 0; });
+    return done_.wait_for(
+        lk, std::chrono::duration<double>(timeout_s), [&] { return remaining_ == 0; });
   }
 
   void stop() {
@@ -123,7 +132,8 @@ class Pool {
       quit_ = true;
       start_.notify_all();
     }
-    for (pthread_t t : threads_) pthread_join(t, nullptr);
+    for (pthread_t t : threads_)
+      pthread_join(t, nullptr);
     threads_.clear();
   }
 
@@ -164,14 +174,17 @@ class Pool {
       {
         std::unique_lock<std::mutex> lk(m_);
         start_.wait(lk, [&] { return quit_ || round_ != seen; });
-        if (quit_) return;
+        if (quit_)
+          return;
         seen = round_;
-        if (index >= active_) continue;
+        if (index >= active_)
+          continue;
         job = job_;
       }
       (*job)(index);
       std::lock_guard<std::mutex> lk(m_);
-      if (--remaining_ == 0) done_.notify_all();
+      if (--remaining_ == 0)
+        done_.notify_all();
     }
   }
 
@@ -200,26 +213,33 @@ unsigned long splitmix64(unsigned long& state) {
 #if !defined(MSLRT_SANITIZED)
 void on_crash(int sig) {
   if (g_failing.test_and_set()) {
-    for (;;) pause();
+    for (;;)
+      pause();
   }
   char msg[512];
   int n;
   if (Lane* L = t_lane)
-    n = std::snprintf(msg, sizeof msg,
-                      "msl runtime error: kernel '%s', threadgroup (%u,%u,%u), thread %u: %s (an invalid memory "
-                      "access; run with sanitizer=\"address\" to locate it)\n",
-                      g_current.kernel.c_str(), L->tg->id[0], L->tg->id[1], L->tg->id[2], L->index, strsignal(sig));
+    n = std::snprintf(
+        msg, sizeof msg,
+        "msl runtime error: kernel '%s', threadgroup (%u,%u,%u), thread %u: %s (an invalid memory "
+        "access; run with sanitizer=\"address\" to locate it)\n",
+        g_current.kernel.c_str(), L->tg->id[0], L->tg->id[1], L->tg->id[2], L->index,
+        strsignal(sig));
   else
-    n = std::snprintf(msg, sizeof msg, "msl runtime error: kernel '%s': %s\n", g_current.kernel.c_str(), strsignal(sig));
-  if (n > 0) (void)!write(2, msg, size_t(n));
+    n = std::snprintf(
+        msg, sizeof msg, "msl runtime error: kernel '%s': %s\n", g_current.kernel.c_str(),
+        strsignal(sig));
+  if (n > 0)
+    (void)!write(2, msg, size_t(n));
   _exit(128 + sig);
 }
 #endif
 
-}  // namespace
+} // namespace
 
 std::string site_text(const __msl_site* site) {
-  if (!site) return "?";
+  if (!site)
+    return "?";
   return std::string(site->op) + " (" + site->file + ":" + std::to_string(site->line) + ":" +
          std::to_string(site->column) + ")";
 }
@@ -237,19 +257,26 @@ void fail(const __msl_site* site, const char* format, ...) {
          std::to_string(L->sg->index) + " lane " + std::to_string(L->lane);
   s += ": ";
   s += buf;
-  if (site) s += "\n  at " + std::string(site->file) + ":" + std::to_string(site->line) + ":" + std::to_string(site->column);
+  if (site)
+    s += "\n  at " + std::string(site->file) + ":" + std::to_string(site->line) + ":" +
+         std::to_string(site->column);
   report_and_exit(s);
 }
 
-void fail_threadgroup(const Threadgroup& tg, const std::string& message) { report_and_exit(where(&tg) + ": " + message); }
+void fail_threadgroup(const Threadgroup& tg, const std::string& message) {
+  report_and_exit(where(&tg) + ": " + message);
+}
 
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
-  for (auto& k : registry()) names.push_back(k.first);
+  for (auto& k : registry())
+    names.push_back(k.first);
   return names;
 }
 
-void shutdown_pool() { pool().stop(); }
+void shutdown_pool() {
+  pool().stop();
+}
 
 void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
 #if !defined(MSLRT_SANITIZED)
@@ -262,16 +289,20 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
   auto it = registry().find(launch.kernel);
   if (it == registry().end()) {
     std::string names;
-    for (auto& n : kernel_names()) names += (names.empty() ? "" : ", ") + n;
-    report_and_exit("kernel '" + launch.kernel + "' is not in this source (host names: " + names + ")");
+    for (auto& n : kernel_names())
+      names += (names.empty() ? "" : ", ") + n;
+    report_and_exit(
+        "kernel '" + launch.kernel + "' is not in this source (host names: " + names + ")");
   }
   const Kernel& kernel = it->second;
 
   const unsigned* tgsize = launch.threadgroup;
   unsigned long tg_threads = (unsigned long)tgsize[0] * tgsize[1] * tgsize[2];
   if (tg_threads == 0 || tg_threads > kMaxThreadsPerThreadgroup)
-    report_and_exit(where(nullptr) + ": threadgroup size " + std::to_string(tgsize[0]) + "x" + std::to_string(tgsize[1]) +
-                    "x" + std::to_string(tgsize[2]) + " is not between 1 and 1024 threads");
+    report_and_exit(
+        where(nullptr) + ": threadgroup size " + std::to_string(tgsize[0]) + "x" +
+        std::to_string(tgsize[1]) + "x" + std::to_string(tgsize[2]) +
+        " is not between 1 and 1024 threads");
   unsigned groups[3], threads_per_grid[3];
   for (int d = 0; d < 3; ++d) {
     if (launch.dispatch_threads) {
@@ -286,7 +317,8 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
   __msl_bindings bindings{};
   for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot) {
     int b = launch.buffer_of_slot[slot];
-    if (b < 0) continue;
+    if (b < 0)
+      continue;
     bindings.buffers[slot] = buffers[size_t(b)].data;
     bindings.buffer_sizes[slot] = buffers[size_t(b)].size;
     bindings.buffer_bound[slot] = 1;
@@ -301,15 +333,18 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
   std::iota(order.begin(), order.end(), 0ul);
   if (launch.shuffle) {
     unsigned long state = launch.seed;
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[splitmix64(state) % i]);
+    for (size_t i = order.size(); i > 1; --i)
+      std::swap(order[i - 1], order[splitmix64(state) % i]);
   }
 
   for (unsigned long linear : order) {
-    unsigned gid[3] = {unsigned(linear % groups[0]), unsigned(linear / groups[0] % groups[1]),
-                       unsigned(linear / groups[0] / groups[1])};
-    unsigned size[3];  // dispatchThreads: edge threadgroups are smaller
+    unsigned gid[3] = {
+        unsigned(linear % groups[0]), unsigned(linear / groups[0] % groups[1]),
+        unsigned(linear / groups[0] / groups[1])};
+    unsigned size[3]; // dispatchThreads: edge threadgroups are smaller
     for (int d = 0; d < 3; ++d)
-      size[d] = launch.dispatch_threads ? std::min(tgsize[d], launch.grid[d] - gid[d] * tgsize[d]) : tgsize[d];
+      size[d] = launch.dispatch_threads ? std::min(tgsize[d], launch.grid[d] - gid[d] * tgsize[d])
+                                        : tgsize[d];
     unsigned n = size[0] * size[1] * size[2];
 
     Threadgroup tg;
@@ -327,18 +362,25 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
     void* tg_buffers[__MSL_MAX_BINDINGS] = {};
     g_tg_dynamic_bytes = dynamic_bytes;
     if (dynamic_bytes > kThreadgroupMemoryLimit)
-      fail_threadgroup(tg, "threadgroup memory of " + std::to_string(dynamic_bytes) + " bytes exceeds the " +
-                               std::to_string(kThreadgroupMemoryLimit) + "-byte limit:" + threadgroup_memory_breakdown());
+      fail_threadgroup(
+          tg, "threadgroup memory of " + std::to_string(dynamic_bytes) + " bytes exceeds the " +
+                  std::to_string(kThreadgroupMemoryLimit) +
+                  "-byte limit:" + threadgroup_memory_breakdown());
     for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot) {
-      if (!launch.threadgroup_bytes[slot]) continue;
+      if (!launch.threadgroup_bytes[slot])
+        continue;
       tg_buffers[slot] = allocate(launch.threadgroup_bytes[slot], 16);
       g_tg_dynamic.push_back(tg_buffers[slot]);
     }
     g_tg_generation.fetch_add(1, std::memory_order_relaxed);
 
     std::function<void(unsigned)> job = [&](unsigned i) {
-      Lane lane{&tg, tg.simdgroups[i / kSimdWidth].get(), i % kSimdWidth, i,
-                {i % size[0], i / size[0] % size[1], i / size[0] / size[1]}};
+      Lane lane{
+          &tg,
+          tg.simdgroups[i / kSimdWidth].get(),
+          i % kSimdWidth,
+          i,
+          {i % size[0], i / size[0] % size[1], i / size[0] / size[1]}};
       __msl_invocation inv;
       inv.bindings = &bindings;
       std::copy(tg_buffers, tg_buffers + __MSL_MAX_BINDINGS, inv.threadgroup_buffers);
@@ -352,9 +394,10 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
       set(__MSL_POS_threads_per_threadgroup, size[0], size[1], size[2]);
       set(__MSL_POS_dispatch_threads_per_threadgroup, tgsize[0], tgsize[1], tgsize[2]);
       set(__MSL_POS_threadgroups_per_grid, groups[0], groups[1], groups[2]);
-      set(__MSL_POS_threads_per_grid, threads_per_grid[0], threads_per_grid[1], threads_per_grid[2]);
-      set(__MSL_POS_thread_position_in_grid, gid[0] * tgsize[0] + lane.local[0], gid[1] * tgsize[1] + lane.local[1],
-          gid[2] * tgsize[2] + lane.local[2]);
+      set(__MSL_POS_threads_per_grid, threads_per_grid[0], threads_per_grid[1],
+          threads_per_grid[2]);
+      set(__MSL_POS_thread_position_in_grid, gid[0] * tgsize[0] + lane.local[0],
+          gid[1] * tgsize[1] + lane.local[1], gid[2] * tgsize[2] + lane.local[2]);
       set(__MSL_POS_thread_index_in_threadgroup, i, 0, 0);
       set(__MSL_POS_thread_index_in_simdgroup, i % kSimdWidth, 0, 0);
       set(__MSL_POS_simdgroup_index_in_threadgroup, i / kSimdWidth, 0, 0);
@@ -371,35 +414,46 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
     if (!pool().run(n, job, launch.timeout_s)) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", launch.timeout_s);
-      fail_threadgroup(tg, std::string("deadlock: the threadgroup did not finish within ") + secs +
-                               " s (a barrier that never completes, or an endless loop). Thread states:" +
-                               threadgroup_state(tg));
+      fail_threadgroup(
+          tg, std::string("deadlock: the threadgroup did not finish within ") + secs +
+                  " s (a barrier that never completes, or an endless loop). Thread states:" +
+                  threadgroup_state(tg));
     }
 
-    for (auto& a : g_tg_static) std::free(a.ptr);
-    for (void* p : g_tg_dynamic) std::free(p);
+    for (auto& a : g_tg_static)
+      std::free(a.ptr);
+    for (void* p : g_tg_dynamic)
+      std::free(p);
     g_tg_static.clear();
     g_tg_dynamic.clear();
     g_current.tg = nullptr;
   }
 }
 
-}  // namespace mslrt
+} // namespace mslrt
 
 using namespace mslrt;
 
-extern "C" void __msl_rt_register_kernel(const char* host_name, __msl_thunk thunk, const char* function,
-                                         const char* file, unsigned line) {
+extern "C" void __msl_rt_register_kernel(
+    const char* host_name,
+    __msl_thunk thunk,
+    const char* function,
+    const char* file,
+    unsigned line) {
   auto r = registry().emplace(host_name, Kernel{thunk, function, file, line});
   if (!r.second) {
-    std::fprintf(stderr, "msl runtime error: host name '%s' is instantiated twice (%s at %s:%u and %s at %s:%u)\n",
-                 host_name, r.first->second.function.c_str(), r.first->second.file.c_str(), r.first->second.line,
-                 function, file, line);
+    std::fprintf(
+        stderr,
+        "msl runtime error: host name '%s' is instantiated twice (%s at %s:%u and %s at %s:%u)\n",
+        host_name, r.first->second.function.c_str(), r.first->second.file.c_str(),
+        r.first->second.line, function, file, line);
     _exit(kExitRuntimeError);
   }
 }
 
-extern "C" unsigned __msl_rt_lane(void) { return t_lane ? t_lane->lane : 0; }
+extern "C" unsigned __msl_rt_lane(void) {
+  return t_lane ? t_lane->lane : 0;
+}
 
 extern "C" void __msl_rt_fail(const __msl_site* site, const char* format, ...) {
   char buf[4096];
@@ -410,18 +464,26 @@ extern "C" void __msl_rt_fail(const __msl_site* site, const char* format, ...) {
   fail(site, "%s", buf);
 }
 
-extern "C" void* __msl_rt_threadgroup_static(__msl_tg_key* key, unsigned long size, unsigned long align,
-                                             const char* name, const char* file, unsigned line) {
+extern "C" void* __msl_rt_threadgroup_static(
+    __msl_tg_key* key,
+    unsigned long size,
+    unsigned long align,
+    const char* name,
+    const char* file,
+    unsigned line) {
   unsigned long generation = g_tg_generation.load(std::memory_order_relaxed);
-  if (__atomic_load_n(&key->generation, __ATOMIC_ACQUIRE) == generation) return key->ptr;
+  if (__atomic_load_n(&key->generation, __ATOMIC_ACQUIRE) == generation)
+    return key->ptr;
   std::lock_guard<std::mutex> lk(g_tg_mutex);
   if (key->generation != generation) {
     g_tg_static.push_back({nullptr, size, name, file, line});
     unsigned long total = g_tg_dynamic_bytes;
-    for (auto& a : g_tg_static) total += a.size;
+    for (auto& a : g_tg_static)
+      total += a.size;
     if (total > kThreadgroupMemoryLimit)
-      fail(nullptr, "threadgroup memory of %lu bytes exceeds the %lu-byte limit:%s", total, kThreadgroupMemoryLimit,
-           threadgroup_memory_breakdown().c_str());
+      fail(
+          nullptr, "threadgroup memory of %lu bytes exceeds the %lu-byte limit:%s", total,
+          kThreadgroupMemoryLimit, threadgroup_memory_breakdown().c_str());
     g_tg_static.back().ptr = key->ptr = allocate(size, align);
     __atomic_store_n(&key->generation, generation, __ATOMIC_RELEASE);
   }

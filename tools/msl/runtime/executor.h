@@ -10,13 +10,13 @@
 namespace mslrt {
 
 struct Buffer {
-  unsigned char* data = nullptr;  // exactly `size` bytes from malloc, so ASan sees overruns
+  unsigned char* data = nullptr; // exactly `size` bytes from malloc, so ASan sees overruns
   size_t size = 0;
 };
 
 struct Launch {
   std::string kernel;
-  bool dispatch_threads = false;  // dispatchThreads (grid in threads) vs dispatchThreadgroups
+  bool dispatch_threads = false; // dispatchThreads (grid in threads) vs dispatchThreadgroups
   unsigned grid[3] = {1, 1, 1};
   unsigned threadgroup[3] = {1, 1, 1};
   int buffer_of_slot[__MSL_MAX_BINDINGS];
@@ -25,7 +25,8 @@ struct Launch {
   unsigned long seed = 0;
   double timeout_s = 60;
   Launch() {
-    for (int& b : buffer_of_slot) b = -1;
+    for (int& b : buffer_of_slot)
+      b = -1;
   }
 };
 
@@ -33,4 +34,4 @@ std::vector<std::string> kernel_names();
 void run_launch(const Launch& launch, std::vector<Buffer>& buffers);
 void shutdown_pool();
 
-}  // namespace mslrt
+} // namespace mslrt

@@ -25,39 +25,45 @@ std::map<unsigned, Constant>& constants() {
     for (const char* p = env ? env : ""; *p;) {
       char* end;
       unsigned index = unsigned(std::strtoul(p, &end, 10));
-      if (*end != ':') break;
+      if (*end != ':')
+        break;
       Constant& c = (*t)[index];
       c.defined = true;
       for (p = end + 1; p[0] && p[1] && p[0] != ','; p += 2) {
         char hex[3] = {p[0], p[1], 0};
         c.bytes.push_back((unsigned char)std::strtoul(hex, nullptr, 16));
       }
-      if (*p == ',') ++p;
+      if (*p == ',')
+        ++p;
     }
     return t;
   }();
   return *table;
 }
 
-}  // namespace
+} // namespace
 
-extern "C" const void* __msl_rt_function_constant(unsigned index, unsigned long size, const char* name,
-                                                  const char* file, unsigned line) {
+extern "C" const void* __msl_rt_function_constant(
+    unsigned index, unsigned long size, const char* name, const char* file, unsigned line) {
   Constant& c = constants()[index];
   if (c.defined && c.bytes.size() != size) {
-    std::fprintf(stderr,
-                 "msl runtime error: [[function_constant(%u)]] '%s' (%s:%u) has %lu bytes, but the host set %zu "
-                 "bytes for it\n",
-                 index, name, file, line, size, c.bytes.size());
+    std::fprintf(
+        stderr,
+        "msl runtime error: [[function_constant(%u)]] '%s' (%s:%u) has %lu bytes, but the host set "
+        "%zu "
+        "bytes for it\n",
+        index, name, file, line, size, c.bytes.size());
     std::exit(mslrt::kExitRuntimeError);
   }
-  if (!c.defined) c.bytes.assign(size ? size : 1, 0);
+  if (!c.defined)
+    c.bytes.assign(size ? size : 1, 0);
   c.declared = true;
   return c.bytes.data();
 }
 
 extern "C" int __msl_rt_function_constant_defined(const void* value) {
   for (auto& entry : constants())
-    if (entry.second.declared && entry.second.bytes.data() == value) return entry.second.defined;
+    if (entry.second.declared && entry.second.bytes.data() == value)
+      return entry.second.defined;
   return 0;
 }

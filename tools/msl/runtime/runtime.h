@@ -27,9 +27,9 @@ struct Simdgroup {
   std::mutex m;
   std::condition_variable cv;
   unsigned index = 0;
-  uint32_t launched = 0;  // lanes that exist (a partial last simdgroup has fewer than 32)
-  uint32_t exited = 0;    // lanes whose kernel function returned
-  uint32_t waiting = 0;   // lanes blocked in the current simd collective
+  uint32_t launched = 0; // lanes that exist (a partial last simdgroup has fewer than 32)
+  uint32_t exited = 0;   // lanes whose kernel function returned
+  uint32_t waiting = 0;  // lanes blocked in the current simd collective
   Wait wait[kSimdWidth] = {};
   const __msl_site* site[kSimdWidth] = {};
   uint64_t barrier_generation[kSimdWidth] = {};
@@ -48,8 +48,8 @@ struct Threadgroup {
   unsigned exited = 0;
   unsigned first_exited = 0;
   unsigned first_arrived = 0;
-  const __msl_site* barrier_site = nullptr;  // where the current barrier's first thread waits
-  std::atomic<uint64_t> generation{0};       // completed threadgroup barriers
+  const __msl_site* barrier_site = nullptr; // where the current barrier's first thread waits
+  std::atomic<uint64_t> generation{0};      // completed threadgroup barriers
   std::vector<std::unique_ptr<Simdgroup>> simdgroups;
 };
 
@@ -64,7 +64,8 @@ struct Lane {
 extern thread_local Lane* t_lane;
 
 // executor.cpp
-[[noreturn]] void fail(const __msl_site* site, const char* format, ...) __attribute__((format(printf, 2, 3)));
+[[noreturn]] void fail(const __msl_site* site, const char* format, ...)
+    __attribute__((format(printf, 2, 3)));
 [[noreturn]] void fail_threadgroup(const Threadgroup& tg, const std::string& message);
 std::string site_text(const __msl_site* site);
 
@@ -72,4 +73,4 @@ std::string site_text(const __msl_site* site);
 void lane_exit();
 std::string threadgroup_state(Threadgroup& tg);
 
-}  // namespace mslrt
+} // namespace mslrt

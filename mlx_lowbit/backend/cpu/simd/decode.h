@@ -28,7 +28,7 @@ inline uint64_t load_u64(const uint8_t* p) {
 // stream, in which index j is bits [j c, j c + c).
 struct CodebookFields {
   const uint16_t* table = nullptr; // 2^bits patterns, then 2 zero bytes
-  int bits = 0; // field width: c (v = 16) or 2c (v = 8)
+  int bits = 0;                    // field width: c (v = 16) or 2c (v = 8)
   const PackedWeight* w = nullptr;
   // The last row and 8 zero bytes: a window of a row's last pair may read
   // up to 7 bytes past the row, which for the other rows is the next row.
@@ -122,9 +122,9 @@ struct FieldPairs {
 
 struct WeightRows {
   const PackedWeight& w;
-  int G; // groups per row
+  int G;                 // groups per row
   CodebookFields fields; // codebook only
-  bool ok = true; // false if scratch could not be allocated
+  bool ok = true;        // false if scratch could not be allocated
 
   explicit WeightRows(const PackedWeight& w) : w(w), G(w.K / w.group_size) {
     if (w.format == int(Format::Codebook)) {

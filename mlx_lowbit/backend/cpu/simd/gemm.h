@@ -32,7 +32,8 @@ struct Micro {
 
   // C[m][0:NR] += coef * sum_{k < len} x[m][k] * panel[k][0:NR], m < ROWS.
   template <int ROWS>
-  static void tile(const Elem* panel, int len, const XElem* x, size_t ldx, const float* coef, float* C) {
+  static void tile(
+      const Elem* panel, int len, const XElem* x, size_t ldx, const float* coef, float* C) {
     Acc acc[ROWS][2] = {};
     for (int k = 0; k < len; k += kStep) {
       const Elem* p = panel + (k / kStep) * NR;
@@ -67,7 +68,14 @@ struct Micro {
   }
 
   template <int ROWS = MR>
-  static void rows(int rows_left, const Elem* panel, int len, const XElem* x, size_t ldx, const float* coef, float* C) {
+  static void rows(
+      int rows_left,
+      const Elem* panel,
+      int len,
+      const XElem* x,
+      size_t ldx,
+      const float* coef,
+      float* C) {
     if constexpr (ROWS == 1) {
       tile<1>(panel, len, x, ldx, coef, C);
     } else {
@@ -79,7 +87,8 @@ struct Micro {
     }
   }
 
-  static void run(int M, const Elem* panel, int len, const XElem* x, size_t ldx, const float* coef, float* C) {
+  static void run(
+      int M, const Elem* panel, int len, const XElem* x, size_t ldx, const float* coef, float* C) {
     for (int m0 = 0; m0 < M; m0 += MR) {
       rows(imin(MR, M - m0), panel, len, x + m0 * ldx, ldx, coef, C + m0 * NR);
     }
@@ -95,8 +104,8 @@ struct GemmNT {
   static constexpr int KC = kInt8 ? 1024 : 256;
 
   const WeightRows& wr;
-  const XElem* x; // (M, K)
-  const float* xsum; // (M, G)
+  const XElem* x;      // (M, K)
+  const float* xsum;   // (M, G)
   const float* xscale; // int8 only
   int M;
   float* out;
@@ -244,12 +253,14 @@ struct GemmNN {
         vf value;
         if (ternary) {
           vu word = splatu(r[k / lowbit::ternary::kPerWord]);
-          vu shift = ternary_shift(0) + uint32_t(lowbit::ternary::kBits * (k % lowbit::ternary::kPerWord));
+          vu shift =
+              ternary_shift(0) + uint32_t(lowbit::ternary::kBits * (k % lowbit::ternary::kPerWord));
           value = (__builtin_convertvector((vi)((word >> shift) & 3u), vf) - 1.0f) * s;
         } else {
           vu bits = splatu(wr.sign_bits(n, k / 32));
           vu shift = make_vec<vu>([](int i) { return uint32_t(i); }) + uint32_t(k % 32);
-          value = (__builtin_convertvector((vi)((bits >> shift) & 1u), vf) * 2.0f - 1.0f) * s + bias;
+          value =
+              (__builtin_convertvector((vi)((bits >> shift) & 1u), vf) * 2.0f - 1.0f) * s + bias;
         }
         store(panel + (n - n0) * NR + v * W, value);
       }

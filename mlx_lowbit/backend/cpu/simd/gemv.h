@@ -98,7 +98,7 @@ struct GemvRows {
 struct GemvF32 {
   static constexpr bool kInt8 = false;
   const WeightRows& wr;
-  const float* x; // (M, K)
+  const float* x;    // (M, K)
   const float* xsum; // (M, G)
   int M;
   float* out; // (M, N)

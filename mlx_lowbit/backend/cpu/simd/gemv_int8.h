@@ -39,7 +39,7 @@ inline vq ternary_lane_shift(int h) {
 struct GemvI8 {
   static constexpr bool kInt8 = true;
   const WeightRows& wr;
-  const int8_t* x; // (M, K), permuted for ternary
+  const int8_t* x;     // (M, K), permuted for ternary
   const int32_t* xsum; // (M, G)
   const float* xscale; // (M,)
   int M;
@@ -81,7 +81,7 @@ struct GemvI8 {
               const uint64_t w0 = load_u64(rw.rb[i] + byte[0]) >> shift[0];
               const uint64_t w1 = load_u64(rw.rb[i] + byte[1]) >> shift[1];
               sign = uint64_t(pairs.first(w0) | (pairs.second(w0) << 16)) |
-                  (uint64_t(pairs.first(w1) | (pairs.second(w1) << 16)) << 32);
+                     (uint64_t(pairs.first(w1) | (pairs.second(w1) << 16)) << 32);
             } else {
               sign = uint64_t(rw.r[i][2 * s]) | (uint64_t(rw.r[i][2 * s + 1]) << 32);
             }
@@ -105,8 +105,8 @@ struct GemvI8 {
     }
     LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
       LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
-        out[size_t(m0 + m) * wr.w.N + n0 + i] = xscale[m0 + m] *
-            (hsum(F_[i][m]) + dot(rw.sc[i], xsum + size_t(m0 + m) * G, G));
+        out[size_t(m0 + m) * wr.w.N + n0 + i] =
+            xscale[m0 + m] * (hsum(F_[i][m]) + dot(rw.sc[i], xsum + size_t(m0 + m) * G, G));
       }
     }
   }

@@ -60,23 +60,36 @@ struct __msl_invocation {
 
 typedef void (*__msl_thunk)(const struct __msl_invocation*);
 
-void __msl_rt_register_kernel(const char* host_name, __msl_thunk thunk, const char* function,
-                              const char* file, unsigned line);
+void __msl_rt_register_kernel(
+    const char* host_name,
+    __msl_thunk thunk,
+    const char* function,
+    const char* file,
+    unsigned line);
 
 // A simd collective: every active lane of the simdgroup deposits `size` bytes; returns the
 // 32 deposits (lane l at offset l * __MSL_SIMD_PAYLOAD), valid until the lane's next collective.
-const void* __msl_rt_simd_collective(const void* payload, unsigned size, const struct __msl_site* site,
-                                     unsigned* active_mask, unsigned* lane);
+const void* __msl_rt_simd_collective(
+    const void* payload,
+    unsigned size,
+    const struct __msl_site* site,
+    unsigned* active_mask,
+    unsigned* lane);
 void __msl_rt_threadgroup_barrier(unsigned flags, const struct __msl_site* site);
-void* __msl_rt_threadgroup_static(struct __msl_tg_key* key, unsigned long size, unsigned long align,
-                                  const char* name, const char* file, unsigned line);
+void* __msl_rt_threadgroup_static(
+    struct __msl_tg_key* key,
+    unsigned long size,
+    unsigned long align,
+    const char* name,
+    const char* file,
+    unsigned line);
 unsigned __msl_rt_lane(void);
 // The value the host set for [[function_constant(index)]] (zeros when it set none).
-const void* __msl_rt_function_constant(unsigned index, unsigned long size, const char* name, const char* file,
-                                       unsigned line);
+const void* __msl_rt_function_constant(
+    unsigned index, unsigned long size, const char* name, const char* file, unsigned line);
 int __msl_rt_function_constant_defined(const void* value);
-__attribute__((noreturn, format(printf, 2, 3))) void __msl_rt_fail(const struct __msl_site* site,
-                                                                   const char* format, ...);
+__attribute__((noreturn, format(printf, 2, 3))) void __msl_rt_fail(
+    const struct __msl_site* site, const char* format, ...);
 
 #ifdef __cplusplus
 }

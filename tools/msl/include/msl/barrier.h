@@ -13,10 +13,15 @@ enum class mem_flags : uint {
   mem_threadgroup_imageblock = 8,
   mem_object_data = 16,
 };
-constexpr mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(uint(a) | uint(b)); }
-constexpr mem_flags operator&(mem_flags a, mem_flags b) { return mem_flags(uint(a) & uint(b)); }
+constexpr mem_flags operator|(mem_flags a, mem_flags b) {
+  return mem_flags(uint(a) | uint(b));
+}
+constexpr mem_flags operator&(mem_flags a, mem_flags b) {
+  return mem_flags(uint(a) & uint(b));
+}
 
-inline void threadgroup_barrier(mem_flags flags, __msl_site site = __msl_here("threadgroup_barrier")) {
+inline void threadgroup_barrier(
+    mem_flags flags, __msl_site site = __msl_here("threadgroup_barrier")) {
   __msl_rt_threadgroup_barrier(uint(flags), &site);
 }
 inline void simdgroup_barrier(mem_flags flags, __msl_site site = __msl_here("simdgroup_barrier")) {
@@ -25,4 +30,4 @@ inline void simdgroup_barrier(mem_flags flags, __msl_site site = __msl_here("sim
   (void)flags;
 }
 
-}  // namespace metal
+} // namespace metal

@@ -14,40 +14,49 @@ inline float __msl_smoothstep(float e0, float e1, float x) {
   return t * t * (3.0f - 2.0f * t);
 }
 
-#define __MSL_F1(name, expr)                                           \
-  inline float name(float x) { return expr; }                          \
-  inline half name(half h) {                                           \
-    float x = float(h);                                                \
-    return half(expr);                                                 \
-  }                                                                    \
-  template <class V, __msl_enable_float_vec<V> = 0>                    \
-  inline V name(V v) {                                                 \
-    for (int i = 0; i < __msl_ncomp<V>; ++i) v[i] = name(v[i]);        \
-    return v;                                                          \
+#define __MSL_F1(name, expr)                        \
+  inline float name(float x) {                      \
+    return expr;                                    \
+  }                                                 \
+  inline half name(half h) {                        \
+    float x = float(h);                             \
+    return half(expr);                              \
+  }                                                 \
+  template <class V, __msl_enable_float_vec<V> = 0> \
+  inline V name(V v) {                              \
+    for (int i = 0; i < __msl_ncomp<V>; ++i)        \
+      v[i] = name(v[i]);                            \
+    return v;                                       \
   }
 
-#define __MSL_F2(name, expr)                                                            \
-  inline float name(float x, float y) { return expr; }                                  \
-  inline half name(half hx, half hy) {                                                  \
-    float x = float(hx), y = float(hy);                                                 \
-    return half(expr);                                                                  \
-  }                                                                                     \
-  template <class V, __msl_enable_float_vec<V> = 0>                                     \
-  inline V name(V a, V b) {                                                             \
-    for (int i = 0; i < __msl_ncomp<V>; ++i) a[i] = name(a[i], b[i]);                   \
-    return a;                                                                           \
+#define __MSL_F2(name, expr)                        \
+  inline float name(float x, float y) {             \
+    return expr;                                    \
+  }                                                 \
+  inline half name(half hx, half hy) {              \
+    float x = float(hx), y = float(hy);             \
+    return half(expr);                              \
+  }                                                 \
+  template <class V, __msl_enable_float_vec<V> = 0> \
+  inline V name(V a, V b) {                         \
+    for (int i = 0; i < __msl_ncomp<V>; ++i)        \
+      a[i] = name(a[i], b[i]);                      \
+    return a;                                       \
   }
 
-#define __MSL_F3(name, expr)                                                            \
-  inline float name(float x, float y, float z) { return expr; }                         \
-  inline half name(half hx, half hy, half hz) {                                         \
-    float x = float(hx), y = float(hy), z = float(hz);                                  \
-    return half(expr);                                                                  \
-  }                                                                                     \
-  template <class V, __msl_enable_float_vec<V> = 0>                                     \
-  inline V name(V a, V b, V c) {                                                        \
-    for (int i = 0; i < __msl_ncomp<V>; ++i) a[i] = name(a[i], b[i], c[i]);             \
-    return a;                                                                           \
+#define __MSL_F3(name, expr)                           \
+  inline float name(float x, float y, float z) {       \
+    return expr;                                       \
+  }                                                    \
+  inline half name(half hx, half hy, half hz) {        \
+    float x = float(hx), y = float(hy), z = float(hz); \
+    return half(expr);                                 \
+  }                                                    \
+  template <class V, __msl_enable_float_vec<V> = 0>    \
+  inline V name(V a, V b, V c) {                       \
+    for (int i = 0; i < __msl_ncomp<V>; ++i)           \
+      a[i] = name(a[i], b[i], c[i]);                   \
+    return a;                                          \
   }
 
 __MSL_F1(acos, __builtin_acosf(x))
@@ -100,13 +109,21 @@ __MSL_F3(smoothstep, __msl_smoothstep(x, y, z))
 #undef __MSL_F3
 
 template <class T, enable_if_t<is_floating_point_v<T>, int> = 0>
-inline bool isnan(T x) { return __builtin_isnan(x); }
+inline bool isnan(T x) {
+  return __builtin_isnan(x);
+}
 template <class T, enable_if_t<is_floating_point_v<T>, int> = 0>
-inline bool isinf(T x) { return __builtin_isinf(x); }
+inline bool isinf(T x) {
+  return __builtin_isinf(x);
+}
 template <class T, enable_if_t<is_floating_point_v<T>, int> = 0>
-inline bool isfinite(T x) { return __builtin_isfinite(x); }
+inline bool isfinite(T x) {
+  return __builtin_isfinite(x);
+}
 template <class T, enable_if_t<is_floating_point_v<T>, int> = 0>
-inline bool signbit(T x) { return __builtin_signbit(float(x)); }
+inline bool signbit(T x) {
+  return __builtin_signbit(float(x));
+}
 
 namespace precise {
 using metal::acos, metal::acosh, metal::asin, metal::asinh, metal::atan, metal::atan2, metal::atanh,
@@ -115,9 +132,9 @@ using metal::acos, metal::acosh, metal::asin, metal::asinh, metal::atan, metal::
     metal::fmin, metal::fmod, metal::fract, metal::log, metal::log10, metal::log2, metal::pow,
     metal::powr, metal::rint, metal::round, metal::rsqrt, metal::saturate, metal::sin, metal::sinh,
     metal::sinpi, metal::sqrt, metal::tan, metal::tanh, metal::trunc;
-}  // namespace precise
+} // namespace precise
 namespace fast {
 using namespace precise;
-}  // namespace fast
+} // namespace fast
 
-}  // namespace metal
+} // namespace metal

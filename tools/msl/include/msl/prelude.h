@@ -52,12 +52,15 @@ using ::uint64_t;
 using ::uint8_t;
 using ::ulong;
 using ::ushort;
-}  // namespace metal
+} // namespace metal
 
 // Call-site capture for builtins: a default argument `__msl_site s = __msl_here("op")` records
 // the caller's file/line/column (clang evaluates __builtin_LINE() at the outermost call).
-inline __msl_site __msl_here(const char* op, const char* file = __builtin_FILE(),
-                             unsigned line = __builtin_LINE(), unsigned column = __builtin_COLUMN()) {
+inline __msl_site __msl_here(
+    const char* op,
+    const char* file = __builtin_FILE(),
+    unsigned line = __builtin_LINE(),
+    unsigned column = __builtin_COLUMN()) {
   return __msl_site{op, file, line, column};
 }
 

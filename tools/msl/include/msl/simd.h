@@ -17,15 +17,21 @@ struct __msl_gathered {
     __builtin_memcpy(&r, data + l * __MSL_SIMD_PAYLOAD, sizeof(T));
     return r;
   }
-  bool active(uint l) const { return l < __MSL_SIMD_WIDTH && ((mask >> l) & 1u); }
+  bool active(uint l) const {
+    return l < __MSL_SIMD_WIDTH && ((mask >> l) & 1u);
+  }
   // Value of lane `src`, which must be active.
   template <class T>
   T read(uint src, const __msl_site& site) const {
     if (src >= __MSL_SIMD_WIDTH)
-      __msl_rt_fail(&site, "%s: lane %u reads lane %u, which does not exist (simd width 32)", site.op, lane, src);
+      __msl_rt_fail(
+          &site, "%s: lane %u reads lane %u, which does not exist (simd width 32)", site.op, lane,
+          src);
     if (!active(src))
-      __msl_rt_fail(&site, "%s: lane %u reads lane %u, which is inactive (it has returned or was not launched)",
-                    site.op, lane, src);
+      __msl_rt_fail(
+          &site,
+          "%s: lane %u reads lane %u, which is inactive (it has returned or was not launched)",
+          site.op, lane, src);
     return at<T>(src);
   }
 };
@@ -34,29 +40,31 @@ template <class T>
 inline __msl_gathered __msl_gather(const T& value, const __msl_site& site) {
   static_assert(sizeof(T) <= __MSL_SIMD_PAYLOAD, "simd collective on a value larger than 64 bytes");
   __msl_gathered g;
-  g.data = static_cast<const unsigned char*>(__msl_rt_simd_collective(&value, sizeof(T), &site, &g.mask, &g.lane));
+  g.data = static_cast<const unsigned char*>(
+      __msl_rt_simd_collective(&value, sizeof(T), &site, &g.mask, &g.lane));
   return g;
 }
 
-#define __MSL_SIMD_REDUCE(name, init, op)                                       \
-  template <class T>                                                            \
-  inline T name(T x, __msl_site site = __msl_here(#name)) {                     \
-    __msl_gathered g = __msl_gather(x, site);                                   \
-    T r = init;                                                                 \
-    bool first = true;                                                          \
-    for (uint l = 0; l < __MSL_SIMD_WIDTH; ++l) {                               \
-      if (!g.active(l)) continue;                                               \
-      T v = g.at<T>(l);                                                         \
-      r = first ? v : (op);                                                     \
-      first = false;                                                            \
-    }                                                                           \
-    return r;                                                                   \
+#define __MSL_SIMD_REDUCE(name, init, op)                   \
+  template <class T>                                        \
+  inline T name(T x, __msl_site site = __msl_here(#name)) { \
+    __msl_gathered g = __msl_gather(x, site);               \
+    T r = init;                                             \
+    bool first = true;                                      \
+    for (uint l = 0; l < __MSL_SIMD_WIDTH; ++l) {           \
+      if (!g.active(l))                                     \
+        continue;                                           \
+      T v = g.at<T>(l);                                     \
+      r = first ? v : (op);                                 \
+      first = false;                                        \
+    }                                                       \
+    return r;                                               \
   }
 __MSL_SIMD_REDUCE(simd_sum, T(0), r + v)
-__MSL_SIMD_REDUCE(simd_product, T(1), r * v)
+__MSL_SIMD_REDUCE(simd_product, T(1), r* v)
 __MSL_SIMD_REDUCE(simd_max, T(0), max(r, v))
 __MSL_SIMD_REDUCE(simd_min, T(0), min(r, v))
-__MSL_SIMD_REDUCE(simd_and, T(0), r & v)
+__MSL_SIMD_REDUCE(simd_and, T(0), r& v)
 __MSL_SIMD_REDUCE(simd_or, T(0), r | v)
 __MSL_SIMD_REDUCE(simd_xor, T(0), r ^ v)
 #undef __MSL_SIMD_REDUCE
@@ -66,7 +74,8 @@ inline T simd_prefix_exclusive_sum(T x, __msl_site site = __msl_here("simd_prefi
   __msl_gathered g = __msl_gather(x, site);
   T r = T(0);
   for (uint l = 0; l < g.lane; ++l)
-    if (g.active(l)) r += g.at<T>(l);
+    if (g.active(l))
+      r += g.at<T>(l);
   return r;
 }
 template <class T>
@@ -74,15 +83,18 @@ inline T simd_prefix_inclusive_sum(T x, __msl_site site = __msl_here("simd_prefi
   __msl_gathered g = __msl_gather(x, site);
   T r = T(0);
   for (uint l = 0; l <= g.lane; ++l)
-    if (g.active(l)) r += g.at<T>(l);
+    if (g.active(l))
+      r += g.at<T>(l);
   return r;
 }
 template <class T>
-inline T simd_prefix_exclusive_product(T x, __msl_site site = __msl_here("simd_prefix_exclusive_product")) {
+inline T simd_prefix_exclusive_product(
+    T x, __msl_site site = __msl_here("simd_prefix_exclusive_product")) {
   __msl_gathered g = __msl_gather(x, site);
   T r = T(1);
   for (uint l = 0; l < g.lane; ++l)
-    if (g.active(l)) r *= g.at<T>(l);
+    if (g.active(l))
+      r *= g.at<T>(l);
   return r;
 }
 
@@ -114,12 +126,14 @@ inline T simd_shuffle_xor(T x, ushort mask, __msl_site site = __msl_here("simd_s
   return g.read<T>(g.lane ^ mask, site);
 }
 template <class T>
-inline T simd_shuffle_rotate_down(T x, ushort delta, __msl_site site = __msl_here("simd_shuffle_rotate_down")) {
+inline T simd_shuffle_rotate_down(
+    T x, ushort delta, __msl_site site = __msl_here("simd_shuffle_rotate_down")) {
   __msl_gathered g = __msl_gather(x, site);
   return g.read<T>((g.lane + delta) % __MSL_SIMD_WIDTH, site);
 }
 template <class T>
-inline T simd_shuffle_rotate_up(T x, ushort delta, __msl_site site = __msl_here("simd_shuffle_rotate_up")) {
+inline T simd_shuffle_rotate_up(
+    T x, ushort delta, __msl_site site = __msl_here("simd_shuffle_rotate_up")) {
   __msl_gathered g = __msl_gather(x, site);
   return g.read<T>((g.lane + __MSL_SIMD_WIDTH - delta % __MSL_SIMD_WIDTH) % __MSL_SIMD_WIDTH, site);
 }
@@ -133,9 +147,15 @@ class simd_vote {
  public:
   typedef ulong vote_t;
   constexpr explicit simd_vote(vote_t v = 0) : v_(v) {}
-  constexpr explicit operator vote_t() const { return v_; }
-  constexpr bool all() const { return v_ == 0xffffffffull; }
-  constexpr bool any() const { return v_ != 0; }
+  constexpr explicit operator vote_t() const {
+    return v_;
+  }
+  constexpr bool all() const {
+    return v_ == 0xffffffffull;
+  }
+  constexpr bool any() const {
+    return v_ != 0;
+  }
 
  private:
   vote_t v_;
@@ -145,23 +165,27 @@ inline simd_vote simd_ballot(bool pred, __msl_site site = __msl_here("simd_ballo
   __msl_gathered g = __msl_gather(pred, site);
   ulong bits = 0;
   for (uint l = 0; l < __MSL_SIMD_WIDTH; ++l)
-    if (g.active(l) && g.at<bool>(l)) bits |= 1ull << l;
+    if (g.active(l) && g.at<bool>(l))
+      bits |= 1ull << l;
   return simd_vote(bits);
 }
-inline simd_vote simd_active_threads_mask(__msl_site site = __msl_here("simd_active_threads_mask")) {
+inline simd_vote simd_active_threads_mask(
+    __msl_site site = __msl_here("simd_active_threads_mask")) {
   __msl_gathered g = __msl_gather(true, site);
   return simd_vote(g.mask);
 }
 inline bool simd_all(bool pred, __msl_site site = __msl_here("simd_all")) {
   __msl_gathered g = __msl_gather(pred, site);
   for (uint l = 0; l < __MSL_SIMD_WIDTH; ++l)
-    if (g.active(l) && !g.at<bool>(l)) return false;
+    if (g.active(l) && !g.at<bool>(l))
+      return false;
   return true;
 }
 inline bool simd_any(bool pred, __msl_site site = __msl_here("simd_any")) {
   __msl_gathered g = __msl_gather(pred, site);
   for (uint l = 0; l < __MSL_SIMD_WIDTH; ++l)
-    if (g.active(l) && g.at<bool>(l)) return true;
+    if (g.active(l) && g.at<bool>(l))
+      return true;
   return false;
 }
 inline bool simd_is_first(__msl_site site = __msl_here("simd_is_first")) {
@@ -169,4 +193,4 @@ inline bool simd_is_first(__msl_site site = __msl_here("simd_is_first")) {
   return g.lane == uint(__builtin_ctz(g.mask));
 }
 
-}  // namespace metal
+} // namespace metal
