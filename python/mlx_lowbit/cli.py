@@ -6,7 +6,7 @@ import sys
 
 # command -> module with a main(argv) entry point
 COMMANDS = {
-    "layer": "mlx_lowbit.layer_report",
+    "layer": "mlx_lowbit.bench.layer",
     "convert": "mlx_lowbit.lm.convert",
     "demo": "mlx_lowbit.demo",
     "bench": "mlx_lowbit.bench",

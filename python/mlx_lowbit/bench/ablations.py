@@ -11,17 +11,12 @@ from typing import Any, Dict, List
 import mlx.core as mx
 import numpy as np
 
-from . import _ext
-from .bench_kernels import FORMATS, LAYER_SHAPES, SCHEDULES, Plan, _progress, random_layer, time_op
-from .ops import dequantize, matmul, quantize
+from .. import _ext
+from ..ops import dequantize, matmul, quantize
+from .common import rel_error
+from .kernels import FORMATS, LAYER_SHAPES, SCHEDULES, Plan, _progress, random_layer, time_op
 
 # ---------------------------------------------------------------- ablations
-
-
-def _rel(a, b) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
 def ablation_threads(plan: Plan, stream) -> List[Dict[str, Any]]:
@@ -100,9 +95,9 @@ def ablation_activations(plan: Plan, stream) -> List[Dict[str, Any]]:
                     "float_s": t0["median"],
                     "int8_s": t8["median"],
                     "int8_speedup": t0["median"] / t8["median"],
-                    "float_err_vs_exact": _rel(y0, exact),
-                    "int8_err_vs_exact": _rel(y8, exact),
-                    "int8_err_vs_float": _rel(y8, y0),
+                    "float_err_vs_exact": rel_error(y0, exact),
+                    "int8_err_vs_exact": rel_error(y8, exact),
+                    "int8_err_vs_float": rel_error(y8, y0),
                 }
             )
             print(
@@ -133,8 +128,8 @@ def ablation_group_size(plan: Plan, stream) -> List[Dict[str, Any]]:
                     "name": label,
                     "group_size": gs,
                     "bits_per_weight": qw.bits_per_weight,
-                    "weight_err": _rel(dequantize(qw), w),
-                    "output_err": _rel(matmul(x, qw, stream=stream), dense),
+                    "weight_err": rel_error(dequantize(qw), w),
+                    "output_err": rel_error(matmul(x, qw, stream=stream), dense),
                     "M1_s": t1["median"],
                     "M16_s": t16["median"],
                 }
@@ -166,8 +161,8 @@ def ablation_codebook(plan: Plan, stream) -> List[Dict[str, Any]]:
                 "vector_size": v,
                 "index_bits": c,
                 "bits_per_weight": qw.bits_per_weight,
-                "weight_err": _rel(dequantize(qw), w),
-                "output_err": _rel(matmul(x, qw, stream=stream), dense),
+                "weight_err": rel_error(dequantize(qw), w),
+                "output_err": rel_error(matmul(x, qw, stream=stream), dense),
                 "quantize_s": tq,
                 "M1_s": t["median"],
             }
@@ -185,8 +180,8 @@ def ablation_codebook(plan: Plan, stream) -> List[Dict[str, Any]]:
                 "index_bits": 0,
                 "name": label,
                 "bits_per_weight": qw.bits_per_weight,
-                "weight_err": _rel(dequantize(qw), w),
-                "output_err": _rel(matmul(x, qw, stream=stream), dense),
+                "weight_err": rel_error(dequantize(qw), w),
+                "output_err": rel_error(matmul(x, qw, stream=stream), dense),
                 "quantize_s": None,
                 "M1_s": None,
             }

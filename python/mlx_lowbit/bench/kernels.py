@@ -17,11 +17,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import mlx.core as mx
 import numpy as np
 
-from . import _ext
-from .ops import matmul, quantize
-from .quantized_weight import QuantizedWeight
-
-DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+from .. import _ext
+from ..ops import matmul, quantize
+from ..quantized_weight import QuantizedWeight
+from .common import DTYPES
 
 # (label, format, options): the formats every kernel table covers.
 FORMATS = [

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .bench_kernels import GGML_REFERENCE, peak_figures
+from .kernels import GGML_REFERENCE, peak_figures
 
 # ---------------------------------------------------------------- reports
 

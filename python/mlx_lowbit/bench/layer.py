@@ -7,18 +7,8 @@ from typing import Callable, List
 
 import mlx.core as mx
 
-from .ops import dequantize, matmul, quantize
-
-DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
-
-# (label, format, options) rows of the report.
-RECIPES = [
-    ("ternary", "ternary", {}),
-    ("binary", "binary", {}),
-    ("binary+bias", "binary", {"biases": True}),
-    ("codebook v16 c12", "codebook", {"vector_size": 16, "index_bits": 12}),
-    ("codebook v8 c6", "codebook", {"vector_size": 8, "index_bits": 6}),
-]
+from ..ops import dequantize, matmul, quantize
+from .common import DTYPES, RECIPES, rel_error
 
 
 def _time(fn: Callable[[], mx.array], repeats: int) -> float:
@@ -27,10 +17,6 @@ def _time(fn: Callable[[], mx.array], repeats: int) -> float:
     for _ in range(repeats):
         mx.eval(fn())
     return (time.perf_counter() - start) / repeats
-
-
-def _rel(a: mx.array, b: mx.array) -> float:
-    return (mx.linalg.norm(a - b) / mx.linalg.norm(b)).item()
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
@@ -83,8 +69,8 @@ def layer_report(
             format=label,
             bits_per_weight=qw.bits_per_weight,
             quantize_s=t_quant,
-            weight_err=_rel(dequantize(qw), w.astype(mx.float32)),
-            output_err=_rel(y.astype(mx.float32), dense.astype(mx.float32)),
+            weight_err=rel_error(dequantize(qw), w.astype(mx.float32)),
+            output_err=rel_error(y.astype(mx.float32), dense.astype(mx.float32)),
             time_ms=t * 1e3,
             speedup_dense=t_dense / t,
             speedup_q4=t_q4 / t,

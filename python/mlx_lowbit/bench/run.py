@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 
 import mlx.core as mx
 
-from .bench_ablations import (
+from .ablations import (
     ablation_accumulation,
     ablation_activations,
     ablation_codebook,
@@ -19,13 +19,13 @@ from .bench_ablations import (
     ablation_threads,
     end_to_end,
 )
-from .bench_kernels import (
+from .kernels import (
     FULL,
     QUICK,
     detect_device,
     run_kernels,
 )  # noqa: F401 (FORMATS: re-exported)
-from .bench_report import markdown, plots, targets, write_csv
+from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
 
