@@ -105,3 +105,97 @@ def test_gptq_model_beats_rtn_on_held_out_text(tokenizer, fmt, biases):
     assert logit_error(calibrated, reference, held_out) < 0.9 * logit_error(
         rtn, reference, held_out
     )
+
+
+def test_convert_with_gptq_records_the_method_and_loads(tmp_path):
+    import json
+
+    import mlx_lm
+    from lm_models import dense_model_dir, tokens
+
+    from mlx_lowbit import lm
+
+    src = dense_model_dir(tmp_path / "dense", llama_config())
+    out = lm.convert(
+        src,
+        tmp_path / "gptq",
+        "binary",
+        32,
+        method="gptq",
+        calib_samples=4,
+        calib_length=32,
+        biases=True,
+    )
+    record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
+    assert record == {
+        "method": "gptq",
+        "calibration": "pydoc_data.topics",
+        "calibration_tokens": 128,
+    }
+    ours, _ = lm.load(str(out))
+    theirs, _ = mlx_lm.load(str(out))
+    layer = ours.model.layers[0].mlp.down_proj
+    assert (
+        isinstance(layer, lb.nn.LowBitLinear) and layer.fmt == "binary" and "group_biases" in layer
+    )
+    x = tokens()
+    assert mx.array_equal(ours(x), theirs(x)).item()
+    # The same calibration in memory gives the same weights.
+    model, tokenizer, _ = lm.convert.__globals__["load_source"](src)
+    batches = calibration_batches(tokenizer, num_samples=4, sequence_length=32)
+    gptq_model(model, batches, "binary", 32, biases=True)
+    assert mx.allclose(model(x), ours(x), atol=1e-5).item()
+
+
+def test_convert_method_errors(tmp_path):
+    from lm_models import dense_model_dir
+
+    from mlx_lowbit import lm
+
+    src = dense_model_dir(tmp_path / "dense", llama_config())
+    with pytest.raises(ValueError, match="Unknown method 'awq'"):
+        lm.convert(src, tmp_path / "a", "ternary", 32, method="awq")
+    with pytest.raises(ValueError, match="calib applies to method='gptq' only"):
+        lm.convert(src, tmp_path / "b", "ternary", 32, calib="x.txt")
+    with pytest.raises(ValueError, match="takes only the binary format's biases"):
+        lm.convert(src, tmp_path / "c", "codebook", 32, method="gptq", vector_size=8)
+    with pytest.raises(ValueError, match="does not exist"):
+        lm.convert(src, tmp_path / "d", "ternary", 32, method="gptq", calib=tmp_path / "none.txt")
+    assert not any(p.name in "abcd" for p in tmp_path.iterdir())
+
+
+def test_cli_convert_with_gptq(tmp_path, capsys):
+    import json
+
+    from lm_models import dense_model_dir
+
+    from mlx_lowbit.cli import main
+
+    src = dense_model_dir(tmp_path / "dense", llama_config())
+    calib = tmp_path / "calib.jsonl"
+    calib.write_text(
+        "\n".join(json.dumps({"text": default_text()[i : i + 500]}) for i in range(0, 5000, 500))
+    )
+    out = tmp_path / "out"
+    main(
+        [
+            "convert",
+            str(src),
+            str(out),
+            "--fmt",
+            "ternary",
+            "--group-size",
+            "32",
+            "--method",
+            "gptq",
+            "--calib",
+            str(calib),
+            "--calib-samples",
+            "2",
+            "--calib-length",
+            "64",
+        ]
+    )
+    assert "bits per weight" in capsys.readouterr().out
+    record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
+    assert record == {"method": "gptq", "calibration": str(calib), "calibration_tokens": 128}

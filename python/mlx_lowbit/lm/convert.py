@@ -24,6 +24,8 @@ from .load import load
 # a built-in mode there. It applies to no layer of our files, since every
 # quantized layer has its own entry (and mlx-lm only uses the default for
 # layers that have a ``scales`` tensor, which ours do not).
+METHODS = ("rtn", "gptq")
+
 _TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
 
 
@@ -109,6 +111,10 @@ def convert(
     class_predicate: Optional[Predicate] = None,
     scale_dtype: Union[str, mx.Dtype] = "float16",
     dtype: Optional[mx.Dtype] = None,
+    method: str = "rtn",
+    calib: Optional[Union[str, Path]] = None,
+    calib_samples: int = 64,
+    calib_length: int = 256,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`mlx_lowbit.nn.quantize` and save it as an
@@ -127,6 +133,12 @@ def convert(
           :func:`mlx_lowbit.nn.quantize`.
         dtype (mx.Dtype, optional): Cast the unquantized parameters (norms,
           embeddings, biases) to this dtype first. Default: keep (GGUF: float16).
+        method (str): ``"rtn"`` (round to nearest, default) or ``"gptq"``
+          (error feedback against calibration activations, ternary and binary;
+          docs/QUANTIZERS.md). Recorded in config.json under ``"mlx_lowbit"``.
+        calib: ``gptq``: a ``.txt``/``.jsonl`` calibration file; default: the
+          standard library's ``pydoc_data.topics``. Never the evaluation text.
+        calib_samples, calib_length: ``gptq``: how many windows of how many tokens.
 
     Returns:
         Path: ``out_dir``.
@@ -134,16 +146,56 @@ def convert(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
+    if method not in METHODS:
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] Unknown method {method!r}; expected one of {', '.join(METHODS)}."
+        )
+    if method == "rtn" and calib is not None:
+        raise ValueError("[mlx_lowbit.lm.convert] calib applies to method='gptq' only.")
+    if method == "gptq" and set(fmt_options) - {"biases"}:
+        raise ValueError(
+            "[mlx_lowbit.lm.convert] method='gptq' takes only the binary format's biases "
+            f"option, got {', '.join(sorted(fmt_options))}."
+        )
     model, tokenizer, config = load_source(source, dtype)
-    lbnn.quantize(
-        model,
-        fmt,
-        group_size,
-        class_predicate=class_predicate,
-        scale_dtype=scale_dtype,
-        progress=True,
-        **fmt_options,
-    )
+    config = dict(config)
+    if method == "rtn":
+        lbnn.quantize(
+            model,
+            fmt,
+            group_size,
+            class_predicate=class_predicate,
+            scale_dtype=scale_dtype,
+            progress=True,
+            **fmt_options,
+        )
+        config["mlx_lowbit"] = {"method": "rtn"}
+    else:
+        from ..quant import DEFAULT_CORPUS, calibration_batches, gptq_model
+        from .evaluate import eval_text
+
+        batches = calibration_batches(
+            tokenizer,
+            calib,
+            num_samples=calib_samples,
+            sequence_length=calib_length,
+            held_out=eval_text(),
+        )
+        gptq_model(
+            model,
+            batches,
+            fmt,
+            group_size,
+            class_predicate=class_predicate,
+            scale_dtype=lbnn._scale_dtype(scale_dtype),
+            progress=True,
+            **fmt_options,
+        )
+        config["mlx_lowbit"] = {
+            "method": "gptq",
+            "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
+            "calibration_tokens": int(batches.size),
+        }
     save_model_dir(out_dir, model, tokenizer, config)
     bpw = 8 * model_bytes(model) / parameter_count(model)
     print(f"[INFO] Saved {out_dir}: {bpw:.3f} bits per weight over the whole model.")
@@ -161,6 +213,14 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--vector-size", type=int, default=16, help="codebook: weights per index.")
     p.add_argument("--index-bits", type=int, default=12, help="codebook: bits per index.")
     p.add_argument("--seed", type=int, default=0, help="codebook: clustering seed.")
+    p.add_argument(
+        "--method", choices=list(METHODS), default="rtn", help="rtn or gptq (calibrated)."
+    )
+    p.add_argument(
+        "--calib", help="gptq: a .txt or .jsonl calibration file (default: pydoc_data.topics)."
+    )
+    p.add_argument("--calib-samples", type=int, default=64, help="gptq: calibration windows.")
+    p.add_argument("--calib-length", type=int, default=256, help="gptq: tokens per window.")
     return p
 
 
@@ -181,5 +241,9 @@ def main(argv=None) -> None:
         args.fmt,
         args.group_size,
         scale_dtype=args.scale_dtype,
+        method=args.method,
+        calib=args.calib,
+        calib_samples=args.calib_samples,
+        calib_length=args.calib_length,
         **options,
     )
