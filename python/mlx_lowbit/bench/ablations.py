@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import _ext
 from ..ops import dequantize, matmul, quantize
-from .common import rel_error
-from .kernels import FORMATS, LAYER_SHAPES, SCHEDULES, Plan, _progress, random_layer, time_op
+from .common import rel_error, time_op
+from .kernels import FORMATS, LAYER_SHAPES, SCHEDULES, Plan, _progress, random_layer
 
 # ---------------------------------------------------------------- ablations
 

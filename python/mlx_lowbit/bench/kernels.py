@@ -20,14 +20,15 @@ import numpy as np
 from .. import _ext
 from ..ops import matmul, quantize
 from ..quantized_weight import QuantizedWeight
-from .common import DTYPES
+from .common import DTYPES, RECIPES, time_op
 
-# (label, format, options): the formats every kernel table covers.
+# (label, format, options): the formats every kernel table covers, from the
+# shared recipes (binary+bias runs binary's kernel; it is timed by the layer
+# report). Fewer clustering iterations keep the bench's setup short.
 FORMATS = [
-    ("ternary", "ternary", {}),
-    ("binary", "binary", {}),
-    ("codebook v16 c12", "codebook", {"vector_size": 16, "index_bits": 12, "max_iters": 10}),
-    ("codebook v8 c6", "codebook", {"vector_size": 8, "index_bits": 6, "max_iters": 10}),
+    (label, fmt, {**opts, "max_iters": 10} if fmt == "codebook" else opts)
+    for label, fmt, opts in RECIPES
+    if label != "binary+bias"
 ]
 
 # Layer shapes (N output features, K input features) of real models. The
@@ -220,50 +221,6 @@ def peak_figures(info: Dict[str, Any], threads: int) -> Tuple[float, float]:
 
 
 # ---------------------------------------------------------------- timing
-
-
-def time_op(make: Callable[[], Any], plan: Plan, limit: Optional[float] = None) -> Dict[str, Any]:
-    """Median and spread of `make()`'s evaluation time.
-
-    One warm-up call, then repeated timed regions of mx.eval + mx.synchronize;
-    calls shorter than a millisecond run several per region so per-call
-    overhead does not dominate. An op slower than `limit` seconds is timed
-    once (its warm-up call) and flagged. `cpu` is the process CPU time per
-    op (all threads): on a machine shared with other work it estimates a
-    single-threaded op's uncontended time better than the wall clock."""
-    start, cpu_start = time.perf_counter(), time.process_time()
-    mx.eval(make())
-    mx.synchronize()
-    first, first_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    if limit is not None and first > limit:
-        return {
-            "median": first,
-            "p10": first,
-            "p90": first,
-            "cpu": first_cpu,
-            "repeats": 1,
-            "per_region": 1,
-            "note": "1 run (slow)",
-        }
-    per_region = max(1, min(64, int(2e-3 / max(first, 1e-7))))
-    repeats = int(plan.min_time / max(first * per_region, 1e-7))
-    repeats = max(3, min(plan.max_repeats, repeats))
-    samples, cpu = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        mx.eval([make() for _ in range(per_region)])
-        mx.synchronize()
-        samples.append((time.perf_counter() - start) / per_region)
-        cpu.append((time.process_time() - cpu_start) / per_region)
-    q10, q50, q90 = np.percentile(samples, [10, 50, 90])
-    return {
-        "median": float(q50),
-        "p10": float(q10),
-        "p90": float(q90),
-        "cpu": float(np.median(cpu)),
-        "repeats": repeats,
-        "per_region": per_region,
-    }
 
 
 def _progress(i: int, total: int, what: str) -> None:

@@ -3,20 +3,16 @@
 
 import argparse
 import time
-from typing import Callable, List
+from typing import List
 
 import mlx.core as mx
 
 from ..ops import dequantize, matmul, quantize
-from .common import DTYPES, RECIPES, rel_error
+from .common import DTYPES, RECIPES, Timing, rel_error, time_op
 
 
-def _time(fn: Callable[[], mx.array], repeats: int) -> float:
-    mx.eval(fn())  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        mx.eval(fn())
-    return (time.perf_counter() - start) / repeats
+def _median(fn, repeats: int) -> float:
+    return time_op(fn, Timing(min_time=0.05, max_repeats=repeats))["median"]
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
@@ -44,9 +40,9 @@ def layer_report(
     x = mx.random.normal((m, k), key=key_x).astype(DTYPES[dtype])
     dense = x @ w.T
     mx.eval(w, x, dense)
-    t_dense = _time(lambda: x @ w.T, repeats)
+    t_dense = _median(lambda: x @ w.T, repeats)
     wq4, s4, b4 = mx.quantize(w, group_size=group_size, bits=4)
-    t_q4 = _time(
+    t_q4 = _median(
         lambda: mx.quantized_matmul(x, wq4, s4, b4, group_size=group_size, bits=4), repeats
     )
     print(
@@ -64,7 +60,7 @@ def layer_report(
         qw = quantize(w, fmt, group_size, **opts)
         t_quant = time.perf_counter() - start
         y = matmul(x, qw)
-        t = _time(lambda: matmul(x, qw), repeats)
+        t = _median(lambda: matmul(x, qw), repeats)
         row = dict(
             format=label,
             bits_per_weight=qw.bits_per_weight,

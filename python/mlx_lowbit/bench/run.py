@@ -19,12 +19,7 @@ from .ablations import (
     ablation_threads,
     end_to_end,
 )
-from .kernels import (
-    FULL,
-    QUICK,
-    detect_device,
-    run_kernels,
-)  # noqa: F401 (FORMATS: re-exported)
+from .kernels import FULL, QUICK, detect_device, run_kernels
 from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
