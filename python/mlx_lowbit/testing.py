@@ -61,7 +61,7 @@ def _plan_fields(qw: QuantizedWeight) -> Dict[str, Any]:
     # The op's format fields, plus what the planner reads from the arrays.
     return {
         **qw._format_fields(),
-        "has_bias": qw.biases is not None,
+        "has_biases": qw.biases is not None,
         "scales_f32": qw.scales.dtype == mx.float32,
     }
 

@@ -109,7 +109,7 @@ void init_metal(nb::module_& m) {
         lb::validate_gpu_request(K, request, 0, tag);
         return plan_dict(lb::plan_matmul(problem, request, gpu_cores), with_work);
       },
-      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_bias"_a, "scales_f32"_a,
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_biases"_a, "scales_f32"_a,
       "dtype"_a, "M"_a, "N"_a, "K"_a, "schedule"_a = "auto", "streamk_fixup"_a = "deterministic",
       "split_k"_a = 0, "bm"_a = 0, "bn"_a = 0, "bk"_a = 0,
       "gpu_cores"_a = lb::PlannerConstants::kDefaultGpuCores, "with_work"_a = false,
@@ -132,7 +132,7 @@ void init_metal(nb::module_& m) {
         auto spec = lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         return plan_dict(lb::plan_dequantize(spec, has_bias, scales_f32, dtype, N, K), false);
       },
-      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_bias"_a, "scales_f32"_a,
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_biases"_a, "scales_f32"_a,
       "dtype"_a, "N"_a, "K"_a,
       "The GPU dispatch plan of dequantize (what LowBitDequantize::eval_gpu encodes).");
 
