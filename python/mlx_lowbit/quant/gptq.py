@@ -45,7 +45,7 @@ def _check(w: mx.array, h: mx.array, fmt: str, group_size: int, biases: bool) ->
         raise ValueError("[gptq] biases=True applies to the binary format only.")
     if w.ndim != 2:
         raise ValueError(f"[gptq] Expected a 2-D weight (N, K), got shape {tuple(w.shape)}.")
-    n, k = w.shape
+    k = w.shape[1]
     if h.shape != (k, k):
         raise ValueError(
             f"[gptq] The Hessian has shape {tuple(h.shape)}; a weight with K={k} needs ({k}, {k})."
@@ -153,10 +153,9 @@ def gptq_quantize(
         i2 = min(i1 + block, k)
         err = np.zeros((n, i2 - i1))
         for j in range(i1, i2):
-            if j % group_size == 0:
-                gi = j // group_size
-                S[:, gi], B[:, gi] = _group_scales(Wq[:, j : j + group_size], fmt, biases)
             gi = j // group_size
+            if j % group_size == 0:
+                S[:, gi], B[:, gi] = _group_scales(Wq[:, j : j + group_size], fmt, biases)
             t = _codes(Wq[:, j], S[:, gi], B[:, gi], fmt)
             T[:, j] = t
             e = (Wq[:, j] - (S[:, gi] * t + B[:, gi])) / U[j, j]
