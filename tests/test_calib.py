@@ -155,7 +155,7 @@ def test_convert_method_errors(tmp_path):
     src = dense_model_dir(tmp_path / "dense", llama_config())
     with pytest.raises(ValueError, match="Unknown method 'awq'"):
         lm.convert(src, tmp_path / "a", "ternary", 32, method="awq")
-    with pytest.raises(ValueError, match="calib applies to method='gptq' only"):
+    with pytest.raises(ValueError, match="calib applies to calibrated methods only"):
         lm.convert(src, tmp_path / "b", "ternary", 32, calib="x.txt")
     with pytest.raises(ValueError, match="takes only the binary format's biases"):
         lm.convert(src, tmp_path / "c", "codebook", 32, method="gptq", vector_size=8)

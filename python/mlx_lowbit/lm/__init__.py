@@ -7,7 +7,7 @@ mlx-lm (the ``lm`` extra) is imported inside the functions that use it, so
 """
 
 from . import hook
-from .convert import convert
+from .convert import convert, quantize_model
 from .evaluate import eval_text, greedy_completion, perplexity
 from .gguf import from_gguf, smollm2_path
 from .load import load
@@ -21,5 +21,6 @@ __all__ = [
     "greedy_completion",
     "load",
     "perplexity",
+    "quantize_model",
     "smollm2_path",
 ]

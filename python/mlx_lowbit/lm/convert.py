@@ -102,6 +102,82 @@ def _fix_parameter_count(path: Path, model: nn.Module) -> None:
     index.write_text(json.dumps(data, indent=4))
 
 
+def check_method(method: str, calib: Any, fmt_options: Dict[str, Any]) -> None:
+    """Refuse a method, calibration or option combination that cannot run."""
+    if method not in METHODS:
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] Unknown method {method!r}; expected one of {', '.join(METHODS)}."
+        )
+    if method == "rtn" and calib is not None:
+        raise ValueError("[mlx_lowbit.lm.convert] calib applies to calibrated methods only.")
+    if method == "gptq" and set(fmt_options) - {"biases"}:
+        raise ValueError(
+            "[mlx_lowbit.lm.convert] method='gptq' takes only the binary format's biases "
+            f"option, got {', '.join(sorted(fmt_options))}."
+        )
+
+
+def quantize_model(
+    model: nn.Module,
+    tokenizer: Any,
+    fmt: str = "ternary",
+    group_size: int = 128,
+    *,
+    method: str = "rtn",
+    class_predicate: Optional[Predicate] = None,
+    scale_dtype: Union[str, mx.Dtype] = "float16",
+    calib: Optional[Union[str, Path]] = None,
+    calib_samples: int = 64,
+    calib_length: int = 256,
+    progress: bool = True,
+    **fmt_options: Any,
+) -> Dict[str, Any]:
+    """Quantize ``model``'s layers in place with one of :data:`METHODS`.
+
+    Returns:
+        dict: what was done, as recorded in config.json under ``"mlx_lowbit"``
+        (method, and for calibrated methods the calibration source and token count).
+    """
+    check_method(method, calib, fmt_options)
+    if method == "rtn":
+        lbnn.quantize(
+            model,
+            fmt,
+            group_size,
+            class_predicate=class_predicate,
+            scale_dtype=scale_dtype,
+            progress=progress,
+            **fmt_options,
+        )
+        return {"method": "rtn"}
+
+    from ..quant import DEFAULT_CORPUS, calibration_batches, gptq_model
+    from .evaluate import eval_text
+
+    batches = calibration_batches(
+        tokenizer,
+        calib,
+        num_samples=calib_samples,
+        sequence_length=calib_length,
+        held_out=eval_text(),
+    )
+    gptq_model(
+        model,
+        batches,
+        fmt,
+        group_size,
+        class_predicate=class_predicate,
+        scale_dtype=lbnn._scale_dtype(scale_dtype),
+        progress=progress,
+        **fmt_options,
+    )
+    return {
+        "method": "gptq",
+        "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
+        "calibration_tokens": int(batches.size),
+    }
+
+
 def convert(
     source: Union[str, Path],
     out_dir: Union[str, Path],
@@ -117,7 +193,7 @@ def convert(
     calib_length: int = 256,
     **fmt_options: Any,
 ) -> Path:
-    """Quantize a model with :func:`mlx_lowbit.nn.quantize` and save it as an
+    """Quantize a model with :func:`quantize_model` and save it as an
     mlx-lm model directory (safetensors, config.json with one quantization
     entry per low-bit layer, tokenizer files).
 
@@ -146,56 +222,22 @@ def convert(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
-    if method not in METHODS:
-        raise ValueError(
-            f"[mlx_lowbit.lm.convert] Unknown method {method!r}; expected one of {', '.join(METHODS)}."
-        )
-    if method == "rtn" and calib is not None:
-        raise ValueError("[mlx_lowbit.lm.convert] calib applies to method='gptq' only.")
-    if method == "gptq" and set(fmt_options) - {"biases"}:
-        raise ValueError(
-            "[mlx_lowbit.lm.convert] method='gptq' takes only the binary format's biases "
-            f"option, got {', '.join(sorted(fmt_options))}."
-        )
+    check_method(method, calib, fmt_options)  # before the (slow) load
     model, tokenizer, config = load_source(source, dtype)
     config = dict(config)
-    if method == "rtn":
-        lbnn.quantize(
-            model,
-            fmt,
-            group_size,
-            class_predicate=class_predicate,
-            scale_dtype=scale_dtype,
-            progress=True,
-            **fmt_options,
-        )
-        config["mlx_lowbit"] = {"method": "rtn"}
-    else:
-        from ..quant import DEFAULT_CORPUS, calibration_batches, gptq_model
-        from .evaluate import eval_text
-
-        batches = calibration_batches(
-            tokenizer,
-            calib,
-            num_samples=calib_samples,
-            sequence_length=calib_length,
-            held_out=eval_text(),
-        )
-        gptq_model(
-            model,
-            batches,
-            fmt,
-            group_size,
-            class_predicate=class_predicate,
-            scale_dtype=lbnn._scale_dtype(scale_dtype),
-            progress=True,
-            **fmt_options,
-        )
-        config["mlx_lowbit"] = {
-            "method": "gptq",
-            "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
-            "calibration_tokens": int(batches.size),
-        }
+    config["mlx_lowbit"] = quantize_model(
+        model,
+        tokenizer,
+        fmt,
+        group_size,
+        method=method,
+        class_predicate=class_predicate,
+        scale_dtype=scale_dtype,
+        calib=calib,
+        calib_samples=calib_samples,
+        calib_length=calib_length,
+        **fmt_options,
+    )
     save_model_dir(out_dir, model, tokenizer, config)
     bpw = 8 * model_bytes(model) / parameter_count(model)
     print(f"[INFO] Saved {out_dir}: {bpw:.3f} bits per weight over the whole model.")
