@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
+from ..quant.gptq import FORMATS as GPTQ_FORMATS
 from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
 from .load import load
@@ -24,7 +25,17 @@ from .load import load
 # a built-in mode there. It applies to no layer of our files, since every
 # quantized layer has its own entry (and mlx-lm only uses the default for
 # layers that have a ``scales`` tensor, which ours do not).
-METHODS = ("rtn", "gptq")
+METHODS = ("rtn", "gptq", "distill")
+# The settings method="distill" takes (distill=...), with their defaults.
+DISTILL_DEFAULTS = {
+    "init": None,  # gptq where it exists for the format, else rtn
+    "steps": 200,
+    "batch_size": 8,
+    "learning_rate": 1e-4,
+    "temperature": 1.0,
+    "train_weights": True,
+    "generated": 0,  # calibration windows the float model samples (data-free)
+}
 
 _TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
 
@@ -102,7 +113,9 @@ def _fix_parameter_count(path: Path, model: nn.Module) -> None:
     index.write_text(json.dumps(data, indent=4))
 
 
-def check_method(method: str, calib: Any, fmt_options: Dict[str, Any]) -> None:
+def check_method(
+    method: str, calib: Any, fmt_options: Dict[str, Any], distill: Optional[Dict[str, Any]] = None
+) -> None:
     """Refuse a method, calibration or option combination that cannot run."""
     if method not in METHODS:
         raise ValueError(
@@ -114,6 +127,21 @@ def check_method(method: str, calib: Any, fmt_options: Dict[str, Any]) -> None:
         raise ValueError(
             "[mlx_lowbit.lm.convert] method='gptq' takes only the binary format's biases "
             f"option, got {', '.join(sorted(fmt_options))}."
+        )
+    if distill is not None and method != "distill":
+        raise ValueError(
+            "[mlx_lowbit.lm.convert] distill= settings apply to method='distill' only."
+        )
+    unknown = set(distill or {}) - set(DISTILL_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] Unknown distill setting(s) {', '.join(sorted(unknown))}; "
+            f"expected {', '.join(DISTILL_DEFAULTS)}."
+        )
+    init = (distill or {}).get("init")
+    if init not in (None, "rtn", "gptq"):
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] distill init must be 'rtn' or 'gptq', got {init!r}."
         )
 
 
@@ -129,6 +157,7 @@ def quantize_model(
     calib: Optional[Union[str, Path]] = None,
     calib_samples: int = 64,
     calib_length: int = 256,
+    distill: Optional[Dict[str, Any]] = None,
     progress: bool = True,
     **fmt_options: Any,
 ) -> Dict[str, Any]:
@@ -138,7 +167,7 @@ def quantize_model(
         dict: what was done, as recorded in config.json under ``"mlx_lowbit"``
         (method, and for calibrated methods the calibration source and token count).
     """
-    check_method(method, calib, fmt_options)
+    check_method(method, calib, fmt_options, distill)
     if method == "rtn":
         lbnn.quantize(
             model,
@@ -161,6 +190,21 @@ def quantize_model(
         sequence_length=calib_length,
         held_out=eval_text(),
     )
+    record = {
+        "method": method,
+        "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
+        "calibration_tokens": int(batches.size),
+    }
+    if method == "distill":
+        settings = {**DISTILL_DEFAULTS, **(distill or {})}
+        init = settings["init"] or ("gptq" if fmt in GPTQ_FORMATS else "rtn")
+        options = {"class_predicate": class_predicate, "scale_dtype": scale_dtype}
+        record.update(
+            _distill(
+                model, batches, fmt, group_size, init, settings, progress, options, fmt_options
+            )
+        )
+        return record
     gptq_model(
         model,
         batches,
@@ -171,10 +215,82 @@ def quantize_model(
         progress=progress,
         **fmt_options,
     )
+    return record
+
+
+def _distill(
+    model: nn.Module,
+    batches: mx.array,
+    fmt: str,
+    group_size: int,
+    init: str,
+    settings: Dict[str, Any],
+    progress: bool,
+    options: Dict[str, Any],
+    fmt_options: Dict[str, Any],
+) -> Dict[str, Any]:
+    """method="distill": quantize with ``init``, then train against a float copy."""
+    import copy
+
+    from ..quant import gptq_model
+    from ..quant.distill import distill_model, sample_text
+
+    teacher = copy.deepcopy(model)
+    if init == "gptq":
+        gptq_model(
+            model,
+            batches,
+            fmt,
+            group_size,
+            class_predicate=options.get("class_predicate"),
+            scale_dtype=lbnn._scale_dtype(options.get("scale_dtype", "float16")),
+            progress=progress,
+            **fmt_options,
+        )
+    else:
+        lbnn.quantize(model, fmt, group_size, progress=progress, **options, **fmt_options)
+    # An eighth of the windows (at least one) is held out for the KL before / after.
+    n_held = max(1, batches.shape[0] // 8)
+    train = batches[:-n_held] if batches.shape[0] > n_held else batches
+    held = batches[-n_held:]
+    generated = int(settings["generated"])
+    if generated:
+        prompts = mx.concatenate([train] * (generated // train.shape[0] + 1))[:generated, :8]
+        train = mx.concatenate([train, sample_text(teacher, prompts, train.shape[1])])
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=settings["steps"], desc=f"distill {fmt}", unit="step")
+
+    def report(step: int, loss: float) -> None:
+        if bar:
+            bar.update(1)
+            bar.set_postfix(kl=f"{loss:.4f}")
+
+    result = distill_model(
+        model,
+        teacher,
+        train,
+        held_out=held,
+        steps=settings["steps"],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        temperature=settings["temperature"],
+        train_weights=settings["train_weights"],
+        progress=report,
+    )
+    if bar:
+        bar.close()
     return {
-        "method": "gptq",
-        "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
-        "calibration_tokens": int(batches.size),
+        "init": init,
+        "generated_tokens": generated * batches.shape[1],
+        "learning_rate": settings["learning_rate"],
+        "batch_size": settings["batch_size"],
+        "temperature": settings["temperature"],
+        "train_weights": settings["train_weights"],
+        **result.record(),
+        "loss_curve": [round(x, 5) for x in result.losses[:: max(1, len(result.losses) // 50)]],
     }
 
 
@@ -191,6 +307,7 @@ def convert(
     calib: Optional[Union[str, Path]] = None,
     calib_samples: int = 64,
     calib_length: int = 256,
+    distill: Optional[Dict[str, Any]] = None,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`quantize_model` and save it as an
@@ -222,7 +339,7 @@ def convert(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
-    check_method(method, calib, fmt_options)  # before the (slow) load
+    check_method(method, calib, fmt_options, distill)  # before the (slow) load
     model, tokenizer, config = load_source(source, dtype)
     config = dict(config)
     config["mlx_lowbit"] = quantize_model(
@@ -236,6 +353,7 @@ def convert(
         calib=calib,
         calib_samples=calib_samples,
         calib_length=calib_length,
+        distill=distill,
         **fmt_options,
     )
     save_model_dir(out_dir, model, tokenizer, config)
@@ -256,13 +374,42 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-bits", type=int, default=12, help="codebook: bits per index.")
     p.add_argument("--seed", type=int, default=0, help="codebook: clustering seed.")
     p.add_argument(
-        "--method", choices=list(METHODS), default="rtn", help="rtn or gptq (calibrated)."
+        "--method",
+        choices=list(METHODS),
+        default="rtn",
+        help="rtn, gptq (calibrated) or distill (calibrated and trained; docs/QUANTIZERS.md).",
     )
     p.add_argument(
-        "--calib", help="gptq: a .txt or .jsonl calibration file (default: pydoc_data.topics)."
+        "--calib", help="A .txt or .jsonl calibration file (default: pydoc_data.topics)."
     )
-    p.add_argument("--calib-samples", type=int, default=64, help="gptq: calibration windows.")
-    p.add_argument("--calib-length", type=int, default=256, help="gptq: tokens per window.")
+    p.add_argument("--calib-samples", type=int, default=64, help="Calibration windows.")
+    p.add_argument("--calib-length", type=int, default=256, help="Tokens per window.")
+    d = p.add_argument_group("distill", "method distill: training against the float model")
+    d.add_argument(
+        "--init",
+        choices=["rtn", "gptq"],
+        help="Starting codes (default: gptq if it exists for the format).",
+    )
+    d.add_argument("--steps", type=int, help=f"Default: {DISTILL_DEFAULTS['steps']}.")
+    d.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"Windows per step. Default: {DISTILL_DEFAULTS['batch_size']}.",
+    )
+    d.add_argument(
+        "--learning-rate", type=float, help=f"Default: {DISTILL_DEFAULTS['learning_rate']}."
+    )
+    d.add_argument(
+        "--temperature", type=float, help=f"Of the KL. Default: {DISTILL_DEFAULTS['temperature']}."
+    )
+    d.add_argument(
+        "--scales-only", action="store_true", help="Keep the codes; train scales, biases and norms."
+    )
+    d.add_argument(
+        "--generated",
+        type=int,
+        help="Extra windows sampled from the float model (data-free).",
+    )
     return p
 
 
@@ -287,5 +434,23 @@ def main(argv=None) -> None:
         calib=args.calib,
         calib_samples=args.calib_samples,
         calib_length=args.calib_length,
+        distill=_distill_settings(args),
         **options,
     )
+
+
+def _distill_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
+    """The distill flags given (None if none), checked against --method."""
+    given = {
+        "init": args.init,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "temperature": args.temperature,
+        "train_weights": False if args.scales_only else None,
+        "generated": args.generated,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and args.method != "distill":
+        raise SystemExit("mlx-lowbit convert: the distill options need --method distill.")
+    return given if args.method == "distill" else None
