@@ -67,7 +67,8 @@ class FakeQuantLinear(nn.Module):
         self.vector_size = qw.vector_size
         self.index_bits = qw.index_bits
         self.scale_dtype = qw.scales.dtype
-        self.weight = dequantize(qw, mx.float32)
+        # Our primitives run on the CPU; the training itself is plain MLX, on any device.
+        self.weight = dequantize(qw, mx.float32, stream=mx.cpu)
         self.scales = qw.scales.astype(mx.float32)
         if qw.biases is not None:
             self.biases = qw.biases.astype(mx.float32)
@@ -134,19 +135,23 @@ class FakeQuantLinear(nn.Module):
     def to_qweight(self) -> QuantizedWeight:
         """Pack the current codes with the current scales (in the layer's
         original scale dtype)."""
-        codes = self.codes()
+        codes = np.asarray(self.codes())  # computed where the model is, packed on the host
         if self.fmt == "ternary":
-            packed = _ext.pack_ternary(codes.astype(mx.int8))
+            packed = _ext.pack_ternary(mx.array(codes.astype(np.int8)))
         elif self.fmt == "binary":
-            packed = _ext.pack_binary((codes > 0).astype(mx.uint8))
+            packed = _ext.pack_binary(mx.array((codes > 0).astype(np.uint8)))
         else:
-            packed = _ext.pack_codebook(codes, self.vector_size, self.index_bits)
+            packed = _ext.pack_codebook(mx.array(codes), self.vector_size, self.index_bits)
         return QuantizedWeight(
             fmt=self.fmt,
             group_size=self.group_size,
             packed=packed,
-            scales=self.scales.astype(self.scale_dtype),
-            biases=self.biases.astype(self.scale_dtype) if "biases" in self else None,
+            scales=mx.array(np.asarray(self.scales)).astype(self.scale_dtype, stream=mx.cpu),
+            biases=(
+                mx.array(np.asarray(self.biases)).astype(self.scale_dtype, stream=mx.cpu)
+                if "biases" in self
+                else None
+            ),
             codebook=None if self._codebook is None else mx.array(self._codebook),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
