@@ -87,20 +87,20 @@ def logit_error(model, reference, tokens):
     return float(mx.sqrt(mx.mean((model(tokens) - reference) ** 2)))
 
 
-@pytest.mark.parametrize("fmt,biases", [("ternary", False), ("binary", True)])
+@pytest.mark.parametrize("fmt,biases", [("ternary", False), ("binary", True), ("codebook", False)])
 def test_gptq_model_beats_rtn_on_held_out_text(tokenizer, fmt, biases):
     float_model = tiny_model(llama_config())
     held_out = mx.array(tokenizer.encode(eval_text()[:400], add_special_tokens=False))[None]
     reference = float_model(held_out)
+    options = {"vector_size": 8, "index_bits": 6} if fmt == "codebook" else {}
+    options.update({"biases": True} if biases else {})
     rtn = copy.deepcopy(float_model)
-    lb.nn.quantize(
-        rtn, fmt, 32, **({name: True for name in lb.FORMAT_OPTIONS[fmt]} if biases else {})
-    )
+    lb.nn.quantize(rtn, fmt, 32, **options)
     calibrated = copy.deepcopy(float_model)
     batches = calibration_batches(
         tokenizer, num_samples=16, sequence_length=64, held_out=eval_text()
     )
-    gptq_model(calibrated, batches, fmt, 32, biases=biases)
+    gptq_model(calibrated, batches, fmt, 32, **options)
     assert isinstance(calibrated.model.layers[0].self_attn.q_proj, lb.nn.LowBitLinear)
     assert logit_error(calibrated, reference, held_out) < 0.9 * logit_error(
         rtn, reference, held_out
@@ -157,8 +157,8 @@ def test_convert_method_errors(tmp_path):
         lm.convert(src, tmp_path / "a", "ternary", 32, method="awq")
     with pytest.raises(ValueError, match="calib applies to calibrated methods only"):
         lm.convert(src, tmp_path / "b", "ternary", 32, calib="x.txt")
-    with pytest.raises(ValueError, match="takes only the binary format's biases"):
-        lm.convert(src, tmp_path / "c", "codebook", 32, method="gptq", vector_size=8)
+    with pytest.raises(ValueError, match="got max_iters"):
+        lm.convert(src, tmp_path / "c", "codebook", 32, method="gptq", max_iters=3)
     with pytest.raises(ValueError, match="does not exist"):
         lm.convert(src, tmp_path / "d", "ternary", 32, method="gptq", calib=tmp_path / "none.txt")
     assert not any(p.name in "abcd" for p in tmp_path.iterdir())

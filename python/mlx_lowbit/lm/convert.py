@@ -16,6 +16,7 @@ from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
+from ..quant.gptq import CODEBOOK_OPTIONS
 from ..quant.gptq import FORMATS as GPTQ_FORMATS
 from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
@@ -123,10 +124,11 @@ def check_method(
         )
     if method == "rtn" and calib is not None:
         raise ValueError("[mlx_lowbit.lm.convert] calib applies to calibrated methods only.")
-    if method == "gptq" and set(fmt_options) - {"biases"}:
+    extra = set(fmt_options) - {"biases", *CODEBOOK_OPTIONS}
+    if method != "rtn" and extra:
         raise ValueError(
-            "[mlx_lowbit.lm.convert] method='gptq' takes only the binary format's biases "
-            f"option, got {', '.join(sorted(fmt_options))}."
+            f"[mlx_lowbit.lm.convert] method={method!r} takes the options biases, "
+            f"{', '.join(CODEBOOK_OPTIONS)}; got {', '.join(sorted(extra))}."
         )
     if distill is not None and method != "distill":
         raise ValueError(

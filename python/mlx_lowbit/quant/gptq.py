@@ -1,12 +1,19 @@
 # Copyright © 2026 mlx-lowbit contributors.
-"""Error-feedback (GPTQ-style) quantization for the ternary and binary formats.
+"""Error-feedback (GPTQ-style) quantization for every format.
 
-Codes are chosen column by column; each column's rounding error is spread over
-the columns not yet quantized through the inverse Hessian of the layer's
-inputs, so the layer's output, not its weight, stays close. Then, with the
-codes fixed, every row's group scales (and biases) are refit by least squares
-in the same Hessian metric. Conversion-time code: float64 numpy linear
-algebra, loops over columns (vectorised over rows), never over weights.
+Codes are chosen column by column (codebook: one run of v columns at a time);
+each column's rounding error is spread over the columns not yet quantized
+through the inverse Hessian of the layer's inputs, so the layer's output, not
+its weight, stays close. Then, with the codes fixed, every row's group scales
+(and biases) are refit by least squares in the same Hessian metric.
+
+Codebook: a run goes to the pattern nearest to it in the metric the error
+feedback uses (each column weighted by 1 / U_jj^2); after a pass, every
+pattern's bits are re-voted as the signs of the weighted sum of the runs it
+was given (a sign-based centroid update), and the pass is repeated.
+
+Conversion-time code: float64 numpy linear algebra, loops over columns
+(vectorised over rows), never over weights.
 """
 
 from typing import Optional
@@ -15,9 +22,11 @@ import mlx.core as mx
 import numpy as np
 
 from .. import _ext
+from ..ops import quantize as _quantize
 from ..quantized_weight import QuantizedWeight
 
-FORMATS = ("ternary", "binary")
+FORMATS = ("ternary", "binary", "codebook")
+CODEBOOK_OPTIONS = ("vector_size", "index_bits", "seed")
 _FP16_MAX = 65504.0
 
 
@@ -38,8 +47,7 @@ def input_hessian(x: mx.array, k: Optional[int] = None) -> mx.array:
 def _check(w: mx.array, h: mx.array, fmt: str, group_size: int, biases: bool) -> None:
     if fmt not in FORMATS:
         raise ValueError(
-            f"[gptq] Format {fmt!r} is not supported by gptq_quantize; supported: "
-            f"{', '.join(FORMATS)} (the codebook format is not implemented yet)."
+            f"[gptq] Format {fmt!r} is not supported; supported: {', '.join(FORMATS)}."
         )
     if biases and fmt != "binary":
         raise ValueError("[gptq] biases=True applies to the binary format only.")
@@ -58,7 +66,7 @@ def _check(w: mx.array, h: mx.array, fmt: str, group_size: int, biases: bool) ->
 
 def _group_scales(v: np.ndarray, fmt: str, biases: bool):
     """Scale (and bias) per row for the weights v (N, g) about to be coded."""
-    if fmt == "binary":
+    if fmt != "ternary":  # binary and codebook: +-scale (+ bias)
         b = v.mean(axis=1) if biases else np.zeros(v.shape[0])
         return np.abs(v - b[:, None]).mean(axis=1), b
     # Ternary: keeping the k largest |v| at +-s costs sum|v|^2 - (top-k sum)^2 / k,
@@ -98,6 +106,69 @@ def _refit(w: np.ndarray, h: np.ndarray, t: np.ndarray, group_size: int, biases:
     return sol[:, :g], (sol[:, g:] if biases else None)
 
 
+def _patterns(codebook: np.ndarray, v: int) -> np.ndarray:
+    """(2^c, v) +-1 float64 patterns of a codebook (bit i = weight i; 1 means +1)."""
+    bits = (codebook.astype(np.int64)[:, None] >> np.arange(v)) & 1
+    return 2.0 * bits - 1.0
+
+
+def _codebook_words(patterns: np.ndarray) -> np.ndarray:
+    v = patterns.shape[1]
+    words = ((patterns > 0).astype(np.int64) << np.arange(v)).sum(axis=1)
+    return words.astype(np.uint8 if v == 8 else np.uint16)
+
+
+def _feedback_pass(W, U, group_size, fmt, biases, patterns=None):
+    """One GPTQ pass: codes (N, K) as +-1 / 0 per weight, codebook indices
+    (N, K / v) or None, and the error-updated targets each run was coded from."""
+    n, k = W.shape
+    width = 1 if patterns is None else patterns.shape[1]
+    g = k // group_size
+    T = np.zeros((n, k))
+    S = np.zeros((n, g))
+    B = np.zeros((n, g))
+    idx = None if patterns is None else np.zeros((n, k // width), dtype=np.int64)
+    targets = np.zeros((n, k)) if patterns is not None else None
+    # Each column's error costs e^2 / U_jj^2 in the layer's output.
+    cost = 1.0 / np.diag(U) ** 2
+    Wq = W.copy()
+    block = group_size * max(1, 128 // group_size)  # whole groups (and runs) per block
+    for i1 in range(0, k, block):
+        i2 = min(i1 + block, k)
+        err = np.zeros((n, i2 - i1))
+        for j in range(i1, i2, width):
+            gi = j // group_size
+            if j % group_size == 0:
+                S[:, gi], B[:, gi] = _group_scales(Wq[:, j : j + group_size], fmt, biases)
+            if patterns is None:
+                T[:, j] = _codes(Wq[:, j], S[:, gi], B[:, gi], fmt)
+            else:
+                run = Wq[:, j : j + width]
+                targets[:, j : j + width] = run
+                sign = np.where(S[:, gi] < 0, -1.0, 1.0)[:, None]
+                best = np.argmax((run * cost[j : j + width] * sign) @ patterns.T, axis=1)
+                idx[:, j // width] = best
+                T[:, j : j + width] = patterns[best]
+            for jj in range(j, j + width):
+                e = (Wq[:, jj] - (S[:, gi] * T[:, jj] + B[:, gi])) / U[jj, jj]
+                Wq[:, jj + 1 : i2] -= np.outer(e, U[jj, jj + 1 : i2])
+                err[:, jj - i1] = e
+        Wq[:, i2:] -= err @ U[i1:i2, i2:]
+    return T, S, B, idx, targets
+
+
+def _vote(patterns, idx, targets, S, group_size, cost):
+    """Each pattern's bits as the signs of the cost-weighted sum of its runs
+    (scale signs folded in); patterns no run chose are kept."""
+    n, k = targets.shape
+    v = patterns.shape[1]
+    sign = np.repeat(np.where(S < 0, -1.0, 1.0), group_size, axis=1)
+    runs = (targets * sign * cost).reshape(-1, v)
+    sums = np.zeros_like(patterns)
+    np.add.at(sums, idx.reshape(-1), runs)
+    return np.where(sums == 0, patterns, np.where(sums > 0, 1.0, -1.0))
+
+
 def gptq_quantize(
     w: mx.array,
     h: mx.array,
@@ -108,19 +179,27 @@ def gptq_quantize(
     damp: float = 0.01,
     scale_dtype: mx.Dtype = mx.float16,
     refit: bool = True,
+    vector_size: int = 16,
+    index_bits: int = 12,
+    seed: int = 0,
+    passes: int = 2,
 ) -> QuantizedWeight:
     """Quantize a (N, K) weight with error feedback against the input Hessian ``h``.
 
     Args:
         w (mx.array): The float weight (N, K).
         h (mx.array): The layer inputs' Hessian (K, K), from :func:`input_hessian`.
-        fmt (str): ``"ternary"`` or ``"binary"``.
+        fmt (str): ``"ternary"``, ``"binary"`` or ``"codebook"``.
         group_size (int): Weights per scale along K. Default: ``128``.
         biases (bool): Binary only: a bias per group. Default: ``False``.
         damp (float): Added to H's diagonal, relative to its mean. Default: ``0.01``.
         scale_dtype (mx.Dtype): ``mx.float16`` (default) or ``mx.float32``.
         refit (bool): Refit scales (and biases) in the Hessian metric once the
           codes are fixed. Default: ``True``.
+        vector_size, index_bits, seed: Codebook only, as in
+          :func:`mlx_lowbit.quantize`, whose clustering gives the first codebook.
+        passes (int): Codebook only: error-feedback passes, with a re-vote of
+          the patterns between two passes. Default: ``2``.
 
     Returns:
         QuantizedWeight: in the format's own layout (docs/FORMATS.md).
@@ -128,10 +207,20 @@ def gptq_quantize(
     _check(w, h, fmt, group_size, biases)
     if scale_dtype not in (mx.float16, mx.float32):
         raise ValueError(f"[gptq] scale_dtype must be float16 or float32, got {scale_dtype}.")
+    if passes < 1:
+        raise ValueError(f"[gptq] passes must be >= 1, got {passes}.")
     W = np.asarray(w.astype(mx.float32)).astype(np.float64)
     H = np.asarray(h.astype(mx.float32)).astype(np.float64)
     if not (np.isfinite(W).all() and np.isfinite(H).all()):
         raise ValueError("[gptq] The weight or the Hessian contains NaN or Inf.")
+    patterns = None
+    if fmt == "codebook":
+        # The clustering of the weight's own sign patterns gives the first codebook
+        # (and checks the codebook options).
+        first = _quantize(
+            w, "codebook", group_size, vector_size=vector_size, index_bits=index_bits, seed=seed
+        )
+        patterns = _patterns(np.asarray(first.codebook), vector_size)
     n, k = W.shape
     H = H.copy()
     dead = np.diag(H) <= 0  # features the calibration never saw
@@ -143,25 +232,13 @@ def gptq_quantize(
     except np.linalg.LinAlgError:
         raise ValueError("[gptq] The Hessian is not positive definite; raise damp.") from None
 
-    g = k // group_size
-    T = np.zeros((n, k))
-    S = np.zeros((n, g))
-    B = np.zeros((n, g))
-    Wq = W.copy()
-    block = group_size * max(1, 128 // group_size)  # whole groups per block
-    for i1 in range(0, k, block):
-        i2 = min(i1 + block, k)
-        err = np.zeros((n, i2 - i1))
-        for j in range(i1, i2):
-            gi = j // group_size
-            if j % group_size == 0:
-                S[:, gi], B[:, gi] = _group_scales(Wq[:, j : j + group_size], fmt, biases)
-            t = _codes(Wq[:, j], S[:, gi], B[:, gi], fmt)
-            T[:, j] = t
-            e = (Wq[:, j] - (S[:, gi] * t + B[:, gi])) / U[j, j]
-            Wq[:, j + 1 : i2] -= np.outer(e, U[j, j + 1 : i2])
-            err[:, j - i1] = e
-        Wq[:, i2:] -= err @ U[i1:i2, i2:]
+    T, S, B, idx, targets = _feedback_pass(W, U, group_size, fmt, biases, patterns)
+    for _ in range(passes - 1 if patterns is not None else 0):
+        voted = _vote(patterns, idx, targets, S, group_size, 1.0 / np.diag(U) ** 2)
+        if np.array_equal(voted, patterns):
+            break  # a fixed point: another pass would repeat this one
+        patterns = voted
+        T, S, B, idx, targets = _feedback_pass(W, U, group_size, fmt, biases, patterns)
 
     if refit:
         S, Bfit = _refit(W, H, T, group_size, biases)
@@ -172,16 +249,25 @@ def gptq_quantize(
             "[gptq] A scale or bias does not fit in float16; pass scale_dtype=float32."
         )
 
+    extra = {}
     if fmt == "ternary":
         packed = _ext.pack_ternary(mx.array(T.astype(np.int8)))
-    else:
+    elif fmt == "binary":
         packed = _ext.pack_binary(mx.array((T > 0).astype(np.uint8)))
+    else:
+        packed = _ext.pack_codebook(mx.array(idx.astype(np.uint32)), vector_size, index_bits)
+        extra = {
+            "codebook": mx.array(_codebook_words(patterns)),
+            "vector_size": vector_size,
+            "index_bits": index_bits,
+        }
     return QuantizedWeight(
         fmt=fmt,
         group_size=group_size,
         packed=packed,
         scales=mx.array(S.astype(np.float32)).astype(scale_dtype),
         biases=mx.array(B.astype(np.float32)).astype(scale_dtype) if biases else None,
+        **extra,
     )
 
 
@@ -196,6 +282,7 @@ def gptq_model(
     damp: float = 0.01,
     scale_dtype: mx.Dtype = mx.float16,
     progress: bool = False,
+    **codebook_options,
 ) -> None:
     """Replace a model's linear layers in place by GPTQ-quantized ones.
 
@@ -205,6 +292,7 @@ def gptq_model(
     Args:
         class_predicate: ``(path, module) -> bool``; default: the layers
           :func:`mlx_lowbit.nn.quantize` picks (every linear layer but the head).
+        **codebook_options: ``vector_size``, ``index_bits``, ``seed``, ``passes``.
         Others: as in :func:`gptq_quantize`.
     """
     import mlx.nn as nn
@@ -251,6 +339,7 @@ def gptq_model(
                 biases=biases,
                 damp=damp,
                 scale_dtype=scale_dtype,
+                **codebook_options,
             )
         except ValueError as e:
             raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
