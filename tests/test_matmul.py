@@ -178,3 +178,17 @@ def test_int8_activations_have_no_gradient():
     qw = make_weight(FORMATS[0], 8, 64, 32)
     with pytest.raises(ValueError, match="activation_bits=0"):
         mx.grad(lambda x: lb.matmul(x, qw, activation_bits=8).sum())(mx.ones((2, 64)))
+
+
+def test_default_stream_falls_back_to_the_cpu_on_a_gpu_without_metal(monkeypatch):
+    from mlx_lowbit import ops
+
+    monkeypatch.setattr(ops.mx, "default_device", lambda: mx.Device(mx.gpu))
+    monkeypatch.setattr(ops.mx.metal, "is_available", lambda: False)
+    assert ops._stream(None) == mx.cpu  # MLX's CUDA build: our CPU kernels
+    assert ops._stream(mx.gpu) == mx.gpu  # an explicit choice is kept
+    monkeypatch.setattr(ops.mx.metal, "is_available", lambda: True)
+    assert ops._stream(None) is None  # Metal: the default GPU stream
+    monkeypatch.setattr(ops.mx, "default_device", lambda: mx.Device(mx.cpu))
+    monkeypatch.setattr(ops.mx.metal, "is_available", lambda: False)
+    assert ops._stream(None) is None

@@ -18,6 +18,16 @@ FORMAT_OPTIONS: Dict[str, Dict[str, Any]] = {
 StreamOrDevice = Union[None, mx.Stream, mx.Device]
 
 
+def _stream(stream: StreamOrDevice) -> StreamOrDevice:
+    """The stream our primitives run on: as given, else the default one,
+    except on a GPU other than Metal (MLX's CUDA build), for which this build
+    has no kernels: there the CPU kernels run (MLX orders the work between the
+    two streams), so a model on the GPU still runs its low-bit layers."""
+    if stream is None and mx.default_device() == mx.gpu and not mx.metal.is_available():
+        return mx.cpu
+    return stream
+
+
 def quantize(
     w: mx.array,
     fmt: str,
@@ -93,7 +103,7 @@ def dequantize(
         qw.codebook,
         **qw._format_fields(),
         dtype=dtype,
-        stream=stream,
+        stream=_stream(stream),
     )
 
 
@@ -126,7 +136,8 @@ def matmul(
           (``round(x * 127 / max|x|)``), as BitNet b1.58 was trained.
         transpose (bool): ``x @ w.T`` (default) or, with x of shape (..., N),
           ``x @ w``.
-        stream: Stream or device.
+        stream: Stream or device. Default: the default stream (the CPU on a
+          GPU without Metal, such as MLX's CUDA build).
     """
     bm, bn, bk = tile or (0, 0, 0)
     return _ext.lowbit_matmul(
@@ -144,5 +155,5 @@ def matmul(
         bn=bn,
         bk=bk,
         activation_bits=activation_bits,
-        stream=stream,
+        stream=_stream(stream),
     )
