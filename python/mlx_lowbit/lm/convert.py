@@ -16,6 +16,8 @@ from mlx.utils import tree_flatten
 
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
+from ..rotation import DEFAULT_MAX_BLOCK, check_max_block
+from ..rotation import KIND as ROTATION_KIND
 from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
 from .load import load
@@ -130,15 +132,21 @@ def quantize_model(
     calib_samples: int = 64,
     calib_length: int = 256,
     progress: bool = True,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **fmt_options: Any,
 ) -> Dict[str, Any]:
-    """Quantize ``model``'s layers in place with one of :data:`METHODS`.
+    """Quantize ``model``'s layers in place with one of :data:`METHODS`
+    (``rotate``, ``rotation_block``: as in :func:`mlx_lowbit.nn.quantize`).
 
     Returns:
         dict: what was done, as recorded in config.json under ``"mlx_lowbit"``
-        (method, and for calibrated methods the calibration source and token count).
+        (method, ``"rotation": "hadamard"`` if rotated, and for calibrated
+        methods the calibration source and token count).
     """
     check_method(method, calib, fmt_options)
+    rotation = {"rotate": rotate, "rotation_block": rotation_block}
+    done = {"rotation": ROTATION_KIND} if rotate else {}
     if method == "rtn":
         lbnn.quantize(
             model,
@@ -147,9 +155,10 @@ def quantize_model(
             class_predicate=class_predicate,
             scale_dtype=scale_dtype,
             progress=progress,
+            **rotation,
             **fmt_options,
         )
-        return {"method": "rtn"}
+        return {"method": "rtn", **done}
 
     from ..quant import DEFAULT_CORPUS, calibration_batches, gptq_model
     from .evaluate import eval_text
@@ -169,10 +178,12 @@ def quantize_model(
         class_predicate=class_predicate,
         scale_dtype=lbnn._scale_dtype(scale_dtype),
         progress=progress,
+        **rotation,
         **fmt_options,
     )
     return {
         "method": "gptq",
+        **done,
         "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
         "calibration_tokens": int(batches.size),
     }
@@ -191,6 +202,8 @@ def convert(
     calib: Optional[Union[str, Path]] = None,
     calib_samples: int = 64,
     calib_length: int = 256,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`quantize_model` and save it as an
@@ -215,6 +228,10 @@ def convert(
         calib: ``gptq``: a ``.txt``/``.jsonl`` calibration file; default: the
           standard library's ``pydoc_data.topics``. Never the evaluation text.
         calib_samples, calib_length: ``gptq``: how many windows of how many tokens.
+        rotate (bool): Rotate every quantized linear layer's input by a
+          randomized block Hadamard transform (docs/QUANTIZERS.md, "Rotation").
+          Recorded in config.json as ``"rotation": "hadamard"``.
+        rotation_block (int): The largest Hadamard block. Default: ``256``.
 
     Returns:
         Path: ``out_dir``.
@@ -223,6 +240,8 @@ def convert(
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
     check_method(method, calib, fmt_options)  # before the (slow) load
+    if rotate:
+        check_max_block(rotation_block)
     model, tokenizer, config = load_source(source, dtype)
     config = dict(config)
     config["mlx_lowbit"] = quantize_model(
@@ -236,6 +255,8 @@ def convert(
         calib=calib,
         calib_samples=calib_samples,
         calib_length=calib_length,
+        rotate=rotate,
+        rotation_block=rotation_block,
         **fmt_options,
     )
     save_model_dir(out_dir, model, tokenizer, config)
@@ -263,6 +284,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--calib-samples", type=int, default=64, help="gptq: calibration windows.")
     p.add_argument("--calib-length", type=int, default=256, help="gptq: tokens per window.")
+    p.add_argument(
+        "--rotate", action="store_true", help="Rotate layer inputs (randomized Hadamard)."
+    )
+    p.add_argument(
+        "--rotation-block", type=int, default=DEFAULT_MAX_BLOCK, help="Largest Hadamard block."
+    )
     return p
 
 
@@ -287,5 +314,7 @@ def main(argv=None) -> None:
         calib=args.calib,
         calib_samples=args.calib_samples,
         calib_length=args.calib_length,
+        rotate=args.rotate,
+        rotation_block=args.rotation_block,
         **options,
     )
