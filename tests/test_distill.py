@@ -246,3 +246,18 @@ def test_cli_convert_with_distill(tmp_path):
     with pytest.raises(SystemExit, match="need --method distill"):
         main([str(src), str(tmp_path / "o2"), "--method", "gptq", "--steps", "3"])
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_rotated_layer_trains_rotated_and_keeps_its_rotation(tiny):
+    teacher, batches, held = tiny
+    model = copy.deepcopy(teacher)
+    lb.nn.quantize(model, "ternary", 32, rotate=True)
+    rtn_kl = _kl(model, teacher, held)
+    result = distill_model(
+        model, teacher, batches, held_out=held, steps=20, batch_size=8, learning_rate=3e-4
+    )
+    # The training layer rotated its inputs as the packed one does: same KL at the start.
+    assert result.kl_before == pytest.approx(rtn_kl, rel=1e-3)
+    layer = model.model.layers[0].self_attn.q_proj
+    assert layer.rotation is not None and result.kl_after < result.kl_before
+    assert _kl(model, teacher, held) == pytest.approx(result.kl_after, rel=0.05)

@@ -10,6 +10,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
+from .rotation import DEFAULT_MAX_BLOCK, Rotation
+from .rotation import KIND as ROTATION_KIND
 
 # The ``mode`` under which mlx-lm's per-layer quantization entries name our
 # layers (see mlx_lowbit.lm.hook).
@@ -81,10 +83,16 @@ class LowBitLayer(nn.Module):
         )
 
     @property
+    def nbytes(self) -> int:
+        """Every stored byte of the weight: codes, scales, biases, codebook
+        (and a linear layer's rotation signs); not a bias vector."""
+        return self.qweight.nbytes
+
+    @property
     def bits_per_weight(self) -> float:
-        """Every stored byte of the weight (codes, scales, biases, codebook)
-        per weight; a bias vector is not counted."""
-        return self.qweight.bits_per_weight
+        """:attr:`nbytes` per weight."""
+        n, k = self.qweight.shape
+        return 8.0 * self.nbytes / (n * k)
 
     def quantization_config(self) -> Dict[str, Any]:
         """The per-layer entry for mlx-lm's ``config["quantization"]``: the
@@ -170,6 +178,8 @@ def dense_weight(module: nn.Module) -> mx.array:
     Raises:
         ValueError: any other module.
     """
+    if isinstance(module, LowBitLinear) and module.rotation is not None:
+        return module.rotation.unrotate(dequantize(module.qweight))
     if isinstance(module, LowBitLayer):
         return dequantize(module.qweight)
     if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
@@ -208,6 +218,13 @@ class LowBitLinear(LowBitLayer):
         index_bits (int): Codebook only: bits per index. Default: ``12``.
         activation_bits (int): 0 (default) or 8 (int8 activations, as
           BitNet b1.58 was trained; see :func:`mlx_lowbit.matmul`).
+        rotation_block (int): 0 (default): none. Otherwise the block of a
+          Hadamard rotation of the input (:mod:`mlx_lowbit.rotation`) whose
+          signs ``load_weights`` fills in as the ``rotation_signs`` tensor.
+
+    With a rotation R the stored weight is ``W @ R``, and the layer computes
+    ``(x @ R) @ (W @ R).T``; :func:`dense_weight` and :meth:`to_linear` give
+    the unrotated W.
     """
 
     def __init__(
@@ -223,6 +240,7 @@ class LowBitLinear(LowBitLayer):
         vector_size: int = 16,
         index_bits: int = 12,
         activation_bits: int = 0,
+        rotation_block: int = 0,
     ):
         super().__init__()
         qw = _shell(
@@ -230,19 +248,30 @@ class LowBitLinear(LowBitLayer):
         )
         self._set_qweight(qw)
         self.activation_bits = activation_bits
+        self._set_rotation(
+            Rotation.from_config({"kind": ROTATION_KIND, "block": rotation_block}, input_dims)
+            if rotation_block
+            else None
+        )
         if bias:
             self.bias = mx.zeros((output_dims,), _scale_dtype(scale_dtype))
         self.freeze()
 
     @classmethod
     def from_qweight(
-        cls, qw: QuantizedWeight, bias: Optional[mx.array] = None, activation_bits: int = 0
+        cls,
+        qw: QuantizedWeight,
+        bias: Optional[mx.array] = None,
+        activation_bits: int = 0,
+        rotation: Optional[Rotation] = None,
     ) -> "LowBitLinear":
-        """A layer around an existing QuantizedWeight (and bias)."""
+        """A layer around an existing QuantizedWeight (and bias); with a
+        ``rotation``, ``qw`` holds the rotated weight ``W @ R``."""
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
         layer.activation_bits = activation_bits
+        layer._set_rotation(rotation)
         if bias is not None:
             layer.bias = bias
         layer.freeze()
@@ -258,6 +287,7 @@ class LowBitLinear(LowBitLayer):
         scale_dtype: Union[str, mx.Dtype] = mx.float16,
         activation_bits: int = 0,
         lazy: bool = False,
+        rotation: Optional[Rotation] = None,
         **fmt_options: Any,
     ) -> "LowBitLinear":
         """Quantize a linear layer (round to nearest, :func:`mlx_lowbit.quantize`).
@@ -269,26 +299,72 @@ class LowBitLinear(LowBitLayer):
             activation_bits (int): See the class.
             lazy (bool): Quantize when the arrays are first evaluated, as
               ``mx.quantize`` does (see :func:`mlx_lowbit.quantize`).
+            rotation (Rotation, optional): Quantize ``W @ R`` and rotate the
+              inputs at run time (:mod:`mlx_lowbit.rotation`).
             **fmt_options: The format's quantizer options (binary: ``biases``;
               codebook: ``vector_size``, ``index_bits``, ``seed``, ``max_iters``).
         """
+        w = dense_weight(linear)
+        if rotation is not None:
+            w = rotation.rotate_weight(w)
         qw = quantize_weight(
-            dense_weight(linear),
+            w,
             fmt,
             group_size,
             scale_dtype=_scale_dtype(scale_dtype),
             lazy=lazy,
             **fmt_options,
         )
-        return cls.from_qweight(qw, linear.get("bias"), activation_bits)
+        return cls.from_qweight(qw, linear.get("bias"), activation_bits, rotation)
+
+    def _set_rotation(self, rotation: Optional[Rotation]) -> None:
+        if rotation is None:
+            self.rotation_block = 0
+            return
+        k = self.qweight.shape[1]
+        if rotation.k != k:
+            raise ValueError(
+                f"[LowBitLinear] The rotation is over K={rotation.k}; the weight has K={k}."
+            )
+        self.rotation_block = rotation.block
+        self.rotation_signs = rotation.sign_bits
+
+    @property
+    def rotation(self) -> Optional[Rotation]:
+        """The input rotation, or None; checked against the weight, so a
+        layer whose ``rotation_signs`` are missing or malformed raises
+        ``ValueError`` instead of running unrotated."""
+        if not self.rotation_block:
+            return None
+        k = self.qweight.shape[1]
+        if "rotation_signs" not in self:
+            raise ValueError(
+                f"[LowBitLinear] The layer is rotated (block {self.rotation_block}) but has no "
+                "rotation_signs tensor."
+            )
+        signs, block = self.rotation_signs, self.rotation_block
+        if signs.shape != (k // block, block // 32):
+            raise ValueError(
+                f"[LowBitLinear] rotation_signs has shape {tuple(signs.shape)}; K={k} in blocks "
+                f"of {block} needs ({k // block}, {block // 32}) (one bit per input feature)."
+            )
+        return Rotation(signs)
+
+    @property
+    def nbytes(self) -> int:
+        rotation = self.rotation
+        return super().nbytes + (rotation.nbytes if rotation is not None else 0)
 
     def to_linear(self, dtype: Optional[mx.Dtype] = None) -> nn.Linear:
-        """An ``nn.Linear`` holding the dequantized weight, in ``dtype``
-        (default: the scales' dtype)."""
+        """An ``nn.Linear`` holding the dequantized (and unrotated) weight,
+        in ``dtype`` (default: the scales' dtype)."""
         dtype = dtype or self.group_scales.dtype
         n, k = self.qweight.shape
         linear = nn.Linear(k, n, bias="bias" in self)
-        linear.weight = dequantize(self.qweight, dtype)
+        if self.rotation is not None:
+            linear.weight = dense_weight(self).astype(dtype)
+        else:
+            linear.weight = dequantize(self.qweight, dtype)
         if "bias" in self:
             linear.bias = self.bias
         return linear
@@ -308,6 +384,9 @@ class LowBitLinear(LowBitLayer):
         entry = super().quantization_config()
         if self.activation_bits:
             entry["activation_bits"] = self.activation_bits
+        rotation = self.rotation
+        if rotation is not None:
+            entry["rotation"] = rotation.config()
         return entry
 
     def _extra_repr(self) -> str:
@@ -316,9 +395,17 @@ class LowBitLinear(LowBitLayer):
             f"input_dims={k}, output_dims={n}, bias={'bias' in self}, "
             + self._weight_repr()
             + (f", activation_bits={self.activation_bits}" if self.activation_bits else "")
+            + (
+                f", rotation={ROTATION_KIND}(block={self.rotation_block})"
+                if self.rotation_block
+                else ""
+            )
         )
 
     def __call__(self, x: mx.array) -> mx.array:
+        rotation = self.rotation
+        if rotation is not None:
+            x = rotation.rotate(x)
         y = matmul(x, self.qweight, activation_bits=self.activation_bits)
         if "bias" in self:
             y = y + self.bias.astype(y.dtype)  # the output keeps x's dtype
@@ -476,6 +563,8 @@ def quantize(
     class_predicate: Optional[Predicate] = None,
     scale_dtype: Union[str, mx.Dtype] = mx.float16,
     progress: bool = False,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **fmt_options: Any,
 ) -> None:
     """Replace a model's layers by low-bit ones in place, like ``mlx.nn.quantize``.
@@ -487,14 +576,19 @@ def quantize(
         class_predicate (callable, optional): ``(path, module) -> bool | dict``.
           ``True`` quantizes with the call's settings; a dict overrides them
           for that layer (keys: ``fmt``, ``group_size``, ``scale_dtype``,
-          ``activation_bits`` and the format's quantizer options), so mixed
-          recipes are one call. Linear layers (``nn.Linear``,
+          ``activation_bits``, ``rotate``, ``rotation_block`` and the format's
+          quantizer options), so mixed recipes are one call. Linear layers (``nn.Linear``,
           ``nn.QuantizedLinear``, ``LowBitLinear``) become :class:`LowBitLinear`,
           embeddings :class:`LowBitEmbedding`. Default: every ``nn.Linear``
           and ``nn.QuantizedLinear`` except the output head (``lm_head``);
           embeddings and layers that are already low-bit stay as they are.
         scale_dtype: ``mx.float16`` (default) or ``mx.float32``.
         progress (bool): Show a tqdm progress bar over the layers.
+        rotate (bool): Give every linear layer a randomized Hadamard rotation
+          of its input (:mod:`mlx_lowbit.rotation`) and quantize the rotated
+          weight. Default: ``False``.
+        rotation_block (int): The largest Hadamard block; each layer uses the
+          largest power of two up to this that divides its K. Default: ``256``.
         **fmt_options: The format's quantizer options, as in
           :func:`mlx_lowbit.quantize`.
 
@@ -516,6 +610,7 @@ def quantize(
     replaced = []
     for path, module, result in chosen:
         opts = _layer_options(result, fmt, group_size, scale_dtype, fmt_options)
+        opts = {"rotate": rotate, "rotation_block": rotation_block, **opts}
         try:
             replaced.append((path, _quantize_module(module, **opts)))
         except ValueError as e:
@@ -524,15 +619,25 @@ def quantize(
 
 
 def _quantize_module(
-    module: nn.Module, fmt: str, group_size: int, activation_bits: int = 0, **options: Any
+    module: nn.Module,
+    fmt: str,
+    group_size: int,
+    activation_bits: int = 0,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
+    **options: Any,
 ) -> nn.Module:
     if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding, LowBitEmbedding)):
-        if activation_bits:
-            raise ValueError("Embeddings take no activation_bits.")
+        if activation_bits or rotate:
+            raise ValueError("Embeddings take no activation_bits and no rotation.")
         return LowBitEmbedding.from_embedding(module, fmt, group_size, **options)
     if isinstance(module, (nn.Linear, nn.QuantizedLinear, LowBitLinear)):
+        rotation = None
+        if rotate:
+            k = dense_weight(module).shape[1]  # lazy: only the shape is read
+            rotation = Rotation.random(k, max_block=rotation_block)
         return LowBitLinear.from_linear(
-            module, fmt, group_size, activation_bits=activation_bits, **options
+            module, fmt, group_size, activation_bits=activation_bits, rotation=rotation, **options
         )
     raise ValueError(
         f"A {type(module).__name__} cannot be quantized; the predicate may select "

@@ -46,12 +46,12 @@ def model_bytes(model: nn.Module) -> int:
 
 def layer_bits(model: nn.Module) -> Optional[float]:
     """Stored bits per weight of the quantized linear layers and embeddings
-    alone (codes, scales, biases, codebook; no bias vector); None when the
-    model has none."""
+    alone (codes, scales, biases, codebook, rotation signs; no bias vector);
+    None when the model has none."""
     stored, weights = 0, 0
     for m in _leaf_modules(model):
         if isinstance(m, LowBitLayer):
-            stored += m.qweight.nbytes
+            stored += m.nbytes
         elif isinstance(m, nn.QuantizedLinear):
             stored += sum(m[k].nbytes for k in ("weight", "scales", "biases"))
         else:

@@ -18,6 +18,8 @@ from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
 from ..quant.gptq import CODEBOOK_OPTIONS
 from ..quant.gptq import FORMATS as GPTQ_FORMATS
+from ..rotation import DEFAULT_MAX_BLOCK, check_max_block
+from ..rotation import KIND as ROTATION_KIND
 from ..stats import model_bytes, parameter_count
 from .gguf import from_gguf
 from .load import load
@@ -161,15 +163,21 @@ def quantize_model(
     calib_length: int = 256,
     distill: Optional[Dict[str, Any]] = None,
     progress: bool = True,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **fmt_options: Any,
 ) -> Dict[str, Any]:
-    """Quantize ``model``'s layers in place with one of :data:`METHODS`.
+    """Quantize ``model``'s layers in place with one of :data:`METHODS`
+    (``rotate``, ``rotation_block``: as in :func:`mlx_lowbit.nn.quantize`).
 
     Returns:
         dict: what was done, as recorded in config.json under ``"mlx_lowbit"``
-        (method, and for calibrated methods the calibration source and token count).
+        (method, ``"rotation": "hadamard"`` if rotated, and for calibrated
+        methods the calibration source and token count).
     """
     check_method(method, calib, fmt_options, distill)
+    rotation = {"rotate": rotate, "rotation_block": rotation_block}
+    done = {"rotation": ROTATION_KIND} if rotate else {}
     if method == "rtn":
         lbnn.quantize(
             model,
@@ -178,9 +186,10 @@ def quantize_model(
             class_predicate=class_predicate,
             scale_dtype=scale_dtype,
             progress=progress,
+            **rotation,
             **fmt_options,
         )
-        return {"method": "rtn"}
+        return {"method": "rtn", **done}
 
     from ..quant import DEFAULT_CORPUS, calibration_batches, gptq_model
     from .evaluate import eval_text
@@ -194,13 +203,14 @@ def quantize_model(
     )
     record = {
         "method": method,
+        **done,
         "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
         "calibration_tokens": int(batches.size),
     }
     if method == "distill":
         settings = {**DISTILL_DEFAULTS, **(distill or {})}
         init = settings["init"] or ("gptq" if fmt in GPTQ_FORMATS else "rtn")
-        options = {"class_predicate": class_predicate, "scale_dtype": scale_dtype}
+        options = {"class_predicate": class_predicate, "scale_dtype": scale_dtype, **rotation}
         record.update(
             _distill(
                 model, batches, fmt, group_size, init, settings, progress, options, fmt_options
@@ -215,6 +225,7 @@ def quantize_model(
         class_predicate=class_predicate,
         scale_dtype=lbnn._scale_dtype(scale_dtype),
         progress=progress,
+        **rotation,
         **fmt_options,
     )
     return record
@@ -244,9 +255,11 @@ def _distill(
             batches,
             fmt,
             group_size,
-            class_predicate=options.get("class_predicate"),
-            scale_dtype=lbnn._scale_dtype(options.get("scale_dtype", "float16")),
+            class_predicate=options["class_predicate"],
+            scale_dtype=lbnn._scale_dtype(options["scale_dtype"]),
             progress=progress,
+            rotate=options["rotate"],
+            rotation_block=options["rotation_block"],
             **fmt_options,
         )
     else:
@@ -310,6 +323,8 @@ def convert(
     calib_samples: int = 64,
     calib_length: int = 256,
     distill: Optional[Dict[str, Any]] = None,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`quantize_model` and save it as an
@@ -334,6 +349,10 @@ def convert(
         calib: ``gptq``: a ``.txt``/``.jsonl`` calibration file; default: the
           standard library's ``pydoc_data.topics``. Never the evaluation text.
         calib_samples, calib_length: ``gptq``: how many windows of how many tokens.
+        rotate (bool): Rotate every quantized linear layer's input by a
+          randomized block Hadamard transform (docs/QUANTIZERS.md, "Rotation").
+          Recorded in config.json as ``"rotation": "hadamard"``.
+        rotation_block (int): The largest Hadamard block. Default: ``256``.
 
     Returns:
         Path: ``out_dir``.
@@ -342,6 +361,8 @@ def convert(
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
     check_method(method, calib, fmt_options, distill)  # before the (slow) load
+    if rotate:
+        check_max_block(rotation_block)
     model, tokenizer, config = load_source(source, dtype)
     config = dict(config)
     config["mlx_lowbit"] = quantize_model(
@@ -356,6 +377,8 @@ def convert(
         calib_samples=calib_samples,
         calib_length=calib_length,
         distill=distill,
+        rotate=rotate,
+        rotation_block=rotation_block,
         **fmt_options,
     )
     save_model_dir(out_dir, model, tokenizer, config)
@@ -412,6 +435,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         type=int,
         help="Extra windows sampled from the float model (data-free).",
     )
+    p.add_argument(
+        "--rotate", action="store_true", help="Rotate layer inputs (randomized Hadamard)."
+    )
+    p.add_argument(
+        "--rotation-block", type=int, default=DEFAULT_MAX_BLOCK, help="Largest Hadamard block."
+    )
     return p
 
 
@@ -437,6 +466,8 @@ def main(argv=None) -> None:
         calib_samples=args.calib_samples,
         calib_length=args.calib_length,
         distill=_distill_settings(args),
+        rotate=args.rotate,
+        rotation_block=args.rotation_block,
         **options,
     )
 

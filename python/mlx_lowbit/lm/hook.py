@@ -8,7 +8,9 @@ the layer's ``to_quantized``. After :func:`install` (run by
 
 ``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
 a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
-the layer's weight; every other mode goes to MLX's own method unchanged.
+the layer's weight (an entry's ``rotation`` gives it a rotation whose signs
+the checkpoint's ``rotation_signs`` tensor fills in); every other mode goes
+to MLX's own method unchanged.
 The quantization is lazy, as MLX's own ``to_quantized`` is: a loader that
 replaces the arrays with a checkpoint's before using them (mlx-lm's
 ``load_model``) never runs the quantizer on the placeholder weights.
@@ -21,6 +23,7 @@ from typing import Any, Callable, Optional
 import mlx.nn as nn
 
 from ..nn import MODE, LowBitEmbedding, LowBitLinear, quantizer_options
+from ..rotation import Rotation
 
 _ORIGINAL = "_mlx_lowbit_original"
 DEFAULT_GROUP_SIZE = 128  # as mlx_lowbit.quantize
@@ -50,11 +53,24 @@ def _linear_to_quantized(original: Callable) -> Callable:
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
             return LowBitLinear.from_linear(
-                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
+                self,
+                fmt,
+                group_size,
+                lazy=True,
+                rotation=_rotation(kwargs, self.weight.shape[1]),
+                **quantizer_options(fmt, **kwargs),
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 
     return to_quantized
+
+
+def _rotation(kwargs: dict, k: int) -> Optional[Rotation]:
+    """The entry's ``rotation`` (taken out of ``kwargs``), with placeholder
+    signs: the checkpoint's ``rotation_signs`` replace them, and a strict
+    ``load_weights`` refuses a checkpoint that lacks them."""
+    config = kwargs.pop("rotation", None)
+    return None if config is None else Rotation.from_config(config, k)
 
 
 def _embedding_to_quantized(original: Callable) -> Callable:
@@ -91,8 +107,14 @@ def _bitlinear_to_quantized(
     if mode != MODE:
         raise ValueError(f"[to_quantized] A BitLinear converts only to mode={MODE!r}.")
     fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+    linear = from_bitlinear(self)
     return LowBitLinear.from_linear(
-        from_bitlinear(self), fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
+        linear,
+        fmt,
+        group_size,
+        lazy=True,
+        rotation=_rotation(kwargs, linear.qweight.shape[1]),
+        **quantizer_options(fmt, **kwargs),
     )
 
 

@@ -35,6 +35,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from .. import _ext
 from ..ops import dequantize
 from ..quantized_weight import QuantizedWeight
+from ..rotation import Rotation
 
 
 def _expand(a: mx.array, group_size: int) -> mx.array:
@@ -60,8 +61,10 @@ class FakeQuantLinear(nn.Module):
         self,
         qw: QuantizedWeight,
         bias: Optional[mx.array] = None,
+        rotation: Optional[Rotation] = None,
     ):
         super().__init__()
+        self._rotation = rotation  # the packed layer's input rotation, kept as is
         self.fmt = qw.fmt
         self.group_size = qw.group_size
         self.vector_size = qw.vector_size
@@ -82,9 +85,12 @@ class FakeQuantLinear(nn.Module):
 
     @classmethod
     def from_qweight(
-        cls, qw: QuantizedWeight, bias: Optional[mx.array] = None
+        cls,
+        qw: QuantizedWeight,
+        bias: Optional[mx.array] = None,
+        rotation: Optional[Rotation] = None,
     ) -> "FakeQuantLinear":
-        return cls(qw, bias)
+        return cls(qw, bias, rotation)
 
     def codes(self) -> mx.array:
         """The codes the current latent weight and scales round to: ternary
@@ -127,6 +133,8 @@ class FakeQuantLinear(nn.Module):
         return w + (self.weight - mx.stop_gradient(self.weight))
 
     def __call__(self, x: mx.array) -> mx.array:
+        if self._rotation is not None:
+            x = self._rotation.rotate(x)
         y = x @ self.dense().astype(x.dtype).T
         if "bias" in self:
             y = y + self.bias.astype(y.dtype)
@@ -226,7 +234,10 @@ def _swap_in(model: nn.Module) -> int:
                     f"[distill] Layer {path!r} has activation_bits={module.activation_bits}; "
                     "distillation trains float activations only."
                 )
-            swapped.append((path, FakeQuantLinear.from_qweight(module.qweight, module.get("bias"))))
+            layer = FakeQuantLinear.from_qweight(
+                module.qweight, module.get("bias"), module.rotation
+            )
+            swapped.append((path, layer))
     if not swapped:
         raise ValueError("[distill] The model has no low-bit linear layers to train.")
     model.update_modules(tree_unflatten(swapped))
@@ -239,9 +250,10 @@ def _swap_out(model: nn.Module) -> None:
     packed = []
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         if isinstance(module, FakeQuantLinear):
-            packed.append(
-                (path, LowBitLinear.from_qweight(module.to_qweight(), module.get("bias")))
+            layer = LowBitLinear.from_qweight(
+                module.to_qweight(), module.get("bias"), rotation=module._rotation
             )
+            packed.append((path, layer))
     model.update_modules(tree_unflatten(packed))
 
 

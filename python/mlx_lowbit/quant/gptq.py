@@ -24,6 +24,7 @@ import numpy as np
 from .. import _ext
 from ..ops import quantize as _quantize
 from ..quantized_weight import QuantizedWeight
+from ..rotation import DEFAULT_MAX_BLOCK, Rotation, check_max_block
 
 FORMATS = ("ternary", "binary", "codebook")
 CODEBOOK_OPTIONS = ("vector_size", "index_bits", "seed")
@@ -282,6 +283,8 @@ def gptq_model(
     damp: float = 0.01,
     scale_dtype: mx.Dtype = mx.float16,
     progress: bool = False,
+    rotate: bool = False,
+    rotation_block: int = DEFAULT_MAX_BLOCK,
     **codebook_options,
 ) -> None:
     """Replace a model's linear layers in place by GPTQ-quantized ones.
@@ -293,6 +296,12 @@ def gptq_model(
         class_predicate: ``(path, module) -> bool``; default: the layers
           :func:`mlx_lowbit.nn.quantize` picks (every linear layer but the head).
         **codebook_options: ``vector_size``, ``index_bits``, ``seed``, ``passes``.
+        rotate (bool): Quantize ``W @ R`` against ``R.T @ H @ R`` for a
+          randomized Hadamard rotation R of each layer's input, which the
+          layer then applies at run time (:mod:`mlx_lowbit.rotation`).
+          Default: ``False``.
+        rotation_block (int): The largest Hadamard block, as in
+          :func:`mlx_lowbit.nn.quantize`. Default: ``256``.
         Others: as in :func:`gptq_quantize`.
     """
     import mlx.nn as nn
@@ -301,6 +310,8 @@ def gptq_model(
     from .. import nn as lbnn
     from .capture import input_hessians
 
+    if rotate:
+        check_max_block(rotation_block)  # before the (slow) calibration pass
     predicate = class_predicate or lbnn._default_predicate
     chosen = []
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
@@ -330,10 +341,15 @@ def gptq_model(
     replaced = []
     for path in paths:
         module = modules[path]
+        w, h = lbnn.dense_weight(module), hessians.pop(path)
+        rotation = None
         try:
+            if rotate:
+                rotation = Rotation.random(w.shape[1], max_block=rotation_block)
+                w, h = rotation.rotate_weight(w), rotation.rotate_hessian(h)
             qw = gptq_quantize(
-                lbnn.dense_weight(module),
-                hessians.pop(path),
+                w,
+                h,
                 fmt,
                 group_size,
                 biases=biases,
@@ -344,5 +360,5 @@ def gptq_model(
         except ValueError as e:
             raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
         bias = module.get("bias")
-        replaced.append((path, lbnn.LowBitLinear.from_qweight(qw, bias)))
+        replaced.append((path, lbnn.LowBitLinear.from_qweight(qw, bias, rotation=rotation)))
     model.update_modules(tree_unflatten(replaced))
