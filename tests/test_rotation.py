@@ -184,6 +184,24 @@ def test_layer_metadata_bits_and_reloading():
     assert _rel(_np(affine(x)), _np(layer(x))) < 0.05
 
 
+def test_rotated_layer_under_compile_and_gradients():
+    # mlx-lm's trainer compiles its step with the model state as inputs; the
+    # cached unpacked signs must neither leak into nor out of the trace.
+    layer = LowBitLinear.from_linear(
+        _linear(16, 64, True), "ternary", 32, rotation=Rotation.random(64)
+    )
+    x = mx.random.normal((2, 64), key=mx.random.key(2))
+    eager = layer(x)
+    assert mx.allclose(mx.compile(layer)(x), eager).item()
+    state = [layer.state]
+    traced = mx.compile(lambda x: layer(x), inputs=state, outputs=state)
+    assert mx.allclose(traced(x), eager).item()
+    assert mx.array_equal(layer(x), eager).item()
+    grad = mx.grad(lambda x: layer(x).sum())(x)
+    expected = mx.ones((2, 16)) @ dense_weight(layer)
+    assert mx.allclose(grad, expected, atol=1e-4).item()
+
+
 def test_missing_or_malformed_signs_raise():
     layer = LowBitLinear(64, 8, False, "ternary", 32, rotation_block=64)
     del layer["rotation_signs"]

@@ -329,6 +329,25 @@ class LowBitLinear(LowBitLayer):
         self.rotation_block = rotation.block
         self.rotation_signs = rotation.sign_bits
 
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key == "rotation_signs":  # load_weights / update set parameters this way
+            self._cache_rotation()
+
+    def _cache_rotation(self) -> None:
+        """Keep the Rotation of the current signs with its unpacked signs, so
+        calls reuse them. Built here, when the tensor is set, and never
+        during a call, which may be traced by mx.compile; ``rotation``
+        checks that the cache still belongs to the layer's tensor."""
+        object.__setattr__(self, "_rotation", None)
+        try:
+            rotation = self.rotation
+        except ValueError:
+            return  # the call reports it
+        if rotation is not None:
+            rotation.signs()
+            object.__setattr__(self, "_rotation", rotation)
+
     @property
     def rotation(self) -> Optional[Rotation]:
         """The input rotation, or None; checked against the weight, so a
@@ -336,6 +355,9 @@ class LowBitLinear(LowBitLayer):
         ``ValueError`` instead of running unrotated."""
         if not self.rotation_block:
             return None
+        cached = self.__dict__.get("_rotation")
+        if cached is not None and cached.sign_bits is self.get("rotation_signs"):
+            return cached
         k = self.qweight.shape[1]
         if "rotation_signs" not in self:
             raise ValueError(

@@ -154,10 +154,16 @@ class Rotation:
         return {"kind": KIND, "block": self.block}
 
     def signs(self) -> mx.array:
-        """D's diagonal, (K,) float32 of +1/-1."""
-        shifts = mx.arange(_WORD_BITS, dtype=mx.uint32)
-        bits = (self.sign_bits.reshape(-1, 1) >> shifts) & 1
-        return 1.0 - 2.0 * bits.reshape(-1).astype(mx.float32)
+        """D's diagonal, (K,) float32 of +1/-1; unpacked once per Rotation
+        (at one token per call the unpacking ops cost about as much as the
+        transform)."""
+        cached = self.__dict__.get("_signs")
+        if cached is None:
+            shifts = mx.arange(_WORD_BITS, dtype=mx.uint32)
+            bits = (self.sign_bits.reshape(-1, 1) >> shifts) & 1
+            cached = 1.0 - 2.0 * bits.reshape(-1).astype(mx.float32)
+            object.__setattr__(self, "_signs", cached)
+        return cached
 
     def _check_last(self, x: mx.array, what: str) -> None:
         if not mx.issubdtype(x.dtype, mx.floating):
