@@ -114,7 +114,7 @@ def select_rows(patterns: List[str], specs: Optional[List[Spec]] = None) -> List
     specs = row_specs() if specs is None else specs
     names = [s.name for s in specs]
     for p in patterns:
-        if not fnmatch.filter(names, p):
+        if not any(fnmatch.fnmatchcase(n, p) for n in names):
             raise ValueError(
                 f"[bench quality] --rows pattern {p!r} matches no row; rows: {', '.join(names)}."
             )
@@ -186,7 +186,7 @@ def _linear_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return [(p, m) for p, m in leaves if _picked(p, m)]
 
 
-def _restore_unpicked(model: nn.Module, before: Dict[str, nn.Module]) -> None:
+def _restore_unpicked(model: nn.Module, before: Dict[str, nn.Module]) -> List[str]:
     # mlx-lm's quantizers also quantize embeddings and the head: put back the
     # float modules of every layer our layer set leaves out.
     restored = []
@@ -195,6 +195,7 @@ def _restore_unpicked(model: nn.Module, before: Dict[str, nn.Module]) -> None:
         if original is not None and isinstance(m, QUANTIZED_LAYERS) and not _picked(path, original):
             restored.append((path, original))
     model.update_modules(tree_unflatten(restored))
+    return [path for path, _ in restored]
 
 
 @contextmanager
@@ -286,8 +287,7 @@ def _quantize_mlx_lm(
             dtype=work_dtype,
         )
         model.eval()
-    _restore_unpicked(model, before)
-    return {}
+    return {"kept_float": _restore_unpicked(model, before)}
 
 
 def _quantize_ours(
@@ -488,7 +488,7 @@ def markdown(results: Dict[str, Any]) -> str:
     """The table (sorted by whole-model bits per weight) and the targets."""
     calib = results["calibration"]
     lines = [
-        f"# Quality: {results['model']}",
+        f"# Quality: {Path(results['model']).name}",
         "",
         f"{results['date']}, {results['host']['cpu'].get('model name', '?')}"
         + (f", GPU {results['host']['gpu']}" if results["host"]["gpu"] else "")
@@ -568,7 +568,7 @@ def plot(path: Path, results: Dict[str, Any]) -> bool:
         yscale="log",
         xlabel="bits per weight, whole model (every stored byte)",
         ylabel="perplexity",
-        title=f"{results['model']}: perplexity vs size",
+        title=f"{Path(results['model']).name}: perplexity vs bits per weight",
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
