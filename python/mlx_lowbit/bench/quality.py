@@ -86,19 +86,18 @@ def row_specs() -> List[Spec]:
             )
         )
     for method in ("gptq", "awq", "dwq"):
+        settings: Dict[str, Any] = {"bits": MLX_LM_BITS, "group_size": MLX_GROUP}
+        if method == "dwq":
+            settings.update(learning_rate=DWQ_LEARNING_RATE, batch_size=DWQ_BATCH)
         specs.append(
-            Spec(
-                f"mlx-lm-{method}-{MLX_LM_BITS}bit",
-                "mlx-lm",
-                method,
-                "affine",
-                {"bits": MLX_LM_BITS, "group_size": MLX_GROUP},
-            )
+            Spec(f"mlx-lm-{method}-{MLX_LM_BITS}bit", "mlx-lm", method, "affine", settings)
         )
     for label, fmt, group, options in OURS:
         for rotate in (False, True):
             for method in OUR_METHODS:
-                settings = {"group_size": group, **options, **({"rotate": True} if rotate else {})}
+                settings = {"group_size": group, **options}
+                if rotate:
+                    settings["rotate"] = True
                 name = f"{label}-{method}" + ("+rotate" if rotate else "")
                 specs.append(Spec(name, "ours", method, fmt, settings))
     return specs
