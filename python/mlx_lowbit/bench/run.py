@@ -4,6 +4,7 @@
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -136,7 +137,12 @@ def bench(
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlx-lowbit bench", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="mlx-lowbit bench",
+        description=__doc__,
+        epilog="mlx-lowbit bench quality [options]: perplexity vs bits per weight for every "
+        "quantizer (its own --help).",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -156,6 +162,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "quality":  # mlx-lowbit bench quality [options]
+        from .quality import main as quality_main
+
+        return quality_main(argv[1:])
     args = setup_arg_parser().parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)

@@ -4,7 +4,7 @@
 import math
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -51,18 +51,25 @@ class Completion:
 
 
 def greedy_completion(
-    model: nn.Module, tokenizer: Any, prompt: Any, max_tokens: int = 16
+    model: nn.Module,
+    tokenizer: Any,
+    prompt: Any,
+    max_tokens: int = 16,
+    stream: Optional[Union[mx.Stream, mx.Device]] = None,
 ) -> Completion:
     """Greedy (argmax) decoding with ``mlx_lm.stream_generate``.
 
     Args:
         prompt: A string or a list of token ids (e.g. from
           ``tokenizer.apply_chat_template``).
+        stream: Where to decode. Default: mlx-lm's generation stream, which
+          is on the default device of the moment mlx-lm was imported.
     """
     from mlx_lm import stream_generate
 
+    kwargs = {} if stream is None else {"stream": stream}
     tokens, text, last = [], "", None
-    for last in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens):
+    for last in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, **kwargs):
         text += last.text
         if last.token is not None:
             tokens.append(last.token)
