@@ -19,6 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .. import nn as lbnn
+from ..lm.convert import DISTILL_DEFAULTS
 from ..stats import QUANTIZED_LAYERS, layer_bits, model_bytes, parameter_count
 
 QUESTION = "What is the capital of France?"
@@ -29,8 +30,14 @@ CONTINUATION = (
 )
 NEW_TOKENS = 16
 
-# The issue's must targets: perplexity at most this many times float16's.
-TARGETS = [("ternary", 10.0), ("binary+bias", 30.0), ("codebook", 100.0)]
+# The issue's must targets: (row label, perplexity bar as a multiple of
+# float16's, most bits per weight of the quantized layers, word the answer to
+# QUESTION must hold or None).
+TARGETS = [
+    ("ternary", 10.0, 2.25, "Paris"),
+    ("binary+bias", 30.0, 1.5, None),
+    ("codebook", 100.0, 1.0, None),
+]
 
 # Our formats: (label, format, wanted group size, options). The group is
 # the largest multiple of 32 at most the wanted one that divides every
@@ -290,7 +297,11 @@ def _quantize_mlx_lm(
 
 
 def _quantize_ours(
-    model: nn.Module, spec: Spec, tokenizer: Any, calib: Dict[str, Any]
+    model: nn.Module,
+    spec: Spec,
+    tokenizer: Any,
+    calib: Dict[str, Any],
+    distill: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     from ..lm.convert import quantize_model
 
@@ -303,6 +314,8 @@ def _quantize_ours(
             "calib_samples": calib["samples"],
             "calib_length": calib["length"],
         }
+    if spec.method == "distill" and distill:
+        kwargs["distill"] = dict(distill)
     rotate = settings.get("rotate", False)
     try:
         record = quantize_model(
@@ -375,6 +388,7 @@ def run_row(
     eval_ids: List[int],
     prompts: Dict[str, Any],
     device: mx.Device,
+    distill: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """One row's record; a row that cannot run records why (status, reason)."""
     record: Dict[str, Any] = {
@@ -390,25 +404,27 @@ def run_row(
     # there. MLX's CPU matmuls are very slow with float16 activations
     # (quantized_matmul most of all), so on the CPU every row, float16's
     # too, runs in float32 (the weights stay as stored).
+    # Quantizers run on the run device (distillation trains there); only the
+    # measurement of our rows moves to the CPU.
     row_device = mx.cpu if spec.family == "ours" else device
     on_cpu = row_device == mx.cpu
     run_dtype = mx.float32 if on_cpu else mx.float16
     # Calibrated quantizers run their model in float32 on the CPU for the
     # same reason; the model goes back to float16 before it is measured.
-    work_dtype = mx.float32 if on_cpu and spec.calibrated else mx.float16
+    work_dtype = mx.float32 if device == mx.cpu and spec.calibrated else mx.float16
     record["device"] = "cpu" if on_cpu else "gpu"
     record["quantize_dtype"] = str(work_dtype).split(".")[-1]
     model = fresh()
     start = time.perf_counter()
     try:
-        with _default_device(row_device):
+        with _default_device(device):
             lbnn.set_dtype(model, work_dtype)
             if spec.family == "mlx":
                 extra = _quantize_mlx(model, spec)
             elif spec.family == "mlx-lm":
                 extra = _quantize_mlx_lm(model, spec, batches, fresh, config, work_dtype)
             elif spec.family == "ours":
-                extra = _quantize_ours(model, spec, tokenizer, calib)
+                extra = _quantize_ours(model, spec, tokenizer, calib, distill)
             else:
                 extra = {}
             lbnn.set_dtype(model, mx.float16)  # sizes as stored
@@ -454,28 +470,57 @@ def _write(path: Path, data: Union[str, bytes]) -> None:
 
 def targets(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The issue's must targets: the best ratio to float16 among our rows of
-    each format, against its bar."""
+    each format that keep its bits-per-weight limit (and answer the question
+    where the target says so), and ternary against mlx-lm's best 2-bit row."""
+    ok = [r for r in records if r["status"] == "ok" and r.get("ppl_ratio") is not None]
     out = []
-    for label, bar in TARGETS:
-        ratios = [
-            (r["ppl_ratio"], r["name"])
-            for r in records
+    best_ternary = None
+    for label, bar, bits, word in TARGETS:
+        rows = [
+            r
+            for r in ok
             if r["family"] == "ours"
-            and r["status"] == "ok"
-            and r.get("ppl_ratio") is not None
-            and r["name"].split("-")[0] == label
+            and r["name"].rsplit("-", 1)[0].split("-")[0] == label.split("-")[0]
+            and r["name"].startswith(label + "-")
+            and r["bpw_layers"] <= bits + 1e-9
         ]
-        best = min(ratios) if ratios else None
+        if word:
+            rows = [r for r in rows if word in r["answer_question"]] or rows
+        best = min(rows, key=lambda r: r["ppl_ratio"]) if rows else None
+        met = (
+            best is not None
+            and best["ppl_ratio"] < bar
+            and (not word or word in best["answer_question"])
+        )
+        text = f"{label} (<= {bits:g} bits/w) perplexity < {bar:g}x float16"
         out.append(
             {
-                "target": f"{label} perplexity < {bar:g}x float16",
-                "best": best[1] if best else None,
-                "ratio": best[0] if best else None,
-                "verdict": "not measured"
-                if best is None
-                else ("met" if best[0] < bar else "missed"),
+                "target": text + (f' and "{word}" in the answer' if word else ""),
+                "best": best["name"] if best else None,
+                "ratio": best["ppl_ratio"] if best else None,
+                "verdict": "not measured" if best is None else ("met" if met else "missed"),
             }
         )
+        if label == "ternary":
+            best_ternary = best
+    theirs = [r for r in ok if r["family"] == "mlx-lm"]
+    best_theirs = min(theirs, key=lambda r: r["perplexity"]) if theirs else None
+    verdict = "not measured"
+    if best_ternary and best_theirs:
+        verdict = "met" if best_ternary["perplexity"] < best_theirs["perplexity"] else "missed"
+    out.append(
+        {
+            "target": "ternary better than mlx-lm's best 2-bit quantizer",
+            "best": best_ternary["name"] if best_ternary else None,
+            "ratio": (
+                best_ternary["perplexity"] / best_theirs["perplexity"]
+                if best_ternary and best_theirs
+                else None
+            ),
+            "verdict": verdict,
+            "against": best_theirs["name"] if best_theirs else None,
+        }
+    )
     return out
 
 
@@ -561,13 +606,46 @@ def plot(path: Path, results: Dict[str, Any]) -> bool:
                 ax.annotate(r["name"], (r["bpw_model"], r["perplexity"]), fontsize=6, alpha=0.8)
     if base is not None:
         ax.axhline(base, color="k", lw=1, label=f"float16 ({base:.3g})")
-        for (label, bar), color in zip(TARGETS, ("C3", "C4", "C5")):
+        for (label, bar, _, _), color in zip(TARGETS, ("C3", "C4", "C5")):
             ax.axhline(base * bar, color=color, ls="--", lw=1, label=f"{label} target ({bar:g}x)")
     ax.set(
         yscale="log",
         xlabel="bits per weight, whole model (every stored byte)",
         ylabel="perplexity",
         title=f"{Path(results['model']).name}: perplexity vs bits per weight",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def plot_losses(path: Path, results: Dict[str, Any]) -> bool:
+    """The distill rows' training KL per step; False without matplotlib or
+    without such rows."""
+    curves = [r for r in results["rows"] if r["status"] == "ok" and r["settings"].get("loss_curve")]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in curves:
+        ys = r["settings"]["loss_curve"]
+        step = max(1, r["settings"]["steps"] // len(ys))
+        ax.plot([i * step + 1 for i in range(len(ys))], ys, label=r["name"])
+    ax.set(
+        yscale="log",
+        xlabel="step",
+        ylabel="KL(float || quantized), training batch",
+        title="distillation loss",
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -590,8 +668,10 @@ def run_quality(
     eval_tokens: Optional[int] = None,
     device: str = "auto",
     plots_on: bool = True,
+    distill: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Run the selected rows and write quality.json, quality.md and quality.png.
+    """Run the selected rows and write quality.json, quality.md and quality.png
+    (quality.json also after every row, marked ``"partial"``).
 
     Args:
         source: The float model (see :func:`load_float`); default SmolLM2-135M-Instruct.
@@ -602,7 +682,9 @@ def run_quality(
         calib_samples, calib_length: Calibration windows and their length.
         eval_tokens: Evaluation tokens (first ones of the text); default all.
         device: ``"cpu"``, ``"gpu"`` or ``"auto"`` (the GPU where there is
-          one). Our rows always run on the CPU.
+          one). Our rows are measured on the CPU.
+        distill: Settings for the distill rows (see ``DISTILL_DEFAULTS`` in
+          :mod:`mlx_lowbit.lm.convert`).
 
     Returns:
         dict: Everything written to quality.json.
@@ -663,9 +745,20 @@ def run_quality(
         for i, spec in enumerate(specs, 1):
             print(f"[{i}/{len(specs)}] {spec.name} ...", flush=True)
             r = run_row(
-                spec, fresh, tokenizer, config, batches, calib_info, eval_ids, prompts, run_device
+                spec,
+                fresh,
+                tokenizer,
+                config,
+                batches,
+                calib_info,
+                eval_ids,
+                prompts,
+                run_device,
+                distill,
             )
             records.append(r)
+            partial = {"model": name, "partial": True, "rows": records}
+            _write(outdir / "quality.json", json.dumps(partial, indent=1, default=str))
             elapsed = time.strftime("%M:%S", time.gmtime(time.time() - started))
             if r["status"] == "ok":
                 print(
@@ -675,12 +768,6 @@ def run_quality(
                 )
             else:
                 print(f"    {r['status']}: {r['reason']}  [{elapsed}]", flush=True)
-    base = next(
-        (r["perplexity"] for r in records if r["family"] == "float" and r["status"] == "ok"), None
-    )
-    for r in records:
-        if r["status"] == "ok":
-            r["ppl_ratio"] = r["perplexity"] / base if base else None
     results = {
         "model": name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
@@ -693,30 +780,90 @@ def run_quality(
         "eval_tokens": len(eval_ids),
         "new_tokens": NEW_TOKENS,
         "prompts": {"question": QUESTION, "continuation": CONTINUATION},
+        "distill": {**DISTILL_DEFAULTS, **(distill or {})},
         "rows": records,
-        "targets": targets(records),
         "notes": [
             "bpw_model: every stored byte of the whole model (embeddings included) per weight; "
             "bpw_layers: the quantized linear layers alone.",
             "Every quantized row uses one layer set: every linear layer but the output head; "
             "embeddings stay float16 (mlx-lm's quantizers also quantize them: they are put back).",
-            "Our rows run on the CPU (the low-bit primitive has no GPU implementation here); on "
-            "the CPU every row runs with float32 activations (weights as stored).",
+            "Our rows are quantized on the run device (distillation trains there) and measured "
+            "on the CPU (the low-bit primitive has no GPU implementation here); on the CPU every "
+            "row runs with float32 activations (weights as stored).",
         ],
         "duration_s": time.time() - started,
     }
+    return finish(results, outdir, plots_on)
+
+
+def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict[str, Any]:
+    """Ratios to float16, the targets, then quality.json/md/png in ``outdir``."""
+    records = results["rows"]
+    base = next(
+        (r["perplexity"] for r in records if r["family"] == "float" and r["status"] == "ok"), None
+    )
+    for r in records:
+        if r["status"] == "ok":
+            r["ppl_ratio"] = r["perplexity"] / base if base else None
+    results["targets"] = targets(records)
     png = outdir / "quality.png"
     results["plot"] = png.name if plots_on and plot(png, results) else None
+    if plots_on and plot_losses(outdir / "distill_loss.png", results):
+        results["loss_plot"] = "distill_loss.png"
     _write(outdir / "quality.json", json.dumps(results, indent=1, default=str))
     report = markdown(results)
     _write(outdir / "quality.md", report)
     print("\n" + report)
-    print(
-        f"Wrote {outdir}/quality.md, quality.json"
-        + (" and quality.png" if results["plot"] else "")
-        + f" in {results['duration_s']:.0f} s."
-    )
+    print(f"Wrote {outdir}/quality.md, quality.json" + (" and plots" if results["plot"] else ""))
     return results
+
+
+# Fields every merged run must agree on: the same model, text and calibration.
+_SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts", "distill")
+
+
+def merge(dirs: List[Union[str, Path]], out: Union[str, Path], plots_on: bool = True):
+    """One table from runs made side by side (e.g. parallel processes on one
+    machine, each with its own rows): their quality.json files must agree on
+    the model, texts, calibration and settings; rows keep the bench's order.
+
+    Raises:
+        ValueError: a missing, partial or mismatched run, or a row twice.
+    """
+    runs = []
+    for d in dirs:
+        path = Path(d) / "quality.json"
+        if not path.is_file():
+            raise ValueError(f"[bench quality] {path} does not exist.")
+        run = json.loads(path.read_text())
+        if run.get("partial"):
+            raise ValueError(f"[bench quality] {path} is from a run that did not finish.")
+        runs.append(run)
+    first = runs[0]
+    for d, run in zip(dirs[1:], runs[1:]):
+        for key in _SAME:
+            if run.get(key) != first.get(key):
+                raise ValueError(f"[bench quality] {d} differs from {dirs[0]} in {key!r}.")
+    rows = [r for run in runs for r in run["rows"]]
+    names = [r["name"] for r in rows]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"[bench quality] Rows in more than one run: {', '.join(twice)}.")
+    order = {s.name: i for i, s in enumerate(row_specs())}
+    rows.sort(key=lambda r: order.get(r["name"], len(order)))
+    results = {
+        **first,
+        "date": min(run["date"] for run in runs),
+        "rows": rows,
+        "merged_from": [
+            {"dir": str(d), "date": run["date"], "duration_s": run["duration_s"]}
+            for d, run in zip(dirs, runs)
+        ],
+        "duration_s": max(run["duration_s"] for run in runs),
+    }
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    return finish(results, outdir, plots_on)
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
@@ -746,6 +893,17 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-tokens", type=int, help="Evaluation tokens (default: the whole text).")
     p.add_argument("--device", choices=["cpu", "gpu", "auto"], default="auto")
     p.add_argument("--no-plots", action="store_true", help="Skip the PNG plot.")
+    d = p.add_argument_group("distill rows")
+    d.add_argument("--distill-steps", type=int, help="Training steps.")
+    d.add_argument("--distill-batch", type=int, help="Windows per step.")
+    d.add_argument("--distill-lr", type=float, help="Learning rate.")
+    d.add_argument("--distill-generated", type=int, help="Windows the float model samples.")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="Merge finished runs made side by side into one table in --out, and exit.",
+    )
     return p
 
 
@@ -755,7 +913,19 @@ def main(argv=None) -> None:
         print("\n".join(s.name for s in row_specs()))
         return
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    distill = {
+        "steps": args.distill_steps,
+        "batch_size": args.distill_batch,
+        "learning_rate": args.distill_lr,
+        "generated": args.distill_generated,
+    }
+    distill = {k: v for k, v in distill.items() if v is not None}
     try:
+        if args.merge:
+            if not args.out:
+                raise ValueError("--merge needs --out.")
+            merge(args.merge, args.out, plots_on=not args.no_plots)
+            return
         run_quality(
             args.model,
             rows,
@@ -767,6 +937,7 @@ def main(argv=None) -> None:
             eval_tokens=args.eval_tokens,
             device=args.device,
             plots_on=not args.no_plots,
+            distill=distill,
         )
     except ValueError as e:
         raise SystemExit(f"mlx-lowbit bench quality: {e}") from None
