@@ -740,6 +740,33 @@ def run_quality(
         f"{len(eval_ids)} eval tokens, {calib_info['tokens']} calibration tokens; writing {outdir}/",
         flush=True,
     )
+
+    def meta() -> Dict[str, Any]:
+        return {
+            "model": name,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+            "host": host_info(),
+            "mlx": mx.__version__,
+            "mlx_lm": mlx_lm_version,
+            "device": device,
+            "quick": quick,
+            "calibration": {k: v for k, v in calib_info.items() if k != "file"},
+            "eval_tokens": len(eval_ids),
+            "new_tokens": NEW_TOKENS,
+            "prompts": {"question": QUESTION, "continuation": CONTINUATION},
+            "distill": {**DISTILL_DEFAULTS, **(distill or {})},
+            "notes": [
+                "bpw_model: every stored byte of the whole model (embeddings included) per weight; "
+                "bpw_layers: the quantized linear layers alone.",
+                "Every quantized row uses one layer set: every linear layer but the output head; "
+                "embeddings stay float16 (mlx-lm's quantizers also quantize them: they are put back).",
+                "Our rows are quantized on the run device (distillation trains there) and measured "
+                "on the CPU (the low-bit primitive has no GPU implementation here); on the CPU every "
+                "row runs with float32 activations (weights as stored).",
+            ],
+            "duration_s": time.time() - started,
+        }
+
     records = []
     with _default_device(run_device):
         for i, spec in enumerate(specs, 1):
@@ -757,7 +784,7 @@ def run_quality(
                 distill,
             )
             records.append(r)
-            partial = {"model": name, "partial": True, "rows": records}
+            partial = {**meta(), "rows": records, "partial": True}
             _write(outdir / "quality.json", json.dumps(partial, indent=1, default=str))
             elapsed = time.strftime("%M:%S", time.gmtime(time.time() - started))
             if r["status"] == "ok":
@@ -768,31 +795,7 @@ def run_quality(
                 )
             else:
                 print(f"    {r['status']}: {r['reason']}  [{elapsed}]", flush=True)
-    results = {
-        "model": name,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
-        "host": host_info(),
-        "mlx": mx.__version__,
-        "mlx_lm": mlx_lm_version,
-        "device": device,
-        "quick": quick,
-        "calibration": {k: v for k, v in calib_info.items() if k != "file"},
-        "eval_tokens": len(eval_ids),
-        "new_tokens": NEW_TOKENS,
-        "prompts": {"question": QUESTION, "continuation": CONTINUATION},
-        "distill": {**DISTILL_DEFAULTS, **(distill or {})},
-        "rows": records,
-        "notes": [
-            "bpw_model: every stored byte of the whole model (embeddings included) per weight; "
-            "bpw_layers: the quantized linear layers alone.",
-            "Every quantized row uses one layer set: every linear layer but the output head; "
-            "embeddings stay float16 (mlx-lm's quantizers also quantize them: they are put back).",
-            "Our rows are quantized on the run device (distillation trains there) and measured "
-            "on the CPU (the low-bit primitive has no GPU implementation here); on the CPU every "
-            "row runs with float32 activations (weights as stored).",
-        ],
-        "duration_s": time.time() - started,
-    }
+    results = {**meta(), "rows": records}
     return finish(results, outdir, plots_on)
 
 
@@ -822,10 +825,17 @@ def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict
 _SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts", "distill")
 
 
-def merge(dirs: List[Union[str, Path]], out: Union[str, Path], plots_on: bool = True):
+def merge(
+    dirs: List[Union[str, Path]],
+    out: Union[str, Path],
+    plots_on: bool = True,
+    allow_partial: bool = False,
+):
     """One table from runs made side by side (e.g. parallel processes on one
     machine, each with its own rows): their quality.json files must agree on
     the model, texts, calibration and settings; rows keep the bench's order.
+    With ``allow_partial``, a run that did not finish gives the rows it
+    finished, and the result names it under ``"partial_runs"``.
 
     Raises:
         ValueError: a missing, partial or mismatched run, or a row twice.
@@ -836,7 +846,7 @@ def merge(dirs: List[Union[str, Path]], out: Union[str, Path], plots_on: bool = 
         if not path.is_file():
             raise ValueError(f"[bench quality] {path} does not exist.")
         run = json.loads(path.read_text())
-        if run.get("partial"):
+        if run.get("partial") and not allow_partial:
             raise ValueError(f"[bench quality] {path} is from a run that did not finish.")
         runs.append(run)
     first = runs[0]
@@ -860,7 +870,9 @@ def merge(dirs: List[Union[str, Path]], out: Union[str, Path], plots_on: bool = 
             for d, run in zip(dirs, runs)
         ],
         "duration_s": max(run["duration_s"] for run in runs),
+        "partial_runs": [str(d) for d, run in zip(dirs, runs) if run.get("partial")],
     }
+    results.pop("partial", None)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     return finish(results, outdir, plots_on)
@@ -904,6 +916,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="Merge finished runs made side by side into one table in --out, and exit.",
     )
+    p.add_argument(
+        "--allow-partial", action="store_true", help="--merge: take unfinished runs' rows too."
+    )
     return p
 
 
@@ -924,7 +939,7 @@ def main(argv=None) -> None:
         if args.merge:
             if not args.out:
                 raise ValueError("--merge needs --out.")
-            merge(args.merge, args.out, plots_on=not args.no_plots)
+            merge(args.merge, args.out, not args.no_plots, args.allow_partial)
             return
         run_quality(
             args.model,

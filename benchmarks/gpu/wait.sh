@@ -1,0 +1,13 @@
+# Wait (at most SECONDS) for quality.sh's runs, then merge what finished into
+# DEST (the tool's $OUT): quality.md/json, the plots and each run's log.
+# Usage: bash benchmarks/gpu/wait.sh OUT SECONDS DEST
+out=$1; limit=$2; dest=$3
+start=$SECONDS
+while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limit)); do
+  sleep 20
+  for f in "$out"/*.log; do echo "== $(basename "$f"): $(grep -E '^\[|ppl|error|not ' "$f" | tail -1)"; done
+done
+pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
+runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done
+python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
+mkdir -p "$dest/logs"; cp "$out"/*.log "$dest/logs/" 2>/dev/null
