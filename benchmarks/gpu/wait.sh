@@ -1,5 +1,5 @@
 # Wait (at most SECONDS) for quality.sh's runs, then merge what finished into
-# DEST (the tool's $OUT): quality.md/json, the plots and each run's log.
+# DEST (the tool's $OUT): quality.md/json, the plots and the runs' logs (one file).
 # Usage: bash benchmarks/gpu/wait.sh OUT SECONDS DEST
 out=$1; limit=$2; dest=$3
 start=$SECONDS
@@ -10,4 +10,5 @@ done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
 runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done
 python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
-mkdir -p "$dest/logs"; cp "$out"/*.log "$dest/logs/" 2>/dev/null
+mkdir -p "$dest/quality"
+for f in "$out"/*.log; do echo "== $(basename "$f")"; tail -n 80 "$f"; done >"$dest/quality/logs.txt"
