@@ -230,3 +230,13 @@ def test_mlx_lm_quantizers_run_offline(tmp_path):
         assert r["status"] == "ok", r["reason"]
         assert r["bpw_layers"] == pytest.approx(2.5) and math.isfinite(r["perplexity"])
     assert mx.default_device() == mx.cpu
+
+
+def test_a_non_finite_perplexity_is_a_failed_row(ran, tmp_path):
+    _, results = ran
+    results = json.loads(json.dumps(results))  # a copy
+    broken = results["rows"][1]
+    broken["perplexity"] = float("nan")
+    results = quality.finish(results, tmp_path, plots_on=False)
+    assert results["rows"][1]["status"] == "failed" and "nan" in results["rows"][1]["reason"]
+    assert "failed" in (tmp_path / "quality.md").read_text()

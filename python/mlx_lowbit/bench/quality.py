@@ -6,6 +6,7 @@ one fresh copy of the float model per row, one table, JSON and plot."""
 import argparse
 import fnmatch
 import json
+import math
 import os
 import platform
 import time
@@ -802,6 +803,10 @@ def run_quality(
 def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict[str, Any]:
     """Ratios to float16, the targets, then quality.json/md/png in ``outdir``."""
     records = results["rows"]
+    for r in records:
+        # A quantizer that ran but left a model with NaN/Inf logits failed.
+        if r["status"] == "ok" and not math.isfinite(r["perplexity"]):
+            r.update(status="failed", reason=f"perplexity is {r['perplexity']}")
     base = next(
         (r["perplexity"] for r in records if r["family"] == "float" and r["status"] == "ok"), None
     )
