@@ -9,6 +9,6 @@ if __name__ == "__main__":
         package_dir={"": "python"},
         ext_modules=[extension.CMakeExtension("mlx_lowbit._ext", sourcedir=".")],
         cmdclass={"build_ext": extension.CMakeBuild},
-        package_data={"mlx_lowbit": ["*.metallib", "data/*.txt", "py.typed"]},
+        package_data={"mlx_lowbit": ["*.metallib", "data/*.txt", "data/*.json", "py.typed"]},
         zip_safe=False,
     )

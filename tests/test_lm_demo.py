@@ -68,3 +68,20 @@ def test_low_bit_rows_match_their_formats(demo_run):
         # The kernels compute what the format stores: fp32 rounding only.
         assert r.max_logit_diff < 1e-2, (label, r.max_logit_diff)
         assert r.bits_model < rows["MLX 4-bit g32"].bits_model
+
+
+def test_reference_rows_are_the_committed_result(demo_run):
+    import json
+    from pathlib import Path
+
+    _, text = demo_run
+    assert "Calibrated quantizers, NOT run by this demo" in text
+    ref = json.loads((Path(demo.__file__).parent / "data" / demo.REFERENCE).read_text())
+    # One source: the shipped rows are copied from the committed bench result.
+    result = json.loads((Path(__file__).parents[1] / ref["source"]).read_text())
+    committed = {r["name"]: r for r in result["rows"]}
+    for row in ref["rows"]:
+        assert row["name"] in text
+        for key, value in row.items():
+            assert committed[row["name"]][key] == value, (row["name"], key)
+    assert result["date"] == ref["date"] and result["eval_tokens"] == ref["eval_tokens"]

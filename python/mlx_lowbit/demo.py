@@ -203,7 +203,8 @@ Read this table with care:
   perplexities of the low-bit rows (thousands to millions, against ~30 for
   float16) and their answers show it. These rows measure our kernels and file
   formats on a real model, not a usable low-bit SmolLM2: that needs a model
-  trained for it (e.g. BitNet b1.58) or better quantizers (separate work).
+  trained for it (e.g. BitNet b1.58) or calibrated quantizers: the last
+  table cites what distillation (`convert --method distill`) reaches.
 - ppl: {info["eval_tokens"]} tokens of mlx_lowbit/data/eval_text.txt, all
   predicted, no BOS. prefill/s: that forward pass; decode/s: mlx-lm's
   generation speed for the {info["new_tokens"]}-token greedy answer to
@@ -222,6 +223,33 @@ Read this table with care:
   dequantized weights as dense float32 matrices, both with float32
   activations, first {info["check_tokens"]} tokens: the kernels compute what the
   format stores (logits are ~10-30 in size), nothing about quality."""
+
+
+REFERENCE = "quality_reference.json"
+
+
+def reference_table() -> str:
+    """The calibrated rows of the committed quality result (shipped in
+    mlx_lowbit/data): too slow to run on a small CPU here, so cited with
+    their date and host, never mixed into the table measured above."""
+    import json
+    from importlib import resources
+
+    ref = json.loads(
+        resources.files("mlx_lowbit").joinpath("data", REFERENCE).read_text(encoding="utf-8")
+    )
+    lines = [
+        f"Calibrated quantizers, NOT run by this demo: `mlx-lowbit bench quality` on {ref['host']},",
+        f"{ref['date']} ({ref['eval_tokens']} tokens of the same text; {ref['source']}):",
+        f"{'row':<24}{'layers':>8}{'ppl':>12}{'x fp16':>9}{'time s':>8}  greedy answer",
+    ]
+    for r in ref["rows"]:
+        answer = r["answer_question"].replace("\n", " ")
+        lines.append(
+            f"{r['name']:<24}{r['bpw_layers'] or 16:>8.3f}{r['perplexity']:>12.4g}"
+            f"{r['ppl_ratio']:>9.3g}{r['quantize_s']:>8.0f}  {answer!r}"
+        )
+    return "\n".join(lines)
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
@@ -244,6 +272,8 @@ def main(argv=None) -> None:
     print()
     print(format_table(rows, info))
     print(honest_note(info))
+    print()
+    print(reference_table())
 
 
 if __name__ == "__main__":
