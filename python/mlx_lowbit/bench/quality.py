@@ -582,14 +582,33 @@ def markdown(results: Dict[str, Any]) -> str:
 FAMILY_MARKERS = {"float": "*", "mlx": "s", "mlx-lm": "D", "ours": "o"}
 
 
-def plot(path: Path, results: Dict[str, Any]) -> bool:
-    """Perplexity (log) against whole-model bits per weight; False without matplotlib."""
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    """Write a figure as PNG atomically (tmp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot(path: Path, results: Dict[str, Any]) -> bool:
+    """Perplexity (log) against whole-model bits per weight; False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
         return False
     ok = [r for r in results["rows"] if r["status"] == "ok"]
     base = next((r["perplexity"] for r in ok if r["family"] == "float"), None)
@@ -616,11 +635,7 @@ def plot(path: Path, results: Dict[str, Any]) -> bool:
         title=f"{Path(results['model']).name}: perplexity vs bits per weight",
     )
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
     return True
 
 
@@ -628,12 +643,8 @@ def plot_losses(path: Path, results: Dict[str, Any]) -> bool:
     """The distill rows' training KL per step; False without matplotlib or
     without such rows."""
     curves = [r for r in results["rows"] if r["status"] == "ok" and r["settings"].get("loss_curve")]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     if not curves:
         return False
@@ -649,11 +660,7 @@ def plot_losses(path: Path, results: Dict[str, Any]) -> bool:
         title="distillation loss",
     )
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
     return True
 
 

@@ -36,18 +36,13 @@ from .. import _ext
 from ..ops import dequantize
 from ..quantized_weight import QuantizedWeight
 from ..rotation import Rotation
+from .gptq import _patterns
 
 
 def _expand(a: mx.array, group_size: int) -> mx.array:
     """(N, G) per-group values repeated to (N, G * group_size)."""
     n, g = a.shape
     return mx.broadcast_to(a[:, :, None], (n, g, group_size)).reshape(n, g * group_size)
-
-
-def _patterns(codebook: np.ndarray, v: int) -> np.ndarray:
-    """(2^c, v) float +-1 patterns of a codebook (bit i of entry = weight i; 1 means +1)."""
-    bits = (codebook.astype(np.int64)[:, None] >> np.arange(v)) & 1
-    return (2 * bits - 1).astype(np.float32)
 
 
 class FakeQuantLinear(nn.Module):
@@ -78,7 +73,7 @@ class FakeQuantLinear(nn.Module):
         # numpy, so that it is no parameter; the +-1 patterns are a frozen one.
         self._codebook = None if qw.codebook is None else np.asarray(qw.codebook)
         if qw.codebook is not None:
-            self.patterns = mx.array(_patterns(self._codebook, qw.vector_size))
+            self.patterns = mx.array(_patterns(self._codebook, qw.vector_size).astype(np.float32))
             self.freeze(keys=["patterns"], recurse=False)
         if bias is not None:
             self.bias = bias
