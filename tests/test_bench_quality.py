@@ -154,6 +154,16 @@ def test_merge_runs_made_side_by_side(tmp_path):
     with pytest.raises(ValueError, match="differs from .* in 'eval_tokens'"):
         quality.merge([tmp_path / "a", tmp_path / "c"], tmp_path / "x")
     data = json.loads((tmp_path / "b" / "quality.json").read_text())
+    # Runs may train for different steps (each row records its own), nothing else.
+    steps = dict(data["distill"], steps=data["distill"]["steps"] + 1)
+    (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": steps}))
+    merged = quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plots_on=False)
+    assert merged["distill"]["steps"] == {}
+    assert merged["distill"]["learning_rate"] == data["distill"]["learning_rate"]
+    lr = dict(data["distill"], learning_rate=1.0)
+    (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": lr}))
+    with pytest.raises(ValueError, match="differs from .* in 'distill'"):
+        quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "x")
     (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "partial": True}))
     with pytest.raises(ValueError, match="did not finish"):
         quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "x")

@@ -199,3 +199,18 @@ def test_cli_convert_with_gptq(tmp_path, capsys):
     assert "bits per weight" in capsys.readouterr().out
     record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
     assert record == {"method": "gptq", "calibration": str(calib), "calibration_tokens": 128}
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def test_chat_prefix_is_the_chat_up_to_the_users_message(tokenizer):
+    from mlx_lowbit.quant import chat_prefix
+
+    assert chat_prefix(tokenizer) is None  # no template, no chat windows
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    assert chat_prefix(tokenizer) == tokenizer.encode("<user>", add_special_tokens=False)

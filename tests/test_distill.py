@@ -261,3 +261,41 @@ def test_a_rotated_layer_trains_rotated_and_keeps_its_rotation(tiny):
     layer = model.model.layers[0].self_attn.q_proj
     assert layer.rotation is not None and result.kl_after < result.kl_before
     assert _kl(model, teacher, held) == pytest.approx(result.kl_after, rel=0.05)
+
+
+def test_half_the_sampled_windows_open_a_chat(tiny, monkeypatch):
+    """With a chat template, distillation samples half its generated windows
+    from the chat's opening, the other half from calibration text."""
+    import copy
+
+    from lm_models import tiny_tokenizer
+    from test_calib import CHAT_TEMPLATE
+
+    from mlx_lowbit.quant import distill as distill_module
+
+    model = tiny[0]
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    prefix = tokenizer.encode("<user>", add_special_tokens=False)
+    seen = []
+    real = distill_module.sample_text
+
+    def spy(m, prompts, length, **kw):
+        seen.append(prompts.tolist())
+        return real(m, prompts, length, **kw)
+
+    monkeypatch.setattr(distill_module, "sample_text", spy)
+    record = lb.lm.quantize_model(
+        copy.deepcopy(model),
+        tokenizer,
+        "ternary",
+        32,
+        method="distill",
+        calib_samples=9,
+        calib_length=32,
+        distill={"steps": 2, "batch_size": 2, "generated": 5},
+        progress=False,
+    )
+    assert record["generated_chat_windows"] == 2
+    text_prompts, chat_prompts = seen
+    assert len(text_prompts) == 3 and chat_prompts == [prefix, prefix]

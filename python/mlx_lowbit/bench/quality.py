@@ -833,8 +833,13 @@ def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict
     return results
 
 
-# Fields every merged run must agree on: the same model, text and calibration.
-_SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts", "distill")
+# Fields every merged run must agree on: the same model, text and calibration,
+# and the distill settings but for the steps (each row records its own).
+_SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts")
+
+
+def _distill_but_steps(run: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in (run.get("distill") or {}).items() if k != "steps"}
 
 
 def merge(
@@ -866,6 +871,8 @@ def merge(
         for key in _SAME:
             if run.get(key) != first.get(key):
                 raise ValueError(f"[bench quality] {d} differs from {dirs[0]} in {key!r}.")
+        if _distill_but_steps(run) != _distill_but_steps(first):
+            raise ValueError(f"[bench quality] {d} differs from {dirs[0]} in 'distill'.")
     rows = [r for run in runs for r in run["rows"]]
     names = [r["name"] for r in rows]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -877,6 +884,11 @@ def merge(
         **first,
         "date": min(run["date"] for run in runs),
         "rows": rows,
+        # Runs side by side may train for different numbers of steps.
+        "distill": {
+            **_distill_but_steps(first),
+            "steps": {r["name"]: r["settings"]["steps"] for r in rows if r["method"] == "distill"},
+        },
         "merged_from": [
             {"dir": str(d), "date": run["date"], "duration_s": run["duration_s"]}
             for d, run in zip(dirs, runs)

@@ -213,7 +213,16 @@ def quantize_model(
         options = {"class_predicate": class_predicate, "scale_dtype": scale_dtype, **rotation}
         record.update(
             _distill(
-                model, batches, fmt, group_size, init, settings, progress, options, fmt_options
+                model,
+                tokenizer,
+                batches,
+                fmt,
+                group_size,
+                init,
+                settings,
+                progress,
+                options,
+                fmt_options,
             )
         )
         return record
@@ -233,6 +242,7 @@ def quantize_model(
 
 def _distill(
     model: nn.Module,
+    tokenizer: Any,
     batches: mx.array,
     fmt: str,
     group_size: int,
@@ -245,7 +255,7 @@ def _distill(
     """method="distill": quantize with ``init``, then train against a float copy."""
     import copy
 
-    from ..quant import gptq_model
+    from ..quant import chat_prefix, gptq_model
     from ..quant.distill import distill_model, sample_text
 
     teacher = copy.deepcopy(model)
@@ -269,9 +279,17 @@ def _distill(
     train = batches[:-n_held] if batches.shape[0] > n_held else batches
     held = batches[-n_held:]
     generated = int(settings["generated"])
-    if generated:
-        prompts = mx.concatenate([train] * (generated // train.shape[0] + 1))[:generated, :8]
+    # With a chat template, half the sampled windows open a chat (the float
+    # model writes both turns); the others continue calibration text.
+    chat = chat_prefix(tokenizer) if generated else None
+    n_chat = generated // 2 if chat and len(chat) < train.shape[1] else 0
+    n_text = generated - n_chat
+    if n_text:
+        prompts = mx.concatenate([train] * (n_text // train.shape[0] + 1))[:n_text, :8]
         train = mx.concatenate([train, sample_text(teacher, prompts, train.shape[1])])
+    if n_chat:
+        prompts = mx.broadcast_to(mx.array(chat)[None], (n_chat, len(chat)))
+        train = mx.concatenate([train, sample_text(teacher, prompts, train.shape[1], seed=1)])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -300,6 +318,7 @@ def _distill(
     return {
         "init": init,
         "generated_tokens": generated * batches.shape[1],
+        "generated_chat_windows": n_chat,
         "learning_rate": settings["learning_rate"],
         "batch_size": settings["batch_size"],
         "temperature": settings["temperature"],

@@ -87,3 +87,21 @@ def calibration_batches(
             f"{sequence_length} = {need} are needed (pass fewer samples or more text)."
         )
     return mx.array(ids[:need]).reshape(num_samples, sequence_length)
+
+
+def chat_prefix(tokenizer: Any) -> Optional[List[int]]:
+    """The tokens that open a one-turn chat, up to where the user's message
+    begins (system prompt and all), or None without a chat template.
+
+    Data-free distillation starts sampling here: the float model writes a
+    user's message and, after its end-of-turn, usually the assistant's
+    answer, so the student also sees the chat format it is asked in."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return None
+    marker = "\x00mlx-lowbit-user\x00"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": marker}], tokenize=False)
+    if marker not in text:
+        return None
+    head = text.split(marker)[0]
+    ids = tokenizer.encode(head, add_special_tokens=False)
+    return ids or None
