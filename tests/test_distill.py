@@ -155,6 +155,8 @@ def test_sample_text_continues_the_prompts(tiny):
     out = sample_text(teacher, batches[:3, :4], 12, seed=1)
     assert out.shape == (3, 12) and mx.array_equal(out[:, :4], batches[:3, :4])
     assert mx.array_equal(out, sample_text(teacher, batches[:3, :4], 12, seed=1))
+    chunked = sample_text(teacher, batches[:5, :4], 12, seed=1, chunk=2)
+    assert chunked.shape == (5, 12) and mx.array_equal(chunked[:, :4], batches[:5, :4])
     with pytest.raises(ValueError, match="length must exceed"):
         sample_text(teacher, batches[:3, :4], 4)
 

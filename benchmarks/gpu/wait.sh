@@ -4,8 +4,8 @@
 out=$1; limit=$2; dest=$3
 start=$SECONDS
 while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limit)); do
-  sleep 20
-  for f in "$out"/*.log; do echo "== $(basename "$f"): $(grep -E '^\[|ppl|error|not ' "$f" | tail -1)"; done
+  sleep 60
+  for f in "$out"/*.log; do echo "== $(basename "$f"): $(grep -E '^\[|ppl |error' "$f" | tail -1)"; done
 done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
 runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done

@@ -887,7 +887,9 @@ def merge(
         # Runs side by side may train for different numbers of steps.
         "distill": {
             **_distill_but_steps(first),
-            "steps": {r["name"]: r["settings"]["steps"] for r in rows if r["method"] == "distill"},
+            "steps": {
+                r["name"]: r["settings"].get("steps") for r in rows if r["method"] == "distill"
+            },
         },
         "merged_from": [
             {"dir": str(d), "date": run["date"], "duration_s": run["duration_s"]}

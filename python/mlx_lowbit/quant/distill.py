@@ -198,13 +198,24 @@ def sample_text(
     *,
     temperature: float = 1.0,
     seed: int = 0,
+    chunk: int = 128,
 ) -> mx.array:
     """Continue each prompt row (B, P) with tokens the model samples, to
-    ``length`` tokens in all (B, length): data-free distillation text."""
-    from mlx_lm.models.cache import make_prompt_cache
-
+    ``length`` tokens in all (B, length): data-free distillation text.
+    Rows are sampled ``chunk`` at a time (the KV cache and logits of all of
+    them at once can fill a GPU that other jobs share)."""
     if length <= prompts.shape[1]:
         raise ValueError("[distill] length must exceed the prompt length.")
+    if prompts.shape[0] > chunk:
+        parts = [
+            sample_text(
+                model, prompts[i : i + chunk], length, temperature=temperature, seed=seed + i
+            )
+            for i in range(0, prompts.shape[0], chunk)
+        ]
+        return mx.concatenate(parts)
+    from mlx_lm.models.cache import make_prompt_cache
+
     key = mx.random.key(seed)
     cache = make_prompt_cache(model)
     logits = model(prompts, cache=cache)[:, -1]
