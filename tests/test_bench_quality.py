@@ -149,6 +149,11 @@ def test_merge_runs_made_side_by_side(tmp_path):
     assert len(merged["merged_from"]) == 2 and (tmp_path / "m" / "quality.md").is_file()
     with pytest.raises(ValueError, match="more than one run: float16"):
         quality.merge([tmp_path / "a", tmp_path / "a"], tmp_path / "x")
+    # A run of uncalibrated rows read no calibration text and merges with one that did.
+    quality.run_quality(_source(), ["ternary-gptq"], tmp_path / "g", **common)
+    merged = quality.merge([tmp_path / "a", tmp_path / "g"], tmp_path / "m2", plots_on=False)
+    assert merged["calibration"]["tokens"] == 4 * 64
+    assert [r["name"] for r in merged["rows"]] == ["float16", "ternary-rtn", "ternary-gptq"]
     other = dict(common, eval_tokens=16)
     quality.run_quality(_source(), ["mlx-affine-3bit"], tmp_path / "c", **other)
     with pytest.raises(ValueError, match="differs from .* in 'eval_tokens'"):

@@ -136,6 +136,37 @@ def test_lowers_held_out_kl_and_packs_what_it_trained(tiny, fmt, opts):
     assert model.trainable_parameters()["model"]["norm"]["weight"] is not None
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_micro_batches_take_the_same_steps(tiny, compiled):
+    """Gradient accumulation over micro-batches is the same step as the whole
+    batch at once (up to float32 summation order)."""
+    teacher, batches, held = tiny
+    base = copy.deepcopy(teacher)
+    lb.nn.quantize(base, "ternary", 32)
+    runs = []
+    for micro in (None, 2):
+        model = copy.deepcopy(base)
+        result = distill_model(
+            model,
+            teacher,
+            batches,
+            held_out=held,
+            steps=3,
+            batch_size=4,
+            learning_rate=1e-3,
+            train_weights=False,
+            compile=compiled,
+            micro_batch=micro,
+        )
+        runs.append((result, model.model.layers[0].mlp.down_proj.qweight.scales))
+    (whole, s0), (micro, s1) = runs
+    assert micro.losses == pytest.approx(whole.losses, rel=1e-4)
+    assert micro.kl_after == pytest.approx(whole.kl_after, rel=1e-4)
+    np.testing.assert_allclose(np.array(s1, np.float32), np.array(s0, np.float32), rtol=1e-3)
+    with pytest.raises(ValueError, match="micro_batch=3 must be >= 1 and divide batch_size=4"):
+        distill_model(copy.deepcopy(base), teacher, batches, batch_size=4, micro_batch=3)
+
+
 def test_scales_only_keeps_the_codes(tiny):
     teacher, batches, _ = tiny
     model = copy.deepcopy(teacher)
@@ -218,6 +249,8 @@ def test_convert_distill_setting_errors(tmp_path):
         lb.lm.convert(src, tmp_path / "o", method="gptq", distill={"steps": 3})
     with pytest.raises(ValueError, match="init must be 'rtn' or 'gptq'"):
         lb.lm.convert(src, tmp_path / "o", method="distill", distill={"init": "awq"})
+    with pytest.raises(ValueError, match="micro_batch=3 must be >= 1 and divide batch_size=8"):
+        lb.lm.convert(src, tmp_path / "o", method="distill", distill={"micro_batch": 3})
     assert not (tmp_path / "o").exists()
 
 
@@ -242,9 +275,10 @@ def test_cli_convert_with_distill(tmp_path):
     out = tmp_path / "out"
     args = [str(src), str(out), "--fmt", "ternary", "--group-size", "32", "--method", "distill"]
     args += ["--calib-samples", "9", "--calib-length", "32", "--steps", "3", "--batch-size", "2"]
-    main(args + ["--init", "rtn", "--scales-only"])
+    main(args + ["--init", "rtn", "--scales-only", "--micro-batch", "1"])
     record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
     assert record["init"] == "rtn" and record["steps"] == 3 and record["train_weights"] is False
+    assert record["micro_batch"] == 1
     with pytest.raises(SystemExit, match="need --method distill"):
         main([str(src), str(tmp_path / "o2"), "--method", "gptq", "--steps", "3"])
     assert not (tmp_path / "o2").exists()

@@ -2,12 +2,13 @@
 # machine as processes side by side (the distill rows train on the GPU while
 # the other rows run on the cores), merged into one table by wait.sh.
 # There, from the project's root: source benchmarks/gpu/env.sh; bash benchmarks/gpu/quality.sh OUT
-# Five distill processes at once ran the GPU out of memory (2026-12-03): three
-# fit, and all of it fits in one ten-minute call.
+# One distill step at 32 x 256 tokens holds ~30 GB (SmolLM2's 49k-word logits);
+# three such processes and the others ran the H200 out of memory (2026-12-03),
+# hence micro-batches of 8 (the same steps). All of it fits one ten-minute call.
 out=$1
 model=${MODEL:-/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf}
 common=(--model "$model" --calib-samples 64 --calib-length 256 --no-plots
-  --distill-batch 32 --distill-lr 3e-4 --distill-generated 1024)
+  --distill-batch 32 --distill-micro-batch 8 --distill-lr 3e-4 --distill-generated 1024)
 mkdir -p "$out"
 # launch NAME ROWS THREADS STEPS: BLAS threads per process, so that the
 # processes together about fill the 16 cores.
@@ -22,7 +23,7 @@ done
 launch codebook-v16c12 'codebook-v16c12-rtn,codebook-v16c12-rtn+rotate' 1 0
 # The distill rows start from gptq+rotate. Ternary, whose target is not met
 # yet, trains longest.
-launch ternary-distill 'ternary-distill+rotate' 1 "${TERNARY_STEPS:-500}"
+launch ternary-distill 'ternary-distill+rotate' 1 "${TERNARY_STEPS:-700}"
 launch binary+bias-distill 'binary+bias-distill+rotate' 1 "${STEPS:-300}"
 launch codebook-v8c6-distill 'codebook-v8c6-distill+rotate' 1 "${STEPS:-300}"
 echo "launched $(ls "$out"/*.log | wc -l) runs into $out"

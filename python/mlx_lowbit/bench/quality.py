@@ -835,6 +835,7 @@ def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict
 
 # Fields every merged run must agree on: the same model, text and calibration,
 # and the distill settings but for the steps (each row records its own).
+# (A run of uncalibrated rows only read no calibration text: it agrees with any.)
 _SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts")
 
 
@@ -866,13 +867,17 @@ def merge(
         if run.get("partial") and not allow_partial:
             raise ValueError(f"[bench quality] {path} is from a run that did not finish.")
         runs.append(run)
-    first = runs[0]
-    for d, run in zip(dirs[1:], runs[1:]):
+    # The run that sets the standard: the first that read calibration text.
+    first = next((r for r in runs if r["calibration"]["tokens"]), runs[0])
+    head = dirs[runs.index(first)]
+    for d, run in zip(dirs, runs):
         for key in _SAME:
+            if key == "calibration" and not run["calibration"]["tokens"]:
+                continue
             if run.get(key) != first.get(key):
-                raise ValueError(f"[bench quality] {d} differs from {dirs[0]} in {key!r}.")
+                raise ValueError(f"[bench quality] {d} differs from {head} in {key!r}.")
         if _distill_but_steps(run) != _distill_but_steps(first):
-            raise ValueError(f"[bench quality] {d} differs from {dirs[0]} in 'distill'.")
+            raise ValueError(f"[bench quality] {d} differs from {head} in 'distill'.")
     rows = [r for run in runs for r in run["rows"]]
     names = [r["name"] for r in rows]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -936,6 +941,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     d.add_argument("--distill-batch", type=int, help="Windows per step.")
     d.add_argument("--distill-lr", type=float, help="Learning rate.")
     d.add_argument("--distill-generated", type=int, help="Windows the float model samples.")
+    d.add_argument(
+        "--distill-micro-batch", type=int, help="Rows per forward/backward pass (less memory)."
+    )
     p.add_argument(
         "--merge",
         nargs="+",
@@ -959,6 +967,7 @@ def main(argv=None) -> None:
         "batch_size": args.distill_batch,
         "learning_rate": args.distill_lr,
         "generated": args.distill_generated,
+        "micro_batch": args.distill_micro_batch,
     }
     distill = {k: v for k, v in distill.items() if v is not None}
     try:

@@ -38,6 +38,7 @@ DISTILL_DEFAULTS = {
     "temperature": 1.0,
     "train_weights": True,
     "generated": 0,  # calibration windows the float model samples (data-free)
+    "micro_batch": None,  # rows per forward/backward pass (None: the whole batch)
 }
 
 _TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
@@ -146,6 +147,14 @@ def check_method(
     if init not in (None, "rtn", "gptq"):
         raise ValueError(
             f"[mlx_lowbit.lm.convert] distill init must be 'rtn' or 'gptq', got {init!r}."
+        )
+    # Checked here, before the (slow) calibration and init.
+    settings = {**DISTILL_DEFAULTS, **(distill or {})}
+    micro = settings["micro_batch"]
+    if micro is not None and (micro < 1 or settings["batch_size"] % micro):
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] distill micro_batch={micro} must be >= 1 and divide "
+            f"batch_size={settings['batch_size']}."
         )
 
 
@@ -311,6 +320,7 @@ def _distill(
         learning_rate=settings["learning_rate"],
         temperature=settings["temperature"],
         train_weights=settings["train_weights"],
+        micro_batch=settings["micro_batch"],
         progress=report,
     )
     if bar:
@@ -323,6 +333,7 @@ def _distill(
         "batch_size": settings["batch_size"],
         "temperature": settings["temperature"],
         "train_weights": settings["train_weights"],
+        "micro_batch": settings["micro_batch"],
         **result.record(),
         "loss_curve": [round(x, 5) for x in result.losses[:: max(1, len(result.losses) // 50)]],
     }
@@ -450,6 +461,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         "--scales-only", action="store_true", help="Keep the codes; train scales, biases and norms."
     )
     d.add_argument(
+        "--micro-batch",
+        type=int,
+        help="Rows per forward/backward pass (less memory, the same steps). Default: the batch.",
+    )
+    d.add_argument(
         "--generated",
         type=int,
         help="Extra windows sampled from the float model (data-free).",
@@ -501,6 +517,7 @@ def _distill_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
         "temperature": args.temperature,
         "train_weights": False if args.scales_only else None,
         "generated": args.generated,
+        "micro_batch": args.micro_batch,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if given and args.method != "distill":
