@@ -1,0 +1,206 @@
+# Copyright © 2026 mlx-lowbit contributors.
+"""mlx-lm's own commands on a directory `mlx-lowbit convert` wrote, each in a
+fresh process that never imports mlx_lowbit itself: the installed
+``mlx_lowbit-autoload.pth`` hook does (python/_mlx_lowbit_autoload.py)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from lm_models import dense_model_dir, llama_config
+
+import mlx_lowbit as lb
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+PROMPT = "The low-bit model says"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A tiny llama in ternary with rotated inputs, with a chat template."""
+    root = tmp_path_factory.mktemp("commands")
+    src = dense_model_dir(root / "dense", llama_config())
+    out = lb.lm.convert(src, root / "ternary", "ternary", 32, rotate=True)
+    config = out / "tokenizer_config.json"
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), "chat_template": CHAT_TEMPLATE})
+    )
+    return out
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "MLX_LOWBIT_NO_AUTOLOAD"}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _mlx_lm(*args, env=None, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "mlx_lm", *args],
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=timeout,
+    )
+
+
+def _generated(stdout: str) -> str:
+    """The text mlx_lm.generate prints between its two ``==========`` lines."""
+    parts = stdout.split("==========\n")
+    assert len(parts) >= 3, stdout
+    return parts[1].rstrip("\n")
+
+
+def test_the_hook_is_installed():
+    """pip installs the .pth beside the package (not with `pip install -e`:
+    copy python/mlx_lowbit-autoload.pth into site-packages for that)."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    assert (site / "mlx_lowbit-autoload.pth").is_file(), f"no mlx_lowbit-autoload.pth in {site}"
+    code = "import sys; print('_mlx_lowbit_autoload' in sys.modules, 'mlx' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    # Present at start-up, and it loads nothing (not even MLX) until mlx_lm is imported.
+    assert probe.stdout.split() == ["True", "False"], probe.stderr
+
+
+def test_generate_matches_our_loader(converted):
+    from mlx_lm import generate
+
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(converted),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        "12",
+        "--ignore-chat-template",
+    )
+    assert run.returncode == 0, run.stderr
+    model, tokenizer = lb.lm.load(converted)
+    assert isinstance(model.model.layers[0].mlp.up_proj, lb.nn.LowBitLinear)
+    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=12)
+
+
+def test_without_the_hook_mlx_lm_cannot_load_it(converted):
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(converted),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        "2",
+        env=_env(MLX_LOWBIT_NO_AUTOLOAD="1"),
+    )
+    assert run.returncode != 0 and "fmt" in run.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_answers_an_openai_chat_request(converted):
+    from mlx_lowbit.lm.evaluate import greedy_completion
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "server",
+            "--model",
+            str(converted),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline, "the server did not come up in 60 s"
+                time.sleep(0.3)
+        messages = [{"role": "user", "content": "Hello"}]
+        body = json.dumps({"messages": messages, "max_tokens": 6, "temperature": 0.0})
+        request = urllib.request.Request(
+            f"{base}/v1/chat/completions", body.encode(), {"Content-Type": "application/json"}
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    content = answer["choices"][0]["message"]["content"]
+    model, tokenizer = lb.lm.load(converted)
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    assert content == greedy_completion(model, tokenizer, prompt, max_tokens=6).text
+
+
+def test_chat_answers_like_our_loader(converted):
+    from mlx_lowbit.lm.evaluate import greedy_completion
+
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "chat", "--model", str(converted), "--max-tokens", "6"],
+        input="Hello\nq\n",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    model, tokenizer = lb.lm.load(converted)
+    messages = [{"role": "user", "content": "Hello"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    answer = greedy_completion(model, tokenizer, prompt, max_tokens=6).text
+    assert answer and answer in run.stdout
+
+
+def test_generate_on_a_converted_bitnet(tmp_path):
+    """mlx-lm's bitnet architecture builds BitLinear layers, which get our
+    to_quantized when mlx-lm imports them (the hook's second watched module)."""
+    import mlx.core as mx
+    from mlx_lm import generate
+    from mlx_lm.models.bitlinear_layers import BitLinear
+    from test_lm_checkpoints import BITNET_CONFIGS
+
+    config = llama_config(**BITNET_CONFIGS["bitnet"])
+    config.pop("quantization_config")  # a dense model of mlx-lm's bitnet architecture
+    src = dense_model_dir(tmp_path / "dense", config)
+    out = lb.lm.convert(src, tmp_path / "ternary", "ternary", 32, dtype=mx.float32)
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(out),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        "8",
+        "--ignore-chat-template",
+    )
+    assert run.returncode == 0, run.stderr
+    model, tokenizer = lb.lm.load(out)
+    layer = model.model.layers[0].mlp.up_proj
+    assert isinstance(layer, lb.nn.LowBitLinear) and not isinstance(layer, BitLinear)
+    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=8)
