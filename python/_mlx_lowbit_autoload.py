@@ -8,7 +8,8 @@ imports this module at interpreter start. It only puts a finder on
 imported, the finder lets the import run and then imports ``mlx_lowbit``,
 which teaches MLX's layers our formats (``mlx_lowbit.lm.hook``), so
 ``mlx_lm.load`` rebuilds our layers from ``config.json``. The same happens
-after ``mlx_lm.models.bitlinear_layers`` (BitNet's layer) is imported.
+after ``mlx_lm.utils`` (whose ``dequantize_model`` learns our layers) and
+``mlx_lm.models.bitlinear_layers`` (BitNet's layer) are imported.
 
 Set ``MLX_LOWBIT_NO_AUTOLOAD=1`` to turn this off.
 """
@@ -18,7 +19,8 @@ import sys
 from importlib.abc import MetaPathFinder
 from importlib.machinery import PathFinder
 
-WATCHED = ("mlx_lm", "mlx_lm.models.bitlinear_layers")
+# mlx_lm.utils: before mlx_lm.convert binds its dequantize_model.
+WATCHED = ("mlx_lm.utils", "mlx_lm", "mlx_lm.models.bitlinear_layers")
 
 
 def _install() -> None:

@@ -204,3 +204,22 @@ def test_generate_on_a_converted_bitnet(tmp_path):
     layer = model.model.layers[0].mlp.up_proj
     assert isinstance(layer, lb.nn.LowBitLinear) and not isinstance(layer, BitLinear)
     assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=8)
+
+
+def test_convert_dequantize_writes_the_dense_equivalent(converted, tmp_path):
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm import load as mlx_lm_load
+
+    out = tmp_path / "dense"
+    run = _mlx_lm("convert", "--hf-path", str(converted), "--mlx-path", str(out), "--dequantize")
+    assert run.returncode == 0, run.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization" not in config
+    dense, _ = mlx_lm_load(str(out))  # no mlx-lowbit layer left to build
+    assert isinstance(dense.model.layers[0].mlp.up_proj, nn.Linear)
+    ours, _ = lb.lm.load(converted)
+    x = mx.array([[1, 2, 3, 4, 5, 6]])
+    ref = ours(x).astype(mx.float32)
+    err = mx.abs(dense(x).astype(mx.float32) - ref).max().item()
+    assert err <= 2e-2 * mx.abs(ref).max().item()  # the weights round to float16 once

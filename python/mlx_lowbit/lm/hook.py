@@ -118,9 +118,32 @@ def _bitlinear_to_quantized(
     )
 
 
+def _dequantize_model(original: Callable) -> Callable:
+    """mlx-lm's ``dequantize_model`` (``mlx_lm convert --dequantize``) knows
+    MLX's quantized layers only: ours become ``nn.Linear`` / ``nn.Embedding``
+    first (dequantized and unrotated, in their scales' dtype)."""
+
+    @functools.wraps(original)
+    def dequantize_model(model: nn.Module) -> nn.Module:
+        from mlx.utils import tree_flatten, tree_unflatten
+
+        dense = []
+        for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+            if isinstance(module, LowBitLinear):
+                dense.append((path, module.to_linear()))
+            elif isinstance(module, LowBitEmbedding):
+                dense.append((path, module.to_embedding()))
+        if dense:
+            model.update_modules(tree_unflatten(dense))
+        return original(model)
+
+    return dequantize_model
+
+
 def install() -> None:
     """Wrap the two ``to_quantized`` methods (once; calling again is a no-op),
-    and give mlx-lm's BitLinear one if mlx-lm has loaded it."""
+    give mlx-lm's BitLinear one if mlx-lm has loaded it, and teach mlx-lm's
+    ``dequantize_model`` our layers if mlx-lm's utils are loaded."""
     for cls, wrap in ((nn.Linear, _linear_to_quantized), (nn.Embedding, _embedding_to_quantized)):
         if not hasattr(cls.to_quantized, _ORIGINAL):
             wrapped = wrap(cls.to_quantized)
@@ -129,6 +152,11 @@ def install() -> None:
     bitlinear = sys.modules.get("mlx_lm.models.bitlinear_layers")
     if bitlinear is not None:
         bitlinear.BitLinear.to_quantized = _bitlinear_to_quantized
+    utils = sys.modules.get("mlx_lm.utils")
+    if utils is not None and not hasattr(utils.dequantize_model, _ORIGINAL):
+        wrapped = _dequantize_model(utils.dequantize_model)
+        setattr(wrapped, _ORIGINAL, utils.dequantize_model)
+        utils.dequantize_model = wrapped
 
 
 def install_bitlinear() -> None:
