@@ -223,3 +223,90 @@ def test_convert_dequantize_writes_the_dense_equivalent(converted, tmp_path):
     ref = ours(x).astype(mx.float32)
     err = mx.abs(dense(x).astype(mx.float32) - ref).max().item()
     assert err <= 2e-2 * mx.abs(ref).max().item()  # the weights round to float16 once
+
+
+def test_lora_trains_adapters_on_our_frozen_layers(converted, tmp_path):
+    """``mlx_lm lora`` wraps our layers through LowBitLinear.to_lora; generate
+    with the adapters equals ours loaded with mlx-lm's load_adapters."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm import generate
+    from mlx_lm.tuner.utils import load_adapters
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 8), ("valid", 2)):
+        rows = [json.dumps({"text": f"Line {i}: the quick brown fox jumps."}) for i in range(n)]
+        (data / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    adapters = tmp_path / "adapters"
+    run = _mlx_lm(
+        "lora",
+        "--model",
+        str(converted),
+        "--train",
+        "--data",
+        str(data),
+        "--iters",
+        "4",
+        "--batch-size",
+        "1",
+        "--num-layers",
+        "2",
+        "--max-seq-length",
+        "64",
+        "--learning-rate",
+        "1e-2",
+        "--adapter-path",
+        str(adapters),
+    )
+    assert run.returncode == 0, run.stderr
+    weights = mx.load(str(adapters / "adapters.safetensors"))
+    b = weights["model.layers.1.mlp.up_proj.lora_b"]
+    assert mx.abs(b).max().item() > 0  # trained (B starts at zero)
+    assert not any(k.endswith(("weight", "scales")) for k in weights)  # the base stays frozen
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(converted),
+        "--adapter-path",
+        str(adapters),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        "8",
+        "--ignore-chat-template",
+    )
+    assert run.returncode == 0, run.stderr
+    model, tokenizer = lb.lm.load(converted)
+    load_adapters(model, str(adapters))
+    layer = model.model.layers[1].mlp.up_proj
+    assert isinstance(layer, lb.lora.LoRALowBitLinear)
+    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=8)
+
+    # mlx_lm fuse: back into ternary (the layer keeps its entry), or dense.
+    for dequantize in (False, True):
+        fused = tmp_path / f"fused-{dequantize}"
+        args = ["--dequantize"] if dequantize else []
+        run = _mlx_lm(
+            "fuse",
+            "--model",
+            str(converted),
+            "--adapter-path",
+            str(adapters),
+            "--save-path",
+            str(fused),
+            *args,
+        )
+        assert run.returncode == 0, run.stderr
+        again, _ = lb.lm.load(fused)
+        got = again.model.layers[1].mlp.up_proj
+        want = layer.fuse(dequantize=dequantize)
+        if dequantize:
+            assert type(got) is nn.Linear and mx.array_equal(got.weight, want.weight)
+        else:
+            assert (
+                isinstance(got, lb.nn.LowBitLinear)
+                and got.rotation_block == layer.base.rotation_block
+            )
+            assert mx.array_equal(got.qweight.packed, want.qweight.packed)
+            assert mx.array_equal(got.qweight.scales, want.qweight.scales)

@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
-from .nn import LowBitLinear, dense_weight
+from .nn import LowBitLinear, dense_weight, quantizer_options
 
 
 class LoRALowBitLinear(nn.Module):
@@ -55,17 +55,35 @@ class LoRALowBitLinear(nn.Module):
         z = (self.dropout(x) @ self.lora_a.astype(x.dtype)) @ self.lora_b.astype(x.dtype)
         return y + (self.scale * z).astype(y.dtype)
 
-    def fuse(self, dtype: mx.Dtype = mx.float16) -> nn.Linear:
+    def fuse(self, dtype: mx.Dtype = mx.float16, dequantize: bool = True) -> nn.Module:
         """A dense ``nn.Linear`` holding the base weight plus the adapter.
-        Quantize it again (``LowBitLinear.from_linear``) to go back to low bit;
-        that rounds the sum, which is why this returns the dense layer."""
+
+        With ``dequantize=False`` (what ``mlx_lm fuse`` asks for unless given
+        ``--dequantize``) the sum goes back into the base's format, group
+        size, options and rotation (round to nearest, which rounds the
+        adapter's change too), so the layer keeps its config.json entry.
+        Default: ``True``, the exact dense layer."""
         weight = dense_weight(self.base) + self.scale * (self.lora_a @ self.lora_b).T
         bias = "bias" in self.base
         linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias)
         linear.weight = weight.astype(dtype)
         if bias:
             linear.bias = self.base.bias.astype(dtype)
-        return linear
+        if dequantize:
+            return linear
+        entry = self.base.quantization_config()
+        fmt, group_size = entry.pop("fmt"), entry.pop("group_size")
+        for key in ("mode", "rotation"):
+            entry.pop(key, None)
+        return LowBitLinear.from_linear(
+            linear,
+            fmt,
+            group_size,
+            scale_dtype=entry.pop("scale_dtype"),
+            activation_bits=entry.pop("activation_bits", 0),
+            rotation=self.base.rotation,
+            **quantizer_options(fmt, **entry),
+        )
 
 
 def apply_lora(

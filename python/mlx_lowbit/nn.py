@@ -402,6 +402,14 @@ class LowBitLinear(LowBitLayer):
         does (any MLX mode, or ``mode="lowbit"`` for another low-bit format)."""
         return self.to_linear().to_quantized(group_size, bits, mode=mode, **kwargs)
 
+    def to_lora(self, r: int = 8, scale: float = 20.0, dropout: float = 0.0) -> nn.Module:
+        """This layer, frozen, with a trainable LoRA adapter
+        (:class:`mlx_lowbit.lora.LoRALowBitLinear`); mlx-lm's LoRA tools
+        (``mlx_lm lora``, ``load_adapters``) call it for layers that have it."""
+        from .lora import LoRALowBitLinear
+
+        return LoRALowBitLinear.from_base(self, r=r, dropout=dropout, scale=scale)
+
     def quantization_config(self) -> Dict[str, Any]:
         entry = super().quantization_config()
         if self.activation_bits:
