@@ -94,8 +94,20 @@ mx::array lowbit_matmul(
         activation_bits, ".");
   }
   mx::Stream stream = mx::to_stream(s);
+  std::vector<mx::array> inputs = {x};
   if (stream.device == mx::Device::gpu) {
-    validate_gpu_request(K, schedule, activation_bits, tag);
+    validate_gpu_request(K, schedule, tag);
+    if (activation_bits == 8) {
+      if (!transpose) {
+        throw_invalid(
+            tag, "activation_bits=8 with transpose=False runs on the CPU only (stream=mx.cpu).");
+      }
+      // The Metal kernels multiply float activations: the rows are rounded to
+      // their int8 grid first, kept in float32 so that the grid stays exact
+      // (the product is cast back to x's dtype). The primitive keeps
+      // activation_bits=8, so its vjp still refuses.
+      inputs = {round_to_int8_grid(x, stream)};
+    }
     if (!transpose) {
       // x @ W (the gradient of x @ W.T) on the GPU: the dequantized weight
       // and MLX's matmul (docs/KERNELS.md), rather than kernels of its own.
@@ -106,18 +118,19 @@ mx::array lowbit_matmul(
     }
   }
   // 2-4. x keeps its dtype (the output's); all inputs row-contiguous.
-  std::vector<mx::array> inputs = {x};
   inputs.insert(inputs.end(), weight.begin(), weight.end());
   inputs = contiguous_all(std::move(inputs), s);
   // 5. shape
   auto shape = x.shape();
   shape.back() = transpose ? N : K;
   // 6. the array
-  return mx::array(
-      std::move(shape), x.dtype(),
+  mx::Dtype dtype = inputs[0].dtype();
+  auto out = mx::array(
+      std::move(shape), dtype,
       std::make_shared<LowBitMatmul>(
           stream, spec, biases.has_value(), transpose, schedule, activation_bits),
       std::move(inputs));
+  return dtype == x.dtype() ? out : mx::astype(out, x.dtype(), stream);
 }
 
 mx::array lowbit_matmul(
@@ -145,6 +158,23 @@ mx::array lowbit_matmul(
       make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
   return lowbit_matmul(
       x, collect(packed, scales, biases, codebook), spec, transpose, request, activation_bits, s);
+}
+
+mx::array round_to_int8_grid(const mx::array& x, mx::StreamOrDevice s) {
+  if (!is_supported_float(x.dtype()) || x.ndim() < 1) {
+    throw_invalid(
+        "round_to_int8_grid",
+        "x must be a float16, bfloat16 or float32 array with at least one "
+        "dimension, got ",
+        x.dtype(), " of shape ", shape_str(x), ".");
+  }
+  auto xf = mx::astype(x, mx::float32, s);
+  auto amax = mx::max(mx::abs(xf, s), -1, true, s);
+  auto zero = mx::equal(amax, mx::array(0.0f), s);
+  auto inv = mx::where(zero, mx::array(0.0f), mx::divide(mx::array(127.0f), amax, s), s);
+  auto q =
+      mx::clip(mx::round(mx::multiply(xf, inv, s), 0, s), mx::array(-127.0f), mx::array(127.0f), s);
+  return mx::multiply(q, mx::divide(amax, mx::array(127.0f), s), s);
 }
 
 mx::array lowbit_dequantize(

@@ -42,6 +42,12 @@ mx::array lowbit_matmul(
     int activation_bits = 0,
     mx::StreamOrDevice s = {});
 
+// x rounded, row by row (the last axis), to BitNet's per-token int8 grid:
+// q * max|x| / 127 with q = round(x * 127 / max|x|) in [-127, 127] (0 for an
+// all-zero row), in float32: backend/cpu/activation_quant.h's rule as MLX ops.
+// On a GPU stream lowbit_matmul's activation_bits=8 is this, then the float kernel.
+mx::array round_to_int8_grid(const mx::array& x, mx::StreamOrDevice s = {});
+
 // The (N, K) weight, in dtype (a float type).
 mx::array lowbit_dequantize(
     const mx::array& packed,

@@ -216,14 +216,7 @@ ScheduleRequest make_schedule_request(
   return r;
 }
 
-void validate_gpu_request(
-    int K, const ScheduleRequest& request, int activation_bits, std::string_view tag) {
-  if (activation_bits != 0) {
-    throw_invalid(
-        tag, "activation_bits=", activation_bits,
-        " (int8 activations) runs on the CPU only; the Metal kernels multiply float "
-        "activations. Use stream=mx.cpu or activation_bits=0.");
-  }
+void validate_gpu_request(int K, const ScheduleRequest& request, std::string_view tag) {
   if (request.bm || request.bn || request.bk) {
     bool found = false;
     for (auto& t : gemm_tiles()) {

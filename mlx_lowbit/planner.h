@@ -110,8 +110,7 @@ struct DispatchPlan {
 // Rejects, when the op is built on a GPU stream, what the Metal kernels do
 // not do: int8 activations, tile shapes that are not instantiated, more
 // K-splits than K-iterations. Throws std::invalid_argument "[tag] ...".
-void validate_gpu_request(
-    int K, const ScheduleRequest& request, int activation_bits, std::string_view tag);
+void validate_gpu_request(int K, const ScheduleRequest& request, std::string_view tag);
 
 // Rejects a problem no plan exists for: M or N below 1, K not a positive
 // multiple of the group size. lowbit_matmul gets these from validated

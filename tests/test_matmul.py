@@ -10,6 +10,7 @@ from conftest import DTYPES, FORMATS, assert_close, format_id, product
 from helpers import SCHEDULES, make_weight, make_x, ref_product
 
 import mlx_lowbit as lb
+from mlx_lowbit import _ext
 
 # Axes: format x dtype x group (32: many groups; 64; K: one group per row)
 # x M (1: GEMV, 3 and 17: ragged, 64: a full tile) x N (1, 7 odd, 40).
@@ -172,6 +173,25 @@ def test_int8_activations(f, dtype):
         rtol=1e-6,
         atol=0,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_gpu_int8_pre_pass_is_the_cpu_kernels_rule(dtype):
+    """On a GPU stream activation_bits=8 is round_to_int8_grid, then the float
+    kernel: both halves, composed on the CPU, against the CPU's int8 kernel."""
+    x = make_x((6, 256), dtype)
+    x = mx.concatenate([x, mx.zeros((1, 256), dtype=dtype)])
+    grid = _ext.round_to_int8_grid(x)
+    assert grid.dtype == mx.float32
+    want = int8_rows(np.asarray(x.astype(mx.float32), dtype=np.float64))
+    np.testing.assert_allclose(np.asarray(grid), want, rtol=1e-6, atol=0)
+    qw = make_weight(FORMATS[0], 19, 256, 64)
+    composed = lb.matmul(grid, qw).astype(dtype)
+    assert_close(
+        composed, np.asarray(lb.matmul(x, qw, activation_bits=8).astype(mx.float32)), dtype
+    )
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        _ext.round_to_int8_grid(mx.ones((2, 3), dtype=mx.int32))
 
 
 def test_int8_activations_have_no_gradient():

@@ -75,10 +75,17 @@ def test_deterministic_schedules_repeat_bitwise_on_gpu():
             np.testing.assert_array_equal(runs[0], r)
 
 
-def test_gpu_rejects_int8_activations_when_built():
-    qw = make_weight(FORMATS[0], 8, 64, 32)
-    with pytest.raises(ValueError, match="CPU only"):
-        lb.matmul(mx.ones((2, 64)), qw, activation_bits=8, stream=mx.gpu)
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16, mx.float32], ids=str)
+def test_gpu_int8_activations_match_the_cpu(dtype):
+    """activation_bits=8 on the GPU: the int8-grid pre-pass, then the float kernel."""
+    qw = make_weight(FORMATS[0], 70, 256, 64)
+    x = make_x((5, 256), dtype)
+    out = lb.matmul(x, qw, activation_bits=8, stream=mx.gpu)
+    assert out.dtype == dtype
+    ref = lb.matmul(x, qw, activation_bits=8, stream=mx.cpu).astype(mx.float32)
+    assert_close(out, np.asarray(ref), dtype)
+    with pytest.raises(ValueError, match="transpose=False runs on the CPU only"):
+        lb.matmul(mx.ones((2, 70)), qw, transpose=False, activation_bits=8, stream=mx.gpu)
 
 
 def test_tile_override_on_gpu():

@@ -247,8 +247,6 @@ def test_gpu_request_checks():
     check("ternary", 32, 0, 0, K=256, split_k=8)
     with pytest.raises(ValueError, match=r"split_k=9 exceeds the 8 K-iterations"):
         check("ternary", 32, 0, 0, K=256, split_k=9)
-    with pytest.raises(ValueError, match=r"activation_bits=8 .* CPU only"):
-        check("binary", 32, 0, 0, K=256, activation_bits=8)
     with pytest.raises(ValueError, match="Unknown schedule 'fast'"):
         check("binary", 32, 0, 0, K=256, schedule="fast")
     with pytest.raises(ValueError, match="No GPU tile"):

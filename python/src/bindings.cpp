@@ -87,6 +87,10 @@ NB_MODULE(_ext, m) {
         The (N, K) weight in ``dtype``: exactly the values the kernels multiply with.
       )pbdoc");
 
+  m.def(
+      "round_to_int8_grid", &lb::round_to_int8_grid, nb::arg(), "stream"_a = nb::none(),
+      "x rounded per row to BitNet's per-token int8 grid, in float32 (what activation_bits=8 "
+      "multiplies; on a GPU stream, the pre-pass before the float kernel).");
   m.def("formats", &lb::format_names, "The names of the supported formats.");
 
   m.def(

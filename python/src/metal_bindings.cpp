@@ -106,7 +106,7 @@ void init_metal(nb::module_& m) {
         auto request = lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
         lb::MatmulProblem problem{spec, has_bias, scales_f32, dtype, M, N, K};
         lb::validate_matmul_problem(problem, tag);
-        lb::validate_gpu_request(K, request, 0, tag);
+        lb::validate_gpu_request(K, request, tag);
         return plan_dict(lb::plan_matmul(problem, request, gpu_cores), with_work);
       },
       "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_biases"_a, "scales_f32"_a,
@@ -149,17 +149,16 @@ void init_metal(nb::module_& m) {
       "validate_gpu_request",
       [](const std::string& format, int group_size, int vector_size, int index_bits, int K,
          const std::string& schedule, const std::string& streamk_fixup, int split_k, int bm, int bn,
-         int bk, int activation_bits) {
+         int bk) {
         constexpr std::string_view tag = "lowbit_matmul";
         // The format arguments are checked as lowbit_matmul checks them
         // first; the GPU checks need only K.
         lb::make_format_spec(format, group_size, vector_size, index_bits, tag);
         auto request = lb::make_schedule_request(schedule, streamk_fixup, split_k, bm, bn, bk, tag);
-        lb::validate_gpu_request(K, request, activation_bits, tag);
+        lb::validate_gpu_request(K, request, tag);
       },
       "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "K"_a, "schedule"_a = "auto",
       "streamk_fixup"_a = "deterministic", "split_k"_a = 0, "bm"_a = 0, "bn"_a = 0, "bk"_a = 0,
-      "activation_bits"_a = 0,
       "The checks lowbit_matmul adds on a GPU stream (ValueError when one fails).");
 
   m.def(
