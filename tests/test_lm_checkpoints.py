@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 import mlx_lowbit  # noqa: F401  (registers our layers with mlx.nn)
 from mlx_lowbit import lm
 from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
+from mlx_lowbit.ops import dequantize as lb_dequantize
 
 # ---------------------------------------------------------------- BitNet
 
@@ -106,7 +107,7 @@ def bitnet_checkpoint(request, tmp_path_factory):
 
 def test_bitnet_runs_on_our_ternary_kernels(bitnet_checkpoint):
     path, reference = bitnet_checkpoint
-    model, tokenizer = lm.load(str(path))
+    model, tokenizer = lm.load(str(path), activation_bits=0)  # the float reference's activations
     assert not _bitlinear_layers(model)
     layer = model.model.layers[0].mlp.gate_proj
     assert isinstance(layer, LowBitLinear) and layer.fmt == "ternary"
@@ -124,12 +125,34 @@ def test_bitnet_agrees_with_mlx_lm_bitlinear(bitnet_checkpoint):
     path, _ = bitnet_checkpoint
     theirs, _ = mlx_lm.load(str(path))
     assert _bitlinear_layers(theirs)
-    ours, _ = lm.load(str(path))
+    ours, _ = lm.load(str(path), activation_bits=0)  # mlx-lm's kernel takes float activations
     x = tokens()
     with mx.stream(mx.gpu):
         expected = np.asarray(theirs(x), dtype=np.float64)
     with mx.stream(mx.cpu):
         assert_close(ours(x), expected, mx.float32, what="logits vs mlx-lm BitLinear")
+
+
+def test_bitnet_loads_as_trained_with_int8_activations(bitnet_checkpoint, tmp_path):
+    """W1.58A8 by default: each layer rounds x per token to int8 (checked
+    against numpy), and a conversion records it in config.json."""
+    import json
+
+    path, _ = bitnet_checkpoint
+    model, _ = lm.load(str(path))
+    layer = model.model.layers[0].mlp.gate_proj
+    assert layer.activation_bits == 8
+    x = mx.random.normal((3, layer.qweight.shape[1]), key=mx.random.key(2))
+    xs = np.asarray(x, dtype=np.float64)
+    amax = np.abs(xs).max(-1, keepdims=True)
+    xq = np.clip(np.round(xs * 127 / amax), -127, 127) * amax / 127
+    w = np.asarray(lb_dequantize(layer.qweight, mx.float32), dtype=np.float64)
+    assert_close(layer(x), xq @ w.T, mx.float32, what="W1.58A8 layer")
+    out = lm.convert(path, tmp_path / "converted", "ternary", 64)
+    entries = json.loads((out / "config.json").read_text())["quantization"]
+    assert entries["model.layers.0.mlp.gate_proj"]["activation_bits"] == 8
+    with pytest.raises(ValueError, match="activation_bits must be 0 or 8"):
+        lm.load(str(path), activation_bits=4)
 
 
 def test_bitnet_code_3_is_rejected_naming_the_layer(bitnet_checkpoint, tmp_path):
@@ -250,16 +273,16 @@ def test_affine_bad_tensor_errors_name_the_layer(affine_checkpoint, tmp_path):
 
 
 def test_convert_keeps_repacked_bitnet_layers_exact(bitnet_checkpoint, tmp_path):
-    path, reference = bitnet_checkpoint
+    path, _ = bitnet_checkpoint
     out = lm.convert(str(path), tmp_path / "out", "ternary", 32)
     model, _ = lm.load(str(out))
     layer = model.model.layers[0].self_attn.q_proj
     assert layer.group_size == 64  # still one scale per row, not requantized
+    assert layer.activation_bits == 8  # as trained, and as the checkpoint loads
+    direct, _ = lm.load(str(path))
     x = tokens()
     with mx.stream(mx.cpu):
-        assert_close(
-            model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits"
-        )
+        assert mx.array_equal(model(x), direct(x))
     # Plain mlx_lm.load too, once BitLinear has a to_quantized (lm.load gave
     # it one above; install_bitlinear() does it explicitly).
     lm.hook.install_bitlinear()

@@ -68,7 +68,11 @@ def ternary_from_bitlinear(layer: Any) -> QuantizedWeight:
     )
 
 
-def from_bitlinear(layer: Any) -> LowBitLinear:
-    """A :class:`LowBitLinear` computing what an mlx-lm ``BitLinear`` computes
-    (float activations, as mlx-lm's kernel uses them)."""
-    return LowBitLinear.from_qweight(ternary_from_bitlinear(layer), layer.get("bias"))
+def from_bitlinear(layer: Any, activation_bits: int = 0) -> LowBitLinear:
+    """A :class:`LowBitLinear` holding an mlx-lm ``BitLinear``'s weight.
+    ``activation_bits=0`` computes what mlx-lm's kernel computes (float
+    activations); ``8`` rounds them per token to int8, as BitNet b1.58 was
+    trained (W1.58A8)."""
+    return LowBitLinear.from_qweight(
+        ternary_from_bitlinear(layer), layer.get("bias"), activation_bits
+    )

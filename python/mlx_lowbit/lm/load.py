@@ -21,6 +21,7 @@ def load(
     model_config: Optional[Dict[str, Any]] = None,
     lazy: bool = False,
     return_config: bool = False,
+    activation_bits: Optional[int] = None,
 ):
     """Load a model and tokenizer, with low-bit layers on mlx-lowbit's kernels.
 
@@ -30,7 +31,8 @@ def load(
       ``"mode": "lowbit"`` entries in ``config["quantization"]``);
     - BitNet b1.58 checkpoints (``quantization_config.quant_method ==
       "bitnet"``): every mlx-lm ``BitLinear`` is repacked into the ternary
-      format;
+      format, with per-token int8 activations as the model was trained
+      (``activation_bits=8``, recorded in each layer's config entry);
     - MLX affine 1-bit checkpoints (``bits: 1``, e.g. Bonsai): every 1-bit
       layer is converted to the binary format with biases (MLX 0.32.4 runs
       them itself too; older releases refuse ``bits=1``).
@@ -44,6 +46,9 @@ def load(
         model_config (dict, optional): Overrides for config.json.
         lazy (bool): Leave the weights unevaluated. Default: ``False``.
         return_config (bool): Also return the config. Default: ``False``.
+        activation_bits (int, optional): For BitNet checkpoints: ``8`` (the
+          default, W1.58A8 as trained) or ``0`` (float activations, what
+          mlx-lm's own BitLinear kernel computes).
 
     Returns:
         ``(model, tokenizer)`` or ``(model, tokenizer, config)``.
@@ -54,6 +59,10 @@ def load(
     """
     from mlx_lm.utils import _download, load_model, load_tokenizer
 
+    if activation_bits not in (None, 0, 8):
+        raise ValueError(
+            f"[mlx_lowbit.lm.load] activation_bits must be 0 or 8, got {activation_bits!r}."
+        )
     install_bitlinear()
     path = _download(str(path_or_hf_repo))  # local dirs pass through unchanged
     try:
@@ -62,7 +71,7 @@ def load(
         raise ValueError(
             f"[mlx_lowbit.lm.load] {path}: the weights do not match config.json: {e}"
         ) from e
-    replace_legacy_layers(model)
+    replace_legacy_layers(model, 8 if activation_bits is None else activation_bits)
     check_layers(model, config, where=f"[mlx_lowbit.lm.load] {path}")
     if not lazy:
         mx.eval(model.parameters())
@@ -72,10 +81,10 @@ def load(
     return (model, tokenizer, config) if return_config else (model, tokenizer)
 
 
-def replace_legacy_layers(model: nn.Module) -> int:
-    """Swap mlx-lm ``BitLinear`` layers and MLX affine 1-bit
-    ``QuantizedLinear`` / ``QuantizedEmbedding`` layers for their mlx-lowbit
-    equivalents, in place. Returns how many were swapped.
+def replace_legacy_layers(model: nn.Module, bitnet_activation_bits: int = 8) -> int:
+    """Swap mlx-lm ``BitLinear`` layers (with ``bitnet_activation_bits``) and
+    MLX affine 1-bit ``QuantizedLinear`` / ``QuantizedEmbedding`` layers for
+    their mlx-lowbit equivalents, in place. Returns how many were swapped.
 
     Raises:
         ValueError: naming the layer that cannot be converted.
@@ -86,7 +95,7 @@ def replace_legacy_layers(model: nn.Module) -> int:
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         try:
             if isinstance(module, BitLinear):
-                swapped.append((path, from_bitlinear(module)))
+                swapped.append((path, from_bitlinear(module, bitnet_activation_bits)))
             elif is_affine_one_bit(module):
                 swapped.append((path, from_affine_layer(module)))
         except ValueError as e:
