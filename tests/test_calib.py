@@ -107,6 +107,48 @@ def test_gptq_model_beats_rtn_on_held_out_text(tokenizer, fmt, biases):
     )
 
 
+def test_gptq_model_takes_per_layer_recipes(tokenizer):
+    """A predicate's dict sets a layer's format, group size, options and
+    rotation, as in nn.quantize; each layer equals a one-format run on it;
+    embeddings it selects are rounded to nearest."""
+    float_model = tiny_model(llama_config())
+    batches = calibration_batches(tokenizer, num_samples=4, sequence_length=32)
+
+    def recipe(path, module):
+        if path.endswith("down_proj"):
+            return {"fmt": "binary", "biases": True, "group_size": 64}
+        if path.endswith("embed_tokens"):
+            return {"fmt": "ternary", "group_size": 32}
+        if path.endswith("v_proj"):
+            return {"rotate": True}
+        return lb.nn._default_predicate(path, module)
+
+    mixed = copy.deepcopy(float_model)
+    gptq_model(mixed, batches, "ternary", 32, class_predicate=recipe)
+    layers = mixed.model.layers[0]
+    down, q, v = layers.mlp.down_proj, layers.self_attn.q_proj, layers.self_attn.v_proj
+    assert (down.fmt, down.group_size, down.qweight.biases is not None) == ("binary", 64, True)
+    assert (q.fmt, q.group_size, q.rotation) == ("ternary", 32, None)
+    assert v.rotation is not None
+    assert isinstance(mixed.model.embed_tokens, lb.nn.LowBitEmbedding)
+    binary = copy.deepcopy(float_model)
+    gptq_model(binary, batches, "binary", 64, biases=True)
+    assert mx.array_equal(down.qweight.packed, binary.model.layers[0].mlp.down_proj.qweight.packed)
+    for bad, match in [
+        ({"fmt": "ternary", "max_iterz": 3}, "unknown recipe setting.*max_iterz"),
+        ({"activation_bits": 8}, "activation_bits=8 is not calibrated"),
+        ({"group_size": 48}, "group_size"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            gptq_model(
+                copy.deepcopy(float_model),
+                batches,
+                "ternary",
+                32,
+                class_predicate=lambda p, m, bad=bad: bad if p.endswith("o_proj") else False,
+            )
+
+
 def test_convert_with_gptq_records_the_method_and_loads(tmp_path):
     import json
 

@@ -122,6 +122,54 @@ def test_cli_convert(tmp_path, capsys):
     assert layer.fmt == "binary" and layer.group_size == 64 and "group_biases" in layer
 
 
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_cli_convert_with_a_recipe(tmp_path, capsys, method):
+    """--recipe: globs -> per-layer settings, first match wins, false keeps
+    a layer dense; the result loads with plain mlx_lm.load."""
+    from mlx_lowbit.cli import main
+
+    src = dense_model_dir(tmp_path / "dense", llama_config())
+    recipe = {
+        "model.layers.0.*": False,  # the first block stays dense
+        "*.mlp.down_proj": {"fmt": "binary", "biases": True, "group_size": 64},
+        "*.v_proj": {"fmt": "codebook", "group_size": 64, "vector_size": 8, "index_bits": 6},
+    }
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    out = tmp_path / "out"
+    args = ["convert", str(src), str(out), "--fmt", "ternary", "--group-size", "32"]
+    args += ["--recipe", str(tmp_path / "recipe.json"), "--method", method]
+    main(args + (["--calib-samples", "4", "--calib-length", "32"] if method == "gptq" else []))
+    assert "bits per weight" in capsys.readouterr().out
+    entries = json.loads((out / "config.json").read_text())["quantization"]
+    assert not any(k.startswith("model.layers.0.") for k in entries if isinstance(entries[k], dict))
+    down, v, q = (
+        entries[f"model.layers.1.{k}"]
+        for k in ("mlp.down_proj", "self_attn.v_proj", "self_attn.q_proj")
+    )
+    assert (down["fmt"], down["group_size"], down["biases"]) == ("binary", 64, True)
+    assert (v["fmt"], v["vector_size"], v["index_bits"]) == ("codebook", 8, 6)
+    assert (q["fmt"], q["group_size"]) == ("ternary", 32)
+    ours, _ = lm.load(str(out))
+    theirs, _ = mlx_lm.load(str(out))
+    assert isinstance(ours.model.layers[0].mlp.down_proj, nn.Linear)
+    assert mx.array_equal(ours(tokens()), theirs(tokens()))
+
+
+def test_bad_recipes_are_named(tmp_path):
+    from mlx_lowbit.lm.convert import recipe_predicate
+
+    with pytest.raises(ValueError, match="does not exist"):
+        recipe_predicate(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        recipe_predicate(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        recipe_predicate(tmp_path / "list.json")
+    with pytest.raises(ValueError, match="'\\*.q_proj' maps to 3"):
+        recipe_predicate({"*.q_proj": 3})
+
+
 def _tamper(src, dst, edit_weights=None, edit_config=None):
     import shutil
 

@@ -474,9 +474,57 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         "--rotate", action="store_true", help="Rotate layer inputs (randomized Hadamard)."
     )
     p.add_argument(
+        "--recipe",
+        help="A JSON file of module-path globs -> per-layer settings (or true/false): "
+        'e.g. {"model.layers.*.mlp.down_proj": {"fmt": "binary", "biases": true}}.',
+    )
+    p.add_argument(
         "--rotation-block", type=int, default=DEFAULT_MAX_BLOCK, help="Largest Hadamard block."
     )
     return p
+
+
+def recipe_predicate(recipe: Union[str, Path, Dict[str, Any]]) -> Predicate:
+    """A ``class_predicate`` from a recipe: a JSON object (or its file) that
+    maps module-path globs (``fnmatch``, e.g. ``"model.layers.*.mlp.down_proj"``)
+    to ``true`` (the call's settings), ``false`` (keep the layer as it is)
+    or a dict of per-layer settings (as :func:`mlx_lowbit.nn.quantize`
+    takes). The first matching glob wins; layers that match none get the
+    default choice (every linear layer but the output head).
+
+    Raises:
+        ValueError: a missing or malformed file, or an entry that is not
+          true, false or an object.
+    """
+    import fnmatch
+
+    where = "[mlx_lowbit.lm.convert] recipe"
+    if not isinstance(recipe, dict):
+        path = Path(recipe)
+        try:
+            recipe = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{where} {path} does not exist.") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{where} {path} is not valid JSON ({e.msg}, line {e.lineno})."
+            ) from None
+        if not isinstance(recipe, dict):
+            raise ValueError(f"{where} {path} must hold a JSON object of glob -> settings.")
+    for glob, value in recipe.items():
+        if not isinstance(value, (bool, dict)):
+            raise ValueError(
+                f"{where}: {glob!r} maps to {value!r}; expected true, false or an object."
+            )
+    rules = list(recipe.items())
+
+    def predicate(path: str, module: nn.Module) -> Union[bool, Dict[str, Any]]:
+        for glob, value in rules:
+            if fnmatch.fnmatchcase(path, glob):
+                return dict(value) if isinstance(value, dict) else value
+        return lbnn._default_predicate(path, module)
+
+    return predicate
 
 
 def main(argv=None) -> None:
@@ -503,6 +551,7 @@ def main(argv=None) -> None:
         distill=_distill_settings(args),
         rotate=args.rotate,
         rotation_block=args.rotation_block,
+        class_predicate=recipe_predicate(args.recipe) if args.recipe else None,
         **options,
     )
 

@@ -28,6 +28,18 @@ from ..rotation import DEFAULT_MAX_BLOCK, Rotation, check_max_block
 
 FORMATS = ("ternary", "binary", "codebook")
 CODEBOOK_OPTIONS = ("vector_size", "index_bits", "seed")
+# What a per-layer recipe (a class_predicate's dict) may set for gptq_model.
+RECIPE_KEYS = (
+    "fmt",
+    "group_size",
+    "scale_dtype",
+    "biases",
+    *CODEBOOK_OPTIONS,
+    "passes",
+    "rotate",
+    "rotation_block",
+    "activation_bits",
+)
 _FP16_MAX = 65504.0
 
 
@@ -293,8 +305,11 @@ def gptq_model(
     over ``batches`` (B, L) token ids (see :mod:`mlx_lowbit.quant.calib`).
 
     Args:
-        class_predicate: ``(path, module) -> bool``; default: the layers
+        class_predicate: ``(path, module) -> bool | dict``; default: the layers
           :func:`mlx_lowbit.nn.quantize` picks (every linear layer but the head).
+          A dict is a per-layer recipe as in :func:`mlx_lowbit.nn.quantize`
+          (keys :data:`RECIPE_KEYS`); an embedding it selects is rounded to
+          nearest (a lookup has no input Hessian).
         **codebook_options: ``vector_size``, ``index_bits``, ``seed``, ``passes``.
         rotate (bool): Quantize ``W @ R`` against ``R.T @ H @ R`` for a
           randomized Hadamard rotation R of each layer's input, which the
@@ -313,19 +328,44 @@ def gptq_model(
     if rotate:
         check_max_block(rotation_block)  # before the (slow) calibration pass
     predicate = class_predicate or lbnn._default_predicate
-    chosen = []
+    chosen, settings, embeddings = [], {}, []
+    options = {"biases": biases, **codebook_options}
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         result = predicate(path, module)
-        if isinstance(result, dict):
+        if not result:
+            continue
+        # A dict is a per-layer recipe, as in mlx_lowbit.nn.quantize; checked
+        # here, before the (slow) calibration pass.
+        unknown = set(result) - set(RECIPE_KEYS) if isinstance(result, dict) else set()
+        if unknown:
             raise ValueError(
-                "[gptq] Per-layer recipes (a predicate returning a dict) are not supported yet."
+                f"[gptq] Layer {path!r}: unknown recipe setting(s) {', '.join(sorted(unknown))}; "
+                f"expected {', '.join(RECIPE_KEYS)}."
             )
-        if result and not isinstance(module, (nn.Linear, nn.QuantizedLinear, lbnn.LowBitLinear)):
+        opts = lbnn._layer_options(result, fmt, group_size, scale_dtype, options)
+        layer_fmt = opts.pop("fmt")
+        try:  # drops the settings of other formats (biases=False on ternary ...)
+            opts = {"fmt": layer_fmt, **lbnn.quantizer_options(layer_fmt, **opts)}
+        except ValueError as e:
+            raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
+        opts = {"rotate": rotate, "rotation_block": rotation_block, **opts}
+        if opts.pop("activation_bits", 0):
+            raise ValueError(
+                f"[gptq] Layer {path!r}: activation_bits=8 is not calibrated; GPTQ's Hessian "
+                "is of float activations (quantize it with mlx_lowbit.nn.quantize)."
+            )
+        if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
+            embeddings.append((path, module, opts))  # a lookup has no input Hessian: RTN
+            continue
+        if not isinstance(module, (nn.Linear, nn.QuantizedLinear, lbnn.LowBitLinear)):
             raise ValueError(
                 f"[gptq] Layer {path!r} is a {type(module).__name__}, not a linear layer."
             )
-        if result:
-            chosen.append(path)
+        if opts["rotate"]:
+            check_max_block(opts["rotation_block"])
+        opts["scale_dtype"] = lbnn._scale_dtype(opts["scale_dtype"])
+        chosen.append(path)
+        settings[path] = opts
     bar = None
     if progress:
         from tqdm import tqdm
@@ -342,23 +382,22 @@ def gptq_model(
     for path in paths:
         module = modules[path]
         w, h = lbnn.dense_weight(module), hessians.pop(path)
+        opts = dict(settings[path])
+        layer_fmt, layer_group = opts.pop("fmt"), opts.pop("group_size")
         rotation = None
         try:
-            if rotate:
-                rotation = Rotation.random(w.shape[1], max_block=rotation_block)
+            if opts.pop("rotate"):
+                rotation = Rotation.random(w.shape[1], max_block=opts["rotation_block"])
                 w, h = rotation.rotate_weight(w), rotation.rotate_hessian(h)
-            qw = gptq_quantize(
-                w,
-                h,
-                fmt,
-                group_size,
-                biases=biases,
-                damp=damp,
-                scale_dtype=scale_dtype,
-                **codebook_options,
-            )
-        except ValueError as e:
+            opts.pop("rotation_block")
+            qw = gptq_quantize(w, h, layer_fmt, layer_group, damp=damp, **opts)
+        except (ValueError, TypeError) as e:
             raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
         bias = module.get("bias")
         replaced.append((path, lbnn.LowBitLinear.from_qweight(qw, bias, rotation=rotation)))
+    for path, module, opts in embeddings:
+        try:
+            replaced.append((path, lbnn._quantize_module(module, **opts)))
+        except ValueError as e:
+            raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
     model.update_modules(tree_unflatten(replaced))
