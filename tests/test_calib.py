@@ -256,3 +256,34 @@ def test_chat_prefix_is_the_chat_up_to_the_users_message(tokenizer):
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.chat_template = CHAT_TEMPLATE
     assert chat_prefix(tokenizer) == tokenizer.encode("<user>", add_special_tokens=False)
+
+
+def test_damp_is_passed_recorded_and_checked(tokenizer, monkeypatch):
+    from mlx_lowbit import lm
+    from mlx_lowbit.quant import gptq as gptq_module
+
+    seen = []
+    real = gptq_module.gptq_quantize
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["damp"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gptq_module, "gptq_quantize", spy)
+    model = tiny_model(llama_config())
+    record = lm.quantize_model(
+        model,
+        tokenizer,
+        "ternary",
+        32,
+        method="gptq",
+        calib_samples=2,
+        calib_length=32,
+        damp=0.5,
+        progress=False,
+    )
+    assert record["damp"] == 0.5 and set(seen) == {0.5}
+    with pytest.raises(ValueError, match="damp applies to method='gptq' or 'distill'"):
+        lm.quantize_model(model, tokenizer, "ternary", 32, damp=0.5)
+    with pytest.raises(ValueError, match="damp must be > 0"):
+        lm.quantize_model(model, tokenizer, "ternary", 32, method="gptq", damp=0.0)

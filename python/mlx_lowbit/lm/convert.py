@@ -17,6 +17,7 @@ from mlx.utils import tree_flatten
 from .. import nn as lbnn
 from ..nn import LowBitLayer, Predicate
 from ..quant.gptq import CODEBOOK_OPTIONS
+from ..quant.gptq import DAMP as GPTQ_DAMP
 from ..quant.gptq import FORMATS as GPTQ_FORMATS
 from ..rotation import DEFAULT_MAX_BLOCK, check_max_block
 from ..rotation import KIND as ROTATION_KIND
@@ -158,6 +159,14 @@ def check_method(
         )
 
 
+def check_damp(damp: float, method: str) -> None:
+    """GPTQ's damping: positive, and only where GPTQ runs."""
+    if not damp > 0:
+        raise ValueError(f"[mlx_lowbit.lm.convert] damp must be > 0, got {damp!r}.")
+    if damp != GPTQ_DAMP and method == "rtn":
+        raise ValueError("[mlx_lowbit.lm.convert] damp applies to method='gptq' or 'distill'.")
+
+
 def quantize_model(
     model: nn.Module,
     tokenizer: Any,
@@ -174,10 +183,12 @@ def quantize_model(
     progress: bool = True,
     rotate: bool = False,
     rotation_block: int = DEFAULT_MAX_BLOCK,
+    damp: float = GPTQ_DAMP,
     **fmt_options: Any,
 ) -> Dict[str, Any]:
     """Quantize ``model``'s layers in place with one of :data:`METHODS`
-    (``rotate``, ``rotation_block``: as in :func:`mlx_lowbit.nn.quantize`).
+    (``rotate``, ``rotation_block``: as in :func:`mlx_lowbit.nn.quantize`;
+    ``damp``: GPTQ's, as in :func:`mlx_lowbit.quant.gptq_model`).
 
     Returns:
         dict: what was done, as recorded in config.json under ``"mlx_lowbit"``
@@ -185,6 +196,7 @@ def quantize_model(
         methods the calibration source and token count).
     """
     check_method(method, calib, fmt_options, distill)
+    check_damp(damp, method)
     rotation = {"rotate": rotate, "rotation_block": rotation_block}
     done = {"rotation": ROTATION_KIND} if rotate else {}
     if method == "rtn":
@@ -216,10 +228,17 @@ def quantize_model(
         "calibration": str(calib) if calib is not None else DEFAULT_CORPUS,
         "calibration_tokens": int(batches.size),
     }
+    if damp != GPTQ_DAMP:
+        record["damp"] = damp
     if method == "distill":
         settings = {**DISTILL_DEFAULTS, **(distill or {})}
         init = settings["init"] or ("gptq" if fmt in GPTQ_FORMATS else "rtn")
-        options = {"class_predicate": class_predicate, "scale_dtype": scale_dtype, **rotation}
+        options = {
+            "class_predicate": class_predicate,
+            "scale_dtype": scale_dtype,
+            "damp": damp,
+            **rotation,
+        }
         record.update(
             _distill(
                 model,
@@ -243,6 +262,7 @@ def quantize_model(
         class_predicate=class_predicate,
         scale_dtype=lbnn._scale_dtype(scale_dtype),
         progress=progress,
+        damp=damp,
         **rotation,
         **fmt_options,
     )
@@ -279,10 +299,12 @@ def _distill(
             progress=progress,
             rotate=options["rotate"],
             rotation_block=options["rotation_block"],
+            damp=options["damp"],
             **fmt_options,
         )
     else:
-        lbnn.quantize(model, fmt, group_size, progress=progress, **options, **fmt_options)
+        rtn = {k: v for k, v in options.items() if k != "damp"}
+        lbnn.quantize(model, fmt, group_size, progress=progress, **rtn, **fmt_options)
     # An eighth of the windows (at least one) is held out for the KL before / after.
     n_held = max(1, batches.shape[0] // 8)
     train = batches[:-n_held] if batches.shape[0] > n_held else batches
@@ -355,6 +377,7 @@ def convert(
     distill: Optional[Dict[str, Any]] = None,
     rotate: bool = False,
     rotation_block: int = DEFAULT_MAX_BLOCK,
+    damp: float = GPTQ_DAMP,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`quantize_model` and save it as an
@@ -383,6 +406,9 @@ def convert(
           randomized block Hadamard transform (docs/QUANTIZERS.md, "Rotation").
           Recorded in config.json as ``"rotation": "hadamard"``.
         rotation_block (int): The largest Hadamard block. Default: ``256``.
+        damp (float): GPTQ's damping, relative to the Hessian's mean diagonal
+          (``gptq`` and ``distill``'s gptq start; docs/QUANTIZERS.md measures
+          it). Default: ``0.01``.
 
     Returns:
         Path: ``out_dir``.
@@ -391,6 +417,7 @@ def convert(
     if out_dir.exists():
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
     check_method(method, calib, fmt_options, distill)  # before the (slow) load
+    check_damp(damp, method)
     if rotate:
         check_max_block(rotation_block)
     model, tokenizer, config = load_source(source, dtype)
@@ -409,6 +436,7 @@ def convert(
         distill=distill,
         rotate=rotate,
         rotation_block=rotation_block,
+        damp=damp,
         **fmt_options,
     )
     save_model_dir(out_dir, model, tokenizer, config)
@@ -472,6 +500,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rotate", action="store_true", help="Rotate layer inputs (randomized Hadamard)."
+    )
+    p.add_argument(
+        "--damp",
+        type=float,
+        default=GPTQ_DAMP,
+        help=f"GPTQ's damping, relative to the Hessian's mean diagonal. Default: {GPTQ_DAMP}.",
     )
     p.add_argument(
         "--recipe",
@@ -552,6 +586,7 @@ def main(argv=None) -> None:
         rotate=args.rotate,
         rotation_block=args.rotation_block,
         class_predicate=recipe_predicate(args.recipe) if args.recipe else None,
+        damp=args.damp,
         **options,
     )
 

@@ -28,6 +28,8 @@ from ..rotation import DEFAULT_MAX_BLOCK, Rotation, check_max_block
 
 FORMATS = ("ternary", "binary", "codebook")
 CODEBOOK_OPTIONS = ("vector_size", "index_bits", "seed")
+# Damping added to H's diagonal, relative to its mean (docs/QUANTIZERS.md measures others).
+DAMP = 0.01
 # What a per-layer recipe (a class_predicate's dict) may set for gptq_model.
 RECIPE_KEYS = (
     "fmt",
@@ -189,7 +191,7 @@ def gptq_quantize(
     group_size: int = 128,
     *,
     biases: bool = False,
-    damp: float = 0.01,
+    damp: float = DAMP,
     scale_dtype: mx.Dtype = mx.float16,
     refit: bool = True,
     vector_size: int = 16,
@@ -292,7 +294,7 @@ def gptq_model(
     *,
     class_predicate=None,
     biases: bool = False,
-    damp: float = 0.01,
+    damp: float = DAMP,
     scale_dtype: mx.Dtype = mx.float16,
     progress: bool = False,
     rotate: bool = False,
