@@ -11,22 +11,13 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from conftest import assert_close
-from lm_models import VOCAB, dense_model_dir, tokens
+from lm_models import dense_model_dir, llama_config, tokens
 from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_lowbit as lb
 
-COMMON = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "intermediate_size": 128,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "rms_norm_eps": 1e-5,
-    "vocab_size": VOCAB,
-    "max_position_embeddings": 256,
-    "rope_theta": 10000.0,
-}
+# llama_config's dimensions, with the fields these families read.
+COMMON = {"max_position_embeddings": 256, "rope_theta": 10000.0}
 FAMILIES = {
     "qwen2": {"tie_word_embeddings": True},
     "qwen3": {"head_dim": 32, "tie_word_embeddings": False},
@@ -41,7 +32,7 @@ FAMILIES = {
 def test_family_converts_and_loads(family, tmp_path):
     from mlx_lm import load as mlx_lm_load
 
-    config = {"model_type": family, **COMMON, **FAMILIES[family]}
+    config = llama_config(model_type=family, **COMMON, **FAMILIES[family])
     src = dense_model_dir(tmp_path / "dense", config)
     out = lb.lm.convert(src, tmp_path / "ternary", "ternary", 32, dtype=mx.float32)
     ours, _ = lb.lm.load(out)
@@ -49,7 +40,7 @@ def test_family_converts_and_loads(family, tmp_path):
     modules = tree_flatten(ours.leaf_modules(), is_leaf=nn.Module.is_module)
     lowbit = [(p, m) for p, m in modules if isinstance(m, lb.nn.LowBitLinear)]
     dense_left = [p for p, m in modules if isinstance(m, nn.Linear)]
-    assert len(lowbit) >= 4 * COMMON["num_hidden_layers"]  # phi3 fuses qkv and gate/up
+    assert len(lowbit) >= 4 * config["num_hidden_layers"]  # phi3 fuses qkv and gate/up
     assert dense_left in ([], ["lm_head"])  # every projection but the head
     x = tokens()
     with mx.stream(mx.cpu):

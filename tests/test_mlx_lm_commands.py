@@ -60,6 +60,23 @@ def _generated(stdout: str) -> str:
     return parts[1].rstrip("\n")
 
 
+def _generate(model_dir, max_tokens: int, *extra: str) -> str:
+    """``mlx_lm generate``'s greedy text for PROMPT (no chat template)."""
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(model_dir),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        str(max_tokens),
+        "--ignore-chat-template",
+        *extra,
+    )
+    assert run.returncode == 0, run.stderr
+    return _generated(run.stdout)
+
+
 def test_the_hook_is_installed():
     """pip installs the .pth beside the package (not with `pip install -e`:
     copy python/mlx_lowbit-autoload.pth into site-packages for that)."""
@@ -74,20 +91,10 @@ def test_the_hook_is_installed():
 def test_generate_matches_our_loader(converted):
     from mlx_lm import generate
 
-    run = _mlx_lm(
-        "generate",
-        "--model",
-        str(converted),
-        "--prompt",
-        PROMPT,
-        "--max-tokens",
-        "12",
-        "--ignore-chat-template",
-    )
-    assert run.returncode == 0, run.stderr
+    text = _generate(converted, 12)
     model, tokenizer = lb.lm.load(converted)
     assert isinstance(model.model.layers[0].mlp.up_proj, lb.nn.LowBitLinear)
-    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=12)
+    assert text == generate(model, tokenizer, PROMPT, max_tokens=12)
 
 
 def test_without_the_hook_mlx_lm_cannot_load_it(converted):
@@ -189,21 +196,11 @@ def test_generate_on_a_converted_bitnet(tmp_path):
     config.pop("quantization_config")  # a dense model of mlx-lm's bitnet architecture
     src = dense_model_dir(tmp_path / "dense", config)
     out = lb.lm.convert(src, tmp_path / "ternary", "ternary", 32, dtype=mx.float32)
-    run = _mlx_lm(
-        "generate",
-        "--model",
-        str(out),
-        "--prompt",
-        PROMPT,
-        "--max-tokens",
-        "8",
-        "--ignore-chat-template",
-    )
-    assert run.returncode == 0, run.stderr
+    text = _generate(out, 8)
     model, tokenizer = lb.lm.load(out)
     layer = model.model.layers[0].mlp.up_proj
     assert isinstance(layer, lb.nn.LowBitLinear) and not isinstance(layer, BitLinear)
-    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=8)
+    assert text == generate(model, tokenizer, PROMPT, max_tokens=8)
 
 
 def test_convert_dequantize_writes_the_dense_equivalent(converted, tmp_path):
@@ -264,24 +261,12 @@ def test_lora_trains_adapters_on_our_frozen_layers(converted, tmp_path):
     b = weights["model.layers.1.mlp.up_proj.lora_b"]
     assert mx.abs(b).max().item() > 0  # trained (B starts at zero)
     assert not any(k.endswith(("weight", "scales")) for k in weights)  # the base stays frozen
-    run = _mlx_lm(
-        "generate",
-        "--model",
-        str(converted),
-        "--adapter-path",
-        str(adapters),
-        "--prompt",
-        PROMPT,
-        "--max-tokens",
-        "8",
-        "--ignore-chat-template",
-    )
-    assert run.returncode == 0, run.stderr
+    text = _generate(converted, 8, "--adapter-path", str(adapters))
     model, tokenizer = lb.lm.load(converted)
     load_adapters(model, str(adapters))
     layer = model.model.layers[1].mlp.up_proj
     assert isinstance(layer, lb.lora.LoRALowBitLinear)
-    assert _generated(run.stdout) == generate(model, tokenizer, PROMPT, max_tokens=8)
+    assert text == generate(model, tokenizer, PROMPT, max_tokens=8)
 
     # mlx_lm fuse: back into ternary (the layer keeps its entry), or dense.
     for dequantize in (False, True):
