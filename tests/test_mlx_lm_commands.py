@@ -295,3 +295,30 @@ def test_lora_trains_adapters_on_our_frozen_layers(converted, tmp_path):
             )
             assert mx.array_equal(got.qweight.packed, want.qweight.packed)
             assert mx.array_equal(got.qweight.scales, want.qweight.scales)
+
+
+def test_a_custom_architecture_needs_trust_remote_code(converted, tmp_path):
+    """A config.json ``model_file`` (mlx-lm's custom architectures) runs only
+    with trust_remote_code, in our loader as in mlx-lm's."""
+    import shutil
+
+    custom = tmp_path / "custom"
+    shutil.copytree(converted, custom)
+    (custom / "arch.py").write_text("from mlx_lm.models.llama import Model, ModelArgs  # noqa\n")
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "model_file": "arch.py"}))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        lb.lm.load(custom)
+    model, _ = lb.lm.load(custom, trust_remote_code=True)
+    assert isinstance(model.model.layers[0].mlp.up_proj, lb.nn.LowBitLinear)
+    run = _mlx_lm(
+        "generate",
+        "--model",
+        str(custom),
+        "--prompt",
+        PROMPT,
+        "--max-tokens",
+        "2",
+        "--trust-remote-code",
+    )
+    assert run.returncode == 0, run.stderr

@@ -22,6 +22,7 @@ def load(
     lazy: bool = False,
     return_config: bool = False,
     activation_bits: Optional[int] = None,
+    trust_remote_code: bool = False,
 ):
     """Load a model and tokenizer, with low-bit layers on mlx-lowbit's kernels.
 
@@ -46,6 +47,9 @@ def load(
         model_config (dict, optional): Overrides for config.json.
         lazy (bool): Leave the weights unevaluated. Default: ``False``.
         return_config (bool): Also return the config. Default: ``False``.
+        trust_remote_code (bool): Allow a config.json ``model_file`` (a
+          custom architecture in the model directory) to run, as in
+          ``mlx_lm.load``. Default: ``False``.
         activation_bits (int, optional): For BitNet checkpoints: ``8`` (the
           default, W1.58A8 as trained) or ``0`` (float activations, what
           mlx-lm's own BitLinear kernel computes).
@@ -66,11 +70,11 @@ def load(
     install_bitlinear()
     path = _download(str(path_or_hf_repo))  # local dirs pass through unchanged
     try:
-        model, config = load_model(path, lazy=True, model_config=model_config)
+        model, config = load_model(
+            path, lazy=True, model_config=model_config, trust_remote_code=trust_remote_code
+        )
     except ValueError as e:
-        raise ValueError(
-            f"[mlx_lowbit.lm.load] {path}: the weights do not match config.json: {e}"
-        ) from e
+        raise ValueError(f"[mlx_lowbit.lm.load] {path}: mlx-lm cannot build the model: {e}") from e
     replace_legacy_layers(model, 8 if activation_bits is None else activation_bits)
     check_layers(model, config, where=f"[mlx_lowbit.lm.load] {path}")
     if not lazy:
