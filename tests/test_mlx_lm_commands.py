@@ -322,3 +322,41 @@ def test_a_custom_architecture_needs_trust_remote_code(converted, tmp_path):
         "--trust-remote-code",
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_perplexity_matches_our_loader(converted, tmp_path):
+    """``mlx_lm perplexity`` on a local dataset (the `datasets` package,
+    offline) gives what its own functions give on our loaded model."""
+    import re
+
+    import numpy as np
+    from mlx_lm.perplexity import eval_ppl, load_data
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "valid"):
+        rows = [json.dumps({"text": f"Row {i}: low-bit weights, fp32 sums."}) for i in range(6)]
+        (data / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    offline = _env(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    run = _mlx_lm(
+        "perplexity",
+        "--model",
+        str(converted),
+        "--data-path",
+        str(data),
+        "--num-samples",
+        "4",
+        "--sequence-length",
+        "16",
+        "--batch-size",
+        "2",
+        "--seed",
+        "5",
+        env=offline,
+    )
+    assert run.returncode == 0, run.stderr
+    printed = float(re.search(r"Perplexity: ([0-9.]+)", run.stdout).group(1))
+    model, tokenizer = lb.lm.load(converted)
+    np.random.seed(5)
+    ppl, _ = eval_ppl(model, load_data(tokenizer, str(data), 4, 16), batch_size=2)
+    assert printed == pytest.approx(ppl, abs=1e-3)
