@@ -30,7 +30,7 @@ def _install() -> None:
         import warnings
 
         warnings.warn(
-            f"mlx-lowbit is installed but failed to import ({e}); mlx-lm will not load its models."
+            f"mlx-lowbit is installed but failed to import ({e}); mlx-lm cannot load mlx-lowbit models."
         )
         return
     hook.install()
