@@ -150,13 +150,10 @@ def check_method(
             f"[mlx_lowbit.lm.convert] distill init must be 'rtn' or 'gptq', got {init!r}."
         )
     # Checked here, before the (slow) calibration and init.
+    from ..quant.distill import check_micro_batch
+
     settings = {**DISTILL_DEFAULTS, **(distill or {})}
-    micro = settings["micro_batch"]
-    if micro is not None and (micro < 1 or settings["batch_size"] % micro):
-        raise ValueError(
-            f"[mlx_lowbit.lm.convert] distill micro_batch={micro} must be >= 1 and divide "
-            f"batch_size={settings['batch_size']}."
-        )
+    check_micro_batch(settings["micro_batch"], settings["batch_size"])
 
 
 def check_damp(damp: float, method: str) -> None:

@@ -290,6 +290,17 @@ def _trainable(model: nn.Module, train_weights: bool) -> None:
             module.unfreeze()
 
 
+def check_micro_batch(micro_batch: Optional[int], batch_size: int) -> int:
+    """The rows per pass (``batch_size`` for None); refuses one that is not
+    >= 1 or does not divide ``batch_size``."""
+    micro = batch_size if micro_batch is None else micro_batch
+    if micro < 1 or batch_size % micro:
+        raise ValueError(
+            f"[distill] micro_batch={micro_batch} must be >= 1 and divide batch_size={batch_size}."
+        )
+    return micro
+
+
 def distill_model(
     model: nn.Module,
     teacher: nn.Module,
@@ -341,11 +352,7 @@ def distill_model(
         raise ValueError("[distill] steps and batch_size must be >= 1.")
     if not learning_rate > 0 or not temperature > 0:
         raise ValueError("[distill] learning_rate and temperature must be > 0.")
-    micro = batch_size if micro_batch is None else micro_batch
-    if micro < 1 or batch_size % micro:
-        raise ValueError(
-            f"[distill] micro_batch={micro_batch} must be >= 1 and divide batch_size={batch_size}."
-        )
+    micro = check_micro_batch(micro_batch, batch_size)
     start = time.perf_counter()
     dtypes = _float_dtypes(model)
     _swap_in(model)

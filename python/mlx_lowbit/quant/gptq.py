@@ -330,7 +330,7 @@ def gptq_model(
     if rotate:
         check_max_block(rotation_block)  # before the (slow) calibration pass
     predicate = class_predicate or lbnn._default_predicate
-    chosen, settings, embeddings = [], {}, []
+    settings, embeddings = {}, []  # the chosen linear layers' settings, in model order
     options = {"biases": biases, **codebook_options}
     for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         result = predicate(path, module)
@@ -366,13 +366,13 @@ def gptq_model(
         if opts["rotate"]:
             check_max_block(opts["rotation_block"])
         opts["scale_dtype"] = lbnn._scale_dtype(opts["scale_dtype"])
-        chosen.append(path)
         settings[path] = opts
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=batches.shape[0], desc="calibrating", unit="seq")
+    chosen = list(settings)
     hessians = input_hessians(model, batches, chosen, progress=bar.update if bar else None)
     if bar:
         bar.close()
