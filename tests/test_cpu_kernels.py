@@ -203,7 +203,7 @@ def test_batch_dims_and_strides(isa, path, fi):
             assert_close(out, expected(x, qw, bits), x.dtype, f"{x.shape} a{bits}")
 
 
-# The table-lookup GEMV (kernels_avx512_lut.cpp): ternary, one int8 row of x,
+# The table-lookup GEMV (kernels_avx512_lut.cpp): ternary, int8 x with M <= 4,
 # groups of at most 256 that are multiples of 4, on AVX-512 CPUs with VBMI.
 # Rows of W off its 64-row block (65, 130), groups of 32 to 256 (512 falls
 # back to the vpdpbusd kernel), with it on and off (MLX_LOWBIT_CPU_LUT=0).
@@ -216,6 +216,8 @@ def test_ternary_table_lookup_gemv(isa, path, dtype, monkeypatch):
         make_x((1, k), dtype, seed=3),
         make_x((1, 1, k), dtype, seed=4),  # batch dimensions
         make_x((k, 2), dtype, seed=5).T[:1],  # a transposed row: strided
+        make_x((2, 2, k), dtype, seed=6),  # M = 4, one row at a time
+        make_x((5, k), dtype, seed=7),  # M = 5: the vpdpbusd GEMM
     )
     for gs, n in [(32, 65), (128, 130), (256, 64), (512, 3)]:
         qw = weight(0, n, k, gs, seed=gs)
