@@ -10,12 +10,13 @@ limit=${LIMIT:-280}
 common=(--model "$model" --calib-samples 64 --calib-length 256 --no-plots
   --distill-batch 32 --distill-lr 3e-4 --distill-generated 1024 --distill-time-limit "$limit")
 mkdir -p "$out"
+# launch NAME ROW STEPS
 launch() {
   OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 setsid nohup python3 -m mlx_lowbit bench quality \
     "${common[@]}" --distill-steps "$3" --rows "$2" --out "$out/$1" >"$out/$1.log" 2>&1 &
 }
 # One pass of 32 x 256 tokens holds ~30 GB: three runs fit without micro-batches.
-launch ternary-distill-rotate 'ternary-distill+rotate' "${STEPS:-700}"
-launch ternary-distill 'ternary-distill' "${STEPS:-700}"
-launch binary+bias-distill 'binary+bias-distill' "${STEPS:-700}"
+for row in ${ROWS:-ternary-distill+rotate ternary-distill binary+bias-distill}; do
+  launch "${row//+/_}" "$row" "${STEPS:-700}"
+done
 echo "launched $(ls "$out"/*.log | wc -l) runs into $out"

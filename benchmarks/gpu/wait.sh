@@ -3,8 +3,10 @@
 # Usage: bash benchmarks/gpu/wait.sh OUT SECONDS DEST
 out=$1; limit=$2; dest=$3
 start=$SECONDS
+n=0
 while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limit)); do
-  sleep 60
+  sleep 10
+  ((++n % 6)) && continue
   for f in "$out"/*.log; do echo "== $(basename "$f"): $(grep -E '^\[|ppl |error' "$f" | tail -1)"; done
 done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
