@@ -7,6 +7,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ._checks import check_activation_bits
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
@@ -80,6 +81,9 @@ class LowBitLayer(nn.Module):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            # Rebuilt at every call: the values were checked when the layer
+            # got them (lm.load's check_layers for a model directory).
+            check_values=False,
         )
 
     @property
@@ -247,7 +251,7 @@ class LowBitLinear(LowBitLayer):
             output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
-        self.activation_bits = activation_bits
+        self.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         self._set_rotation(
             Rotation.from_config({"kind": ROTATION_KIND, "block": rotation_block}, input_dims)
             if rotation_block
@@ -270,7 +274,7 @@ class LowBitLinear(LowBitLayer):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
-        layer.activation_bits = activation_bits
+        layer.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         layer._set_rotation(rotation)
         if bias is not None:
             layer.bias = bias

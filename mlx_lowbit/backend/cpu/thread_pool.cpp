@@ -26,13 +26,6 @@ constexpr int kMaxThreadsPerCore = 8;
 
 constexpr const char* kThreadsVariable = "MLX_LOWBIT_NUM_THREADS";
 
-// More workers than this only oversubscribe the cores (each region waits for
-// its slowest chunk), and a huge count exhausts the address space creating
-// threads: counts above it are refused.
-int max_threads() {
-  return kMaxThreadsPerCore * int(std::max(1u, std::thread::hardware_concurrency()));
-}
-
 void check_thread_count(long long n, std::string_view what) {
   if (n < 1 || n > max_threads()) {
     std::ostringstream os;
@@ -281,6 +274,13 @@ Pool& pool() {
 
 int num_threads() {
   return pool().size();
+}
+
+// More workers than this only oversubscribe the cores (each region waits for
+// its slowest chunk), and a huge count exhausts the address space creating
+// threads: counts above it are refused.
+int max_threads() {
+  return kMaxThreadsPerCore * int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 void set_num_threads(long long n) {

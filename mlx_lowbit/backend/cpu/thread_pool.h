@@ -13,6 +13,7 @@ namespace mlx_lowbit::cpu {
 // malformed MLX_LOWBIT_NUM_THREADS; set_num_threads keeps the old workers
 // (and throws std::runtime_error) when the new threads cannot be created.
 int num_threads();
+int max_threads();
 void set_num_threads(long long n);
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
