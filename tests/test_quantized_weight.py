@@ -108,7 +108,7 @@ def test_load_rejects_invalid_ternary_code(tmp_path):
     bad = dict(fmt="ternary", group_size=64, packed=mx.array(packed), scales=qw.scales)
     with pytest.raises(ValueError, match=r"invalid code 3 \(first in row 3\)"):
         lb.QuantizedWeight(**bad)
-    lb.QuantizedWeight(**bad, check_values=False).save(path)  # checksums match
+    lb.QuantizedWeight(**bad, check=False).save(path)  # checksums match
     with pytest.raises(ValueError, match="invalid code 3"):
         lb.QuantizedWeight.load(path)
 

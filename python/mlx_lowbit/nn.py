@@ -83,7 +83,7 @@ class LowBitLayer(nn.Module):
             index_bits=self.index_bits,
             # Rebuilt at every call: the values were checked when the layer
             # got them (lm.load's check_layers for a model directory).
-            check_values=False,
+            check=False,
         )
 
     @property

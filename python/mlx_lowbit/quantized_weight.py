@@ -30,7 +30,7 @@ class QuantizedWeight:
     ``ValueError`` naming the problem otherwise. When the arrays are already
     evaluated (built by hand, loaded), it also checks their values
     (:meth:`check_values`: ternary code 3, NaN or Inf scales and biases);
-    ``check_values=False`` skips that scan, for callers that rebuild a
+    ``check=False`` skips that scan, for callers that rebuild a
     checked weight often (the layers do, at every call). Unevaluated arrays
     (``quantize(..., lazy=True)``) are never evaluated here.
     """
@@ -43,9 +43,9 @@ class QuantizedWeight:
     codebook: Optional[mx.array] = None
     vector_size: int = 0
     index_bits: int = 0
-    check_values: InitVar[bool] = True
+    check: InitVar[bool] = True
 
-    def __post_init__(self, check_values: bool):
+    def __post_init__(self, check: bool):
         where = "QuantizedWeight"
         check_str(self.fmt, "fmt", where)
         for name in _INT_FIELDS:
@@ -64,7 +64,7 @@ class QuantizedWeight:
             **self._format_fields(),
         )
         object.__setattr__(self, "_k", k)
-        if check_values and all(_ext.is_evaluated(a) for a in self.arrays().values()):
+        if check and all(_ext.is_evaluated(a) for a in self.arrays().values()):
             self.check_values()
 
     def _format_fields(self) -> Dict[str, Any]:
@@ -182,7 +182,7 @@ class QuantizedWeight:
                 raise ValueError(f"{where}: metadata '{name}' is {text!r}, not a count.")
             ints[name] = int(text)
         try:
-            qw = cls(fmt=metadata["format"], **ints, **arrays, check_values=False)
+            qw = cls(fmt=metadata["format"], **ints, **arrays, check=False)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
         if metadata.get("shape") != f"{qw.shape[0]},{qw.shape[1]}":
