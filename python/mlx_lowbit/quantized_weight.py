@@ -18,6 +18,13 @@ from . import _ext
 from ._checks import check_int, check_str
 
 FILE_FORMAT_VERSION = "1"
+# The kernels decompose each group's sum (binary: scale * (2 * sum(b x) -
+# sum(x)); ternary and codebook alike), so an intermediate is a few times
+# scale * |x|: scales near float32's limit (3.4e38) overflow there while
+# x @ dequantize(w).T is finite. Real weights' scales are below ~1e4; this
+# bound leaves float32 a factor of 2**28 of headroom.
+MAX_SCALE_LOG2 = 100
+MAX_SCALE = 2.0**MAX_SCALE_LOG2
 _ARRAY_FIELDS = ("packed", "scales", "biases", "codebook")
 _INT_FIELDS = ("group_size", "vector_size", "index_bits")
 
@@ -200,9 +207,10 @@ class QuantizedWeight:
     def check_values(self) -> None:
         """Reject values the quantizers never write and the kernels would
         turn into silent garbage: ternary code 3 (``matmul`` and
-        ``dequantize`` would disagree on it), and NaN or Inf in the scales or
-        biases (every output of their rows would be NaN). Evaluates the
-        arrays."""
+        ``dequantize`` would disagree on it), NaN or Inf in the scales or
+        biases (every output of their rows would be NaN), and scales or
+        biases above 2**100 in magnitude (the kernels' intermediates would
+        overflow where the product is finite). Evaluates the arrays."""
         if self.fmt == "ternary":
             words = np.asarray(self.packed)
             # Code 3 has both bits of its pair set.
@@ -218,12 +226,13 @@ class QuantizedWeight:
             if a is None:
                 continue
             values = np.asarray(a.astype(mx.float32))
-            finite = np.isfinite(values)
-            if not finite.all():
-                row, group = (int(i) for i in np.argwhere(~finite)[0])
+            ok = np.abs(values) <= MAX_SCALE  # False for NaN too
+            if not ok.all():
+                row, group = (int(i) for i in np.argwhere(~ok)[0])
                 raise ValueError(
                     f"[QuantizedWeight] {name} contain {values[row, group]} (first at row "
-                    f"{row}, group {group}); a weight's {name} must be finite."
+                    f"{row}, group {group}); a weight's {name} must be finite and at most "
+                    f"2**{MAX_SCALE_LOG2} in magnitude (docs/FORMATS.md)."
                 )
 
 
