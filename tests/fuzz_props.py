@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import mlx_lowbit as lb
 
 # Deterministic and bounded: CI runs the same examples every time, and the
-# whole suite stays within its time budget on 2 cores (docs/TESTING.md).
+# whole suite stays within its time budget on 2 cores (docs/BAD_INPUT.md).
 FUZZ = settings(
     max_examples=int(sys.argv[2]) if len(sys.argv) > 2 else 60,
     deadline=None,
