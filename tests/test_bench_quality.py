@@ -159,8 +159,9 @@ def test_merge_runs_made_side_by_side(tmp_path):
     with pytest.raises(ValueError, match="differs from .* in 'eval_tokens'"):
         quality.merge([tmp_path / "a", tmp_path / "c"], tmp_path / "x")
     data = json.loads((tmp_path / "b" / "quality.json").read_text())
-    # Runs may train for different steps (each row records its own), nothing else.
-    steps = dict(data["distill"], steps=data["distill"]["steps"] + 1)
+    # Runs may train for different steps, time limits and micro-batches (each
+    # row records its own), nothing else.
+    steps = dict(data["distill"], steps=data["distill"]["steps"] + 1, time_limit=9, micro_batch=2)
     (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": steps}))
     merged = quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plots_on=False)
     assert merged["distill"]["steps"] == {}

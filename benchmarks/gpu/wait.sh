@@ -9,6 +9,10 @@ while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limi
 done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
 runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done
-python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
+if ((${#runs[@]})); then
+  python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
+else
+  echo "no run finished"
+fi
 mkdir -p "$dest/quality"
 for f in "$out"/*.log; do echo "== $(basename "$f")"; tail -n 80 "$f"; done >"$dest/quality/logs.txt"

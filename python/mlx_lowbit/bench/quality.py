@@ -834,13 +834,17 @@ def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict
 
 
 # Fields every merged run must agree on: the same model, text and calibration,
-# and the distill settings but for the steps (each row records its own).
+# and the distill settings but for how long and in what pieces each run trains
+# (steps, time limit, micro-batches: each row records its own).
 # (A run of uncalibrated rows only read no calibration text: it agrees with any.)
 _SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts")
 
 
+_PER_ROW = ("steps", "time_limit", "micro_batch")
+
+
 def _distill_but_steps(run: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in (run.get("distill") or {}).items() if k != "steps"}
+    return {k: v for k, v in (run.get("distill") or {}).items() if k not in _PER_ROW}
 
 
 def merge(
@@ -944,6 +948,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--distill-micro-batch", type=int, help="Rows per forward/backward pass (less memory)."
     )
+    d.add_argument(
+        "--distill-time-limit",
+        type=float,
+        help="Seconds of training at most per row (a row records the steps it did).",
+    )
     p.add_argument(
         "--merge",
         nargs="+",
@@ -968,6 +977,7 @@ def main(argv=None) -> None:
         "learning_rate": args.distill_lr,
         "generated": args.distill_generated,
         "micro_batch": args.distill_micro_batch,
+        "time_limit": args.distill_time_limit,
     }
     distill = {k: v for k, v in distill.items() if v is not None}
     try:
