@@ -7,6 +7,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ._checks import check_activation_bits
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
@@ -83,6 +84,9 @@ class LowBitLayer(nn.Module):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            # Rebuilt at every call: the values were checked when the layer
+            # got them (lm.load's check_layers for a model directory).
+            check=False,
         )
 
     @property
@@ -253,7 +257,7 @@ class LowBitLinear(LowBitLayer):
             output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
-        self.activation_bits = activation_bits
+        self.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         entry = {"kind": ROTATION_KIND, "block": rotation_block, "seeded": rotation_seeded}
         self._set_rotation(Rotation.from_config(entry, input_dims) if rotation_block else None)
         if bias:
@@ -273,7 +277,7 @@ class LowBitLinear(LowBitLayer):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
-        layer.activation_bits = activation_bits
+        layer.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         layer._set_rotation(rotation)
         if bias is not None:
             layer.bias = bias

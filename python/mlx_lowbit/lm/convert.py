@@ -100,10 +100,14 @@ def save_model_dir(
         else:
             config.pop("quantization", None)
             config.pop("quantization_config", None)
-        save_model(tmp, model)
-        _fix_parameter_count(tmp, model)
-        save_config(config, config_path=tmp / "config.json")
-        tokenizer.save_pretrained(str(tmp))
+        try:
+            save_model(tmp, model)
+            _fix_parameter_count(tmp, model)
+            save_config(config, config_path=tmp / "config.json")
+            tokenizer.save_pretrained(str(tmp))
+        except RuntimeError as e:
+            # MLX's "[write] ..." (a full or read-only disk) names no file.
+            raise OSError(f"[mlx_lowbit.lm.convert] writing {out_dir} failed ({e}).") from e
         os.replace(tmp, out_dir)
     finally:
         if tmp.exists():
