@@ -33,6 +33,7 @@ __all__ = [
     "BUILD_FLAGS",
     "LINK_FLAGS",
     "SANITIZER_FLAGS",
+    "ALIGNMENT_FLAGS",
     "cache_dir",
     "clang",
     "preprocess",
@@ -103,6 +104,10 @@ LINK_FLAGS = (
     if sys.platform == "darwin"
     else ("-pthread", "-rtlib=compiler-rt", "-unwindlib=libgcc", "-lm")
 )
+# Every kernel build (plain or sanitized) checks that each load and store is
+# aligned to its type, as Metal requires (x86 tolerates a misaligned uint2);
+# the first misaligned access ends the run with UBSan's report.
+ALIGNMENT_FLAGS = ("-fsanitize=alignment", "-fno-sanitize-recover=alignment")
 SANITIZER_FLAGS = {
     None: (),
     "thread": ("-fsanitize=thread",),
@@ -271,7 +276,7 @@ def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     """Compile a rewritten translation unit and link it with the runtime; returns the executable."""
     if sanitizer not in SANITIZER_FLAGS:
         raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
-    flags = (*BUILD_FLAGS, *SANITIZER_FLAGS[sanitizer])
+    flags = (*BUILD_FLAGS, *ALIGNMENT_FLAGS, *SANITIZER_FLAGS[sanitizer])
     key = _digest(
         tu,
         _tree_digest(INCLUDE_DIR),
@@ -301,6 +306,7 @@ def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
         [
             clang(),
             *SANITIZER_FLAGS[sanitizer],
+            *ALIGNMENT_FLAGS,
             str(obj),
             *map(str, objects),
             "-o",

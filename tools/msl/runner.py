@@ -354,6 +354,7 @@ def run_sequence(
     timeout: float | None = None,
     function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
+    buffer_offsets: Mapping[Any, int] | None = None,
 ) -> dict[Any, Any]:
     """Run several launches of one source in one process; later launches see earlier writes.
 
@@ -373,6 +374,10 @@ def run_sequence(
             constant's exact type (np.float16(...), np.uint16(...)). Unset constants read as 0 and
             is_function_constant_defined() is false for them.
         name: file name shown in diagnostics for source text.
+        buffer_offsets: key of `buffers` -> bytes the binding starts into its allocation, as
+            MLX binds a view at its offset: the data follows that many zero bytes in an
+            allocation aligned to 16, so an offset that is not a multiple of a vector load's
+            size makes that load misaligned, which the run reports (as Metal faults on it).
 
     Returns:
         key -> the buffer's contents after the last launch, of the input's type, dtype and shape.
@@ -390,11 +395,16 @@ def run_sequence(
     blobs: list[bytes] = []
     decoders: list[Any] = []
     shared: dict[Any, int] = {}
+    offsets = dict(buffer_offsets or {})
+    for key in offsets:
+        if key not in buffers or not 0 <= int(offsets[key]) < 4096:
+            raise ValueError(f"buffer_offsets[{key!r}] must name a buffer and be 0..4095 bytes")
     for key, value in buffers.items():
         data, how = _encode(value)
         shared[key] = len(blobs)
-        blobs.append(data)
+        blobs.append(bytes(int(offsets.get(key, 0))) + data)
         decoders.append(how)
+    offset_of = {shared[k]: int(v) for k, v in offsets.items()}
     spec: list[str] = []
     for launch in launches:
         if launch.kernel not in hosts:
@@ -424,7 +434,7 @@ def run_sequence(
                 raise KeyError(
                     f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`"
                 )
-            spec.append(f"bind {int(slot)} {index}")
+            spec.append(f"bind {int(slot)} {index} {offset_of.get(index, 0)}")
         for slot, nbytes in sorted(launch.threadgroup_buffers.items()):
             if nbytes <= 0 or nbytes % 16:
                 raise ValueError(
@@ -454,7 +464,10 @@ def run_sequence(
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
         return {
-            key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]])
+            key: _decode(
+                (d / f"out{shared[key]}.bin").read_bytes()[offset_of.get(shared[key], 0) :],
+                decoders[shared[key]],
+            )
             for key in wanted
         }
 
@@ -492,6 +505,13 @@ def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc
                 report,
                 key,
             )
+    if "misaligned address" in report:
+        raise MSLRuntimeError(
+            f"kernel {kernels} ({src.name}) made a misaligned access ({status}); Metal needs "
+            f"every load and store aligned to its type's size (a uint2 to 8 bytes):\n{report}",
+            kernels,
+            report,
+        )
     under = f" under the {sanitizer} sanitizer" if sanitizer else ""
     raise MSLRuntimeError(
         f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}",
@@ -518,6 +538,7 @@ def run(
     timeout: float | None = None,
     function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
+    buffer_offsets: Mapping[int, int] | None = None,
 ) -> dict[int, Any]:
     """Run one kernel launch on the CPU.
 
@@ -530,8 +551,8 @@ def run(
         threadgroup_buffers: [[threadgroup(slot)]] -> bytes of threadgroup memory.
         dispatch: "threadgroups" or "threads" (partial edge threadgroups).
         outputs: slots to return; default every slot bound to an array (bytes are constants).
-        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name: as for
-            `run_sequence`.
+        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name,
+            buffer_offsets (by slot): as for `run_sequence`.
 
     Returns:
         slot -> the buffer after the launch, of the input's type, dtype and shape.
@@ -561,6 +582,7 @@ def run(
         timeout=timeout,
         function_constants=function_constants,
         name=name,
+        buffer_offsets=buffer_offsets,
     )
 
 

@@ -6,7 +6,7 @@
 //   kernel.exe SPEC            run SPEC, whose lines are
 //     buffer ID BYTES PATH|-   a buffer, filled from PATH (or zeros)
 //     launch NAME threadgroups|threads GX GY GZ TX TY TZ fixed|shuffle SEED TIMEOUT_S
-//     bind SLOT ID             [[buffer(SLOT)]] of the last launch is buffer ID
+//     bind SLOT ID [OFFSET]    [[buffer(SLOT)]] of the last launch is buffer ID, from byte OFFSET
 //     tgmem SLOT BYTES         [[threadgroup(SLOT)]] of the last launch holds BYTES
 //     output ID PATH           write buffer ID to PATH after all launches
 #include <cstdio>
@@ -102,9 +102,13 @@ int main(int argc, char** argv) {
       if (launches.empty() || !(in >> slot >> value) || slot < 0 || slot >= __MSL_MAX_BINDINGS)
         bad();
       if (op == "bind") {
+        unsigned long offset = 0;
         if (value >= buffers.size())
           bad();
+        if (in >> offset && offset > buffers[value].size)
+          bad();
         launches.back().buffer_of_slot[slot] = int(value);
+        launches.back().buffer_offset[slot] = offset;
       } else {
         launches.back().threadgroup_bytes[slot] = value;
       }

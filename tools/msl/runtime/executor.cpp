@@ -319,8 +319,8 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
     int b = launch.buffer_of_slot[slot];
     if (b < 0)
       continue;
-    bindings.buffers[slot] = buffers[size_t(b)].data;
-    bindings.buffer_sizes[slot] = buffers[size_t(b)].size;
+    bindings.buffers[slot] = buffers[size_t(b)].data + launch.buffer_offset[slot];
+    bindings.buffer_sizes[slot] = buffers[size_t(b)].size - launch.buffer_offset[slot];
     bindings.buffer_bound[slot] = 1;
   }
   unsigned long dynamic_bytes = 0;
