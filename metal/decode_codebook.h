@@ -12,7 +12,8 @@ namespace lowbit {
 template <int V>
 struct CodebookDecoder {
   static_assert(V == 8 || V == 16, "codebook runs are 8 or 16 weights");
-  static constant constexpr const int kLaneBlocks = 1;
+  // GEMV: rows per simdgroup (kernel_params.h says why).
+  static constant constexpr const int kGemvRows = 8;
   static constant constexpr const int kRunsPerBlock = kKMultiple / V;
 
   struct Block {
@@ -34,14 +35,16 @@ struct CodebookDecoder {
                   : uint(((const device uint16_t*)r.codebook)[index]);
   }
 
-  template <int LB>
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
-    static_assert(LB == kLaneBlocks, "codebook GEMV lanes take one block");
-    (void)valid;
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
     LOWBIT_UNROLL
     for (int u = 0; u < kRunsPerBlock; ++u) {
-      out[0].patterns[u] = pattern_at(r, block * kRunsPerBlock + u);
+      out.patterns[u] = pattern_at(r, block * kRunsPerBlock + u);
     }
+  }
+
+  LOWBIT_METAL_FUNC static float prescale(int k) {
+    (void)k;
+    return 1.0f;
   }
 
   // sum of x over the +1 weights among 8q .. 8q + 7 of the block.

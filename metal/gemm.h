@@ -1,10 +1,9 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // GEMM (prefill): out (M, N) = x (M, K) @ w^T by BM x BN tiles. Per
-// K-iteration (kGemmBK weights) the threadgroup stages the x tile and the
-// decoded weight tile in threadgroup memory, both in x's dtype (half, bfloat
-// or float: a float32 x keeps float32 weights, so float32 scales and biases
-// are not rounded), then WM x WN simdgroups multiply-accumulate 8x8
+// K-iteration (kGemmBK weights) the threadgroup stages the x tile (in x's
+// dtype) and the decoded weight tile (GemmWeight<T>) in threadgroup memory,
+// then WM x WN simdgroups multiply-accumulate 8x8
 // fragments into float accumulators. What a threadgroup computes (a whole
 // tile, a K-slice of one, or a stream-K range over several) comes from
 // work_split.h; partial tiles go to an fp32 workspace that fixup.h sums.
@@ -15,6 +14,20 @@
 
 namespace lowbit {
 
+// The decoded weight tile's element type for x of type T. The GEMV keeps
+// scales in fp32, so the tile must hold +-scale (and bias +- scale) as the
+// GEMV sees them: float16 x keeps half (fp16 scales are exact in it), float32
+// x float; bfloat16 x takes float too, since bfloat would cut fp16 scales to
+// 8 significant bits, all of a group's weights rounded the same way.
+template <typename T>
+struct GemmWeight {
+  typedef T type;
+};
+template <>
+struct GemmWeight<bfloat> {
+  typedef float type;
+};
+
 template <typename T, int BM, int BN, int BK, int WM, int WN>
 struct GemmTile {
   static_assert(BK == kGemmBK, "K-iterations are kGemmBK weights");
@@ -22,8 +35,10 @@ struct GemmTile {
   static constant constexpr const int kThreads = WM * WN * 32;
   static constant constexpr const int TM = BM / (8 * WM); // fragments per simdgroup along M
   static constant constexpr const int TN = BN / (8 * WN);
+  typedef typename GemmWeight<T>::type W;
   // Rows padded by 16 bytes against threadgroup memory bank conflicts.
   static constant constexpr const int kLd = BK + 16 / int(sizeof(T));
+  static constant constexpr const int kLdW = BK + 16 / int(sizeof(W));
 };
 
 template <int TM, int TN>
@@ -48,6 +63,7 @@ LOWBIT_METAL_FUNC void load_x_tile(
 template <typename Tile, typename Decoder, typename T, int BN, int BK>
 LOWBIT_METAL_FUNC void decode_w_tile(
     WeightSource src, MatmulParams p, int n0, int k0, threadgroup T* ws, uint tid) {
+  // T here is Tile::W.
   constexpr int kChunksPerRow = BK / kChunk;
   for (int i = int(tid); i < BN * kChunksPerRow; i += Tile::kThreads) {
     int r = i / kChunksPerRow;
@@ -63,7 +79,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
         v[j] = T(0.0f);
       }
     }
-    threadgroup T* dst = ws + r * Tile::kLd + (k - k0);
+    threadgroup T* dst = ws + r * Tile::kLdW + (k - k0);
     LOWBIT_UNROLL
     for (int j = 0; j < kChunk; ++j) {
       dst[j] = v[j];
@@ -76,7 +92,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
 template <typename Tile, typename T, int BK>
 LOWBIT_METAL_FUNC void multiply_tiles(
     const threadgroup T* xs,
-    const threadgroup T* ws,
+    const threadgroup typename Tile::W* ws,
     int sm,
     int sn,
     short2 fc,
@@ -94,9 +110,9 @@ LOWBIT_METAL_FUNC void multiply_tiles(
     LOWBIT_UNROLL
     for (int j = 0; j < Tile::TN; ++j) {
       // b(k, n) = w(n, k): the weight tile read transposed.
-      const threadgroup T* src = ws + (sn + 8 * j + fc.x) * Tile::kLd + kk + fc.y;
+      const threadgroup typename Tile::W* src = ws + (sn + 8 * j + fc.x) * Tile::kLdW + kk + fc.y;
       b[j].thread_elements()[0] = float(src[0]);
-      b[j].thread_elements()[1] = float(src[Tile::kLd]);
+      b[j].thread_elements()[1] = float(src[Tile::kLdW]);
     }
     LOWBIT_UNROLL
     for (int i = 0; i < Tile::TM; ++i) {
@@ -138,16 +154,11 @@ LOWBIT_METAL_FUNC void store_tile(
   }
 }
 
-// A partial tile into its fp32 workspace slot (BM x BN, row-major): stored
-// (deterministic fix-up, one writer per slot) or added atomically.
+// A partial tile into its fp32 workspace slot (BM x BN, row-major); one
+// writer per slot, summed by the fix-up.
 template <typename Tile, int BN>
 LOWBIT_METAL_FUNC void store_partial(
-    thread Accumulators<Tile::TM, Tile::TN>& acc,
-    device float* slot,
-    bool use_atomics,
-    int sm,
-    int sn,
-    short2 fc) {
+    thread Accumulators<Tile::TM, Tile::TN>& acc, device float* slot, int sm, int sn, short2 fc) {
   LOWBIT_UNROLL
   for (int i = 0; i < Tile::TM; ++i) {
     LOWBIT_UNROLL
@@ -155,12 +166,7 @@ LOWBIT_METAL_FUNC void store_partial(
       int at = (sm + 8 * i + fc.y) * BN + sn + 8 * j + fc.x;
       LOWBIT_UNROLL
       for (int e = 0; e < 2; ++e) {
-        float v = acc.frag[i][j].thread_elements()[e];
-        if (use_atomics) {
-          atomic_fetch_add_explicit((device atomic_float*)(slot + at + e), v, memory_order_relaxed);
-        } else {
-          slot[at + e] = v;
-        }
+        slot[at + e] = acc.frag[i][j].thread_elements()[e];
       }
     }
   }
@@ -188,7 +194,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
   using namespace lowbit;
   typedef GemmTile<T, BM, BN, BK, WM, WN> Tile;
   threadgroup T xs[BM * Tile::kLd];
-  threadgroup T ws[BN * Tile::kLd];
+  threadgroup typename Tile::W ws[BN * Tile::kLdW];
 
   MatmulParams p = params;
   p.schedule = int(S); // as planned; a constant lets the compiler drop the other schedules
@@ -216,7 +222,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
     for (int it = seg.k_begin; it < seg.k_end; ++it) {
       const int k0 = it * BK;
       load_x_tile<Tile, T, BM, BK>(x, p, m0, k0, xs, tid);
-      decode_w_tile<Tile, Decoder, T, BN, BK>(src, p, n0, k0, ws, tid);
+      decode_w_tile<Tile, Decoder, typename Tile::W, BN, BK>(src, p, n0, k0, ws, tid);
       threadgroup_barrier(mem_flags::mem_threadgroup);
       multiply_tiles<Tile, T, BK>(xs, ws, sm, sn, fc, acc);
       threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -225,7 +231,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
       store_tile<Tile, T>(acc, out, p, m0 + sm, n0 + sn, fc);
     } else {
       device float* slot = workspace + size_t(seg.slot) * size_t(BM * BN);
-      store_partial<Tile, BN>(acc, slot, p.fixup == int(FixUp::Atomic), sm, sn, fc);
+      store_partial<Tile, BN>(acc, slot, sm, sn, fc);
     }
   }
 }

@@ -164,7 +164,17 @@ def _source(plan_dtype: mx.Dtype, qw: QuantizedWeight, sanitizer: Optional[str])
     return text, f"lowbit_{fmt}_{dtype}.metal"
 
 
-def _run(plan, buffers, outputs, source, name, sanitizer, order, seed):
+def _binding_offsets(offsets: Dict[str, int], copy_misaligned: bool) -> Dict[str, int]:
+    # eval_gpu binds an array at its offset, and copies one whose offset the
+    # kernels' vector loads cannot take (the copy starts at 0).
+    return {
+        key: off
+        for key, off in offsets.items()
+        if off and (_ext.binding_is_aligned(off) or not copy_misaligned)
+    }
+
+
+def _run(plan, buffers, outputs, source, name, sanitizer, order, seed, offsets=None):
     runner = _runner()
     return runner.run_sequence(
         source,
@@ -176,6 +186,7 @@ def _run(plan, buffers, outputs, source, name, sanitizer, order, seed):
         order=order,
         seed=seed,
         name=name,
+        buffer_offsets=offsets,
     )
 
 
@@ -190,6 +201,9 @@ def metal_matmul(
     sanitizer: Optional[str] = None,
     order: str = "shuffled",
     seed: int = 0,
+    x_offset: int = 0,
+    packed_offset: int = 0,
+    copy_misaligned: bool = True,
     **tile_overrides: int,
 ) -> mx.array:
     """``x @ dequantize(qw).T`` computed by the Metal kernels in the emulator.
@@ -198,16 +212,22 @@ def metal_matmul(
         x (mx.array): Shape (..., K); float16, bfloat16 or float32; any strides.
         qw (QuantizedWeight): The weight.
         schedule (str): As for ``mlx_lowbit.matmul``.
-        streamk_fixup (str): ``"deterministic"`` or ``"atomic"``.
+        streamk_fixup (str): ``"deterministic"`` (the only fix-up).
         split_k (int): K splits for ``splitk`` (0: the planner's choice).
         gpu_cores (int, optional): GPU cores the persistent grid is sized for.
-          Default: C++'s ``PlannerConstants::kDefaultGpuCores``, the count
-          eval_gpu assumes when it cannot read the device's.
+          Default: C++'s ``PlannerConstants::kDefaultGpuCores`` (8, the
+          smallest M1); eval_gpu reads the device's and never assumes it.
         sanitizer (str, optional): ``"thread"`` or ``"address"`` to run under
           ThreadSanitizer or AddressSanitizer.
         order (str): ``"shuffled"`` (threadgroups in a random order from
           ``seed``) or ``"fixed"``.
         seed (int): Seed of the shuffled order.
+        x_offset, packed_offset (int): Bytes into its buffer at which x's (or
+          the packed array's) binding starts, as MLX binds a view at its
+          offset. eval_gpu copies an array whose offset would misalign the
+          kernels' vector loads (``_ext.binding_is_aligned``), and so does
+          this, unless ``copy_misaligned=False``: then the emulator reports
+          the misaligned access, as Metal would fault on it.
         **tile_overrides: ``bm``, ``bn``, ``bk``.
 
     Returns:
@@ -240,7 +260,8 @@ def metal_matmul(
         "workspace": np.full(max(plan["workspace_floats"], 4), np.nan, dtype=np.float32),
     }
     source, name = _source(x.dtype, qw, sanitizer)
-    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
+    offsets = _binding_offsets({"x": x_offset, "packed": packed_offset}, copy_misaligned)
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed, offsets)["out"]
     return out.reshape(out_shape)
 
 
