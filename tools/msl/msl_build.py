@@ -45,7 +45,13 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_DIR = HERE / "runtime"
-RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "function_constants.cpp", "driver.cpp")
+RUNTIME_SOURCES = (
+    "executor.cpp",
+    "sync.cpp",
+    "function_constants.cpp",
+    "driver.cpp",
+    "profile.cpp",
+)
 
 # What a real MSL 3.1 compile predefines (Metal 3 drivers define __METAL__, not __METAL_MACOS__).
 METAL_DEFINES = ("__METAL_VERSION__=310", "__METAL__=1", "__HAVE_BFLOAT__=1")
@@ -112,7 +118,15 @@ SANITIZER_FLAGS = {
     None: (),
     "thread": ("-fsanitize=thread",),
     "address": ("-fsanitize=address",),
+    # The cost model (runtime/profile.cpp): TSan's instrumentation in the
+    # kernel, its callbacks from our runtime instead of TSan's.
+    # At -O0 each access is as written (an optimiser splits a uint2 load it
+    # only takes .x and .y of into two loads, which a GPU would not).
+    "profile": ("-fsanitize=thread", "-O0"),
 }
+# What the runtime is compiled and the executable linked with, per sanitizer.
+RUNTIME_SANITIZER_FLAGS = {**SANITIZER_FLAGS, "profile": ("-DMSLRT_PROFILE=1",)}
+LINK_SANITIZER_FLAGS = {**SANITIZER_FLAGS, "profile": ()}
 
 
 class ToolchainError(RuntimeError):
@@ -232,11 +246,18 @@ def emit_ir(tu: str, name: str) -> tuple[str, str]:
     return proc.stdout, proc.stderr
 
 
+def optimized_ir(tu: str, name: str) -> str:
+    """LLVM IR of a rewritten translation unit at the build's -O1, not vectorised."""
+    cmd = [clang(), *BUILD_FLAGS, "-fno-vectorize", "-fno-slp-vectorize", "-S", "-emit-llvm"]
+    cmd += ["-isystem", str(INCLUDE_DIR), "-", "-o", "-"]
+    return _run(cmd, f"compiling {name} to IR", input=tu).stdout
+
+
 _runtime_lock = threading.Lock()
 
 
 def _runtime_objects(sanitizer: str | None) -> list[Path]:
-    flags = (*RUNTIME_FLAGS, *SANITIZER_FLAGS[sanitizer])
+    flags = (*RUNTIME_FLAGS, *RUNTIME_SANITIZER_FLAGS[sanitizer])
     key = _digest(
         _tree_digest(RUNTIME_DIR),
         _tree_digest(INCLUDE_DIR / "msl"),
@@ -275,7 +296,9 @@ def _runtime_objects(sanitizer: str | None) -> list[Path]:
 def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     """Compile a rewritten translation unit and link it with the runtime; returns the executable."""
     if sanitizer not in SANITIZER_FLAGS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
+        raise ValueError(
+            f"sanitizer must be None, 'thread', 'address' or 'profile', not {sanitizer!r}"
+        )
     flags = (*BUILD_FLAGS, *ALIGNMENT_FLAGS, *SANITIZER_FLAGS[sanitizer])
     key = _digest(
         tu,
@@ -305,7 +328,7 @@ def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     _run(
         [
             clang(),
-            *SANITIZER_FLAGS[sanitizer],
+            *LINK_SANITIZER_FLAGS[sanitizer],
             *ALIGNMENT_FLAGS,
             str(obj),
             *map(str, objects),

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "executor.h"
+#include "profile.h"
 
 using namespace mslrt;
 
@@ -75,7 +76,12 @@ int main(int argc, char** argv) {
         bad();
       Buffer b;
       b.size = size;
-      b.data = static_cast<unsigned char*>(std::malloc(size ? size : 1));
+      // 64-byte aligned as Metal's page-aligned buffers are at least, so
+      // the cost model counts the cache lines a GPU would touch.
+      void* data = nullptr;
+      if (posix_memalign(&data, 64, size ? size : 1) != 0)
+        data = nullptr;
+      b.data = static_cast<unsigned char*>(data);
       if (!b.data)
         die("out of memory");
       if (path == "-")
@@ -126,6 +132,8 @@ int main(int argc, char** argv) {
   for (const Launch& l : launches)
     run_launch(l, buffers);
   shutdown_pool();
+  if (const char* path = std::getenv("MSL_PROFILE_OUT"))
+    profile_write(path);
   for (auto& o : outputs)
     write_file(o.second, buffers[o.first]);
   for (Buffer& b : buffers)
