@@ -22,17 +22,18 @@ struct BinaryDecoder {
     out.word = r.words[block];
   }
 
+  // x_k is pre-scaled by 2^-k, so the bit, masked in place, needs no shift.
   LOWBIT_METAL_FUNC static float prescale(int k) {
-    (void)k;
-    return 1.0f;
+    return 1.0f / float(1u << (k % binary::kPerWord));
   }
 
-  // sum of x over the +1 weights among 8q .. 8q + 7 of the block.
+  // sum of x over the +1 weights among 8q .. 8q + 7 of the block (x
+  // pre-scaled): a mask, a convert and an FMA per weight.
   LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
     float s = 0.0f;
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
-      s += binary::sign_of(binary::bit_at(b.word, q * kChunk + i)) > 0 ? x[i] : 0.0f;
+      s = fma(float(b.word & (1u << (q * kChunk + i))), x[i], s);
     }
     return s;
   }

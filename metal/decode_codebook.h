@@ -42,18 +42,20 @@ struct CodebookDecoder {
     }
   }
 
+  // x_k is pre-scaled by 2^-(k % V), so the pattern bit, masked in place,
+  // needs no shift.
   LOWBIT_METAL_FUNC static float prescale(int k) {
-    (void)k;
-    return 1.0f;
+    return 1.0f / float(1u << (k % V));
   }
 
-  // sum of x over the +1 weights among 8q .. 8q + 7 of the block.
+  // sum of x over the +1 weights among 8q .. 8q + 7 of the block (x
+  // pre-scaled): a mask, a convert and an FMA per weight.
   LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
     float s = 0.0f;
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
       int k = q * kChunk + i;
-      s += codebook::pattern_bit(b.patterns[k / V], k % V) ? x[i] : 0.0f;
+      s = fma(float(b.patterns[k / V] & (1u << (k % V))), x[i], s);
     }
     return s;
   }

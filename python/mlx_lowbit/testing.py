@@ -174,7 +174,7 @@ def _binding_offsets(offsets: Dict[str, int], copy_misaligned: bool) -> Dict[str
     }
 
 
-def _run(plan, buffers, outputs, source, name, sanitizer, order, seed, offsets=None):
+def _run(plan, buffers, outputs, source, name, sanitizer, order, seed, offsets=None, profile=None):
     runner = _runner()
     return runner.run_sequence(
         source,
@@ -187,6 +187,7 @@ def _run(plan, buffers, outputs, source, name, sanitizer, order, seed, offsets=N
         seed=seed,
         name=name,
         buffer_offsets=offsets,
+        profile=profile,
     )
 
 
@@ -277,3 +278,52 @@ def metal_dequantize(
     buffers = {**_weight_buffers(qw), "out": mx.full((n, k), float("nan"), dtype=dtype)}
     source, name = _source(dtype, qw, sanitizer)
     return _run(plan, buffers, ["out"], source, name, sanitizer, "shuffled", 0)["out"]
+
+
+def metal_profile(
+    x: mx.array,
+    qw: QuantizedWeight,
+    schedule: str = "auto",
+    *,
+    split_k: int = 0,
+    gpu_cores: Optional[int] = None,
+    **tile_overrides: int,
+) -> List[Dict[str, Any]]:
+    """The cost model's measurements of each launch of ``x @ qw.T``'s plan.
+
+    Runs the plan in the emulator's profile mode (tools/msl/runtime/profile.cpp:
+    every load and store of the kernel, grouped into simdgroup accesses).
+
+    Returns:
+        list: One dict per launch, as ``runner.run_sequence(profile=...)``
+        fills it (kernel, threadgroups, barriers, tg_accesses, tg_wavefronts,
+        tg_ideal, device: {slot: requested, useful, lines, accesses}).
+    """
+    plan = metal_plan(x, qw, schedule, split_k=split_k, gpu_cores=gpu_cores, **tile_overrides)
+    n, k = qw.shape
+    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    buffers = {
+        "x": mx.contiguous(x.reshape(m, k)),
+        **_weight_buffers(qw),
+        "out": mx.zeros((m, n), dtype=x.dtype),
+        "workspace": np.zeros(max(plan["workspace_floats"], 4), dtype=np.float32),
+    }
+    fmt, dtype = _ext.metal_kernel_tokens(qw.fmt, qw.vector_size, x.dtype)
+    text = (
+        '#include "metal/instantiate.h"\n'
+        f"instantiate_format_dtype({fmt}, {dtype})\n"
+        f"instantiate_fixups({dtype})\n"
+    )
+    launches: List[Dict[str, Any]] = []
+    _run(
+        plan,
+        buffers,
+        ["out"],
+        text,
+        f"lowbit_{fmt}_{dtype}.metal",
+        "profile",
+        "fixed",
+        0,
+        profile=launches,
+    )
+    return launches
