@@ -41,20 +41,56 @@ struct GemmTile {
   static constant constexpr const int kLdW = BK + 16 / int(sizeof(W));
 };
 
+// Eight consecutive decoded weights of a tile row (kChunk) in as few
+// 16-byte threadgroup stores as they fill: one for 2-byte types, two for
+// float. A thread's chunk covers 4 (or 8) consecutive banks and the 4 chunks
+// of a row tile it, so a simdgroup's 8 rows x 4 chunks take the
+// conflict-free number of wavefronts (the scalar stores they replace took 4
+// per store).
+template <int Bytes>
+struct Chunk8;
+template <>
+struct Chunk8<2> {
+  template <typename T>
+  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
+    uint2 lo = as_type<uint2>(vec<T, 4>(v[0], v[1], v[2], v[3]));
+    uint2 hi = as_type<uint2>(vec<T, 4>(v[4], v[5], v[6], v[7]));
+    *(threadgroup uint4*)dst = uint4(lo.x, lo.y, hi.x, hi.y);
+  }
+};
+template <>
+struct Chunk8<4> {
+  template <typename T>
+  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
+    *(threadgroup vec<T, 4>*)dst = vec<T, 4>(v[0], v[1], v[2], v[3]);
+    *(threadgroup vec<T, 4>*)(dst + 4) = vec<T, 4>(v[4], v[5], v[6], v[7]);
+  }
+};
+
 template <int TM, int TN>
 struct Accumulators {
   simdgroup_matrix<float, 8, 8> frag[TM][TN];
 };
 
-// x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK).
+// x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK), copied 16
+// bytes per thread (8 half or bfloat, 4 float): K is a multiple of
+// kKMultiple and eval_gpu binds x kBindingAlignment-aligned, so every load is
+// whole and aligned; the lanes of a simdgroup read whole 64-byte lines, and
+// their stores cover each bank the conflict-free number of times.
 template <typename Tile, typename T, int BM, int BK>
 LOWBIT_METAL_FUNC void load_x_tile(
     const device T* x, MatmulParams p, int m0, int k0, threadgroup T* xs, uint tid) {
-  for (int i = int(tid); i < BM * BK; i += Tile::kThreads) {
-    int r = i / BK;
-    int c = i % BK;
+  constexpr int kVec = 16 / int(sizeof(T));
+  constexpr int kVecsPerRow = BK / kVec;
+  for (int i = int(tid); i < BM * kVecsPerRow; i += Tile::kThreads) {
+    int r = i / kVecsPerRow;
+    int c = (i % kVecsPerRow) * kVec;
     int m = m0 + r;
-    xs[r * Tile::kLd + c] = m < p.M ? x[size_t(m) * size_t(p.w.K) + size_t(k0 + c)] : T(0.0f);
+    uint4 v = uint4(0u);
+    if (m < p.M) {
+      v = *(const device uint4*)(x + size_t(m) * size_t(p.w.K) + size_t(k0 + c));
+    }
+    *(threadgroup uint4*)(xs + r * Tile::kLd + c) = v;
   }
 }
 
@@ -79,11 +115,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
         v[j] = T(0.0f);
       }
     }
-    threadgroup T* dst = ws + r * Tile::kLdW + (k - k0);
-    LOWBIT_UNROLL
-    for (int j = 0; j < kChunk; ++j) {
-      dst[j] = v[j];
-    }
+    Chunk8<int(sizeof(T))>::store(ws + r * Tile::kLdW + (k - k0), v);
   }
 }
 
@@ -193,8 +225,12 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
     ushort lane [[thread_index_in_simdgroup]]) {
   using namespace lowbit;
   typedef GemmTile<T, BM, BN, BK, WM, WN> Tile;
-  threadgroup T xs[BM * Tile::kLd];
-  threadgroup typename Tile::W ws[BN * Tile::kLdW];
+  // Declared as uint4 for the 16-byte alignment of the Chunk8 stores (rows
+  // are kLd * sizeof(T) = 80 or 144 bytes, multiples of 16).
+  threadgroup uint4 xs4[BM * Tile::kLd * int(sizeof(T)) / 16];
+  threadgroup uint4 ws4[BN * Tile::kLdW * int(sizeof(typename Tile::W)) / 16];
+  threadgroup T* xs = (threadgroup T*)xs4;
+  threadgroup typename Tile::W* ws = (threadgroup typename Tile::W*)ws4;
 
   MatmulParams p = params;
   p.schedule = int(S); // as planned; a constant lets the compiler drop the other schedules

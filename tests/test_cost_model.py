@@ -36,6 +36,12 @@ def test_gemv_meets_its_targets(result):
     assert gemv["codebook v16 c12"]["packed coalescing"] < 0.9
 
 
+def test_gemm_tiles_load_whole_lines_without_bank_conflicts(result):
+    for label, r in rows(result, "dataparallel", 32).items():
+        assert r["x coalescing"] >= 0.9, label
+        assert r["bank conflict factor"] == 1.0, label
+
+
 def test_gemv_mr_rows_share_the_decode(result):
     # MR = 4 stages 4 rows of x per threadgroup for the same weights.
     one, four = rows(result, "gemv", 1), rows(result, "gemv", 4)
