@@ -9,7 +9,7 @@
 // weight loads are contiguous across lanes. A lane decodes each weight once
 // and uses it for all MR rows of x; each x value it reads (pre-scaled once,
 // Decoder::prescale) serves all its rows. Sums are fp32, scales are applied
-// once per block, and simd_sum joins the lanes.
+// once per block, and simd_sum joins the lanes; lane r stores row r.
 #pragma once
 
 #include "metal/utils.h"
@@ -149,14 +149,18 @@ template <typename Decoder, typename T, int MR>
   if (!active) {
     return;
   }
+  // Every lane gets each row's total; lane r keeps row r's, so one store of
+  // R consecutive outputs per row of x.
   LOWBIT_UNROLL
   for (int m = 0; m < MR; ++m) {
+    float mine = 0.0f;
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
       float total = simd_sum(acc[m][r]);
-      if (lane == 0 && m < rows && n0 + r < w.N) {
-        out[size_t(m0 + m) * size_t(w.N) + size_t(n0 + r)] = T(total);
-      }
+      mine = int(lane) == r ? total : mine;
+    }
+    if (int(lane) < R && m < rows && n0 + int(lane) < w.N) {
+      out[size_t(m0 + m) * size_t(w.N) + size_t(n0 + int(lane))] = T(mine);
     }
   }
 }

@@ -32,7 +32,7 @@ from ..testing import metal_profile, source_root
 # Slots of kernel_params.h (LOWBIT_BUFFER_*). The weight's streamed arrays
 # are packed, scales and biases; the codebook is a small table that stays in
 # cache (its gathers are reported on their own).
-X_SLOT, PACKED_SLOT, SCALES_SLOT, CODEBOOK_SLOT = 0, 1, 2, 4
+X_SLOT, PACKED_SLOT, SCALES_SLOT, CODEBOOK_SLOT, OUT_SLOT, WORKSPACE_SLOT = 0, 1, 2, 4, 5, 6
 STREAMED_SLOTS = (1, 2, 3)
 
 # (label, format, options): the formats the table covers.
@@ -43,9 +43,19 @@ FORMATS = [
     ("codebook v8 c5", "codebook", {"vector_size": 8, "index_bits": 5}),
 ]
 
-# (schedule, M, N, K): small enough to emulate in seconds, large enough for
-# steady state (K spans two GEMV staging steps; GEMM tiles are whole).
-SHAPES = [("gemv", 1, 64, 2048), ("gemv", 4, 64, 2048), ("dataparallel", 32, 64, 256)]
+# (schedule, M, N, K, dtype, options): every kernel family (GEMV MR = 1, 2,
+# 4; the GEMM per schedule, with its fix-up where tiles are split; the float
+# weight tile of bfloat16), small enough to emulate in seconds, large enough
+# for steady state (K spans two GEMV staging steps; GEMM tiles are whole).
+SHAPES = [
+    ("gemv", 1, 64, 2048, mx.float16, {}),
+    ("gemv", 2, 64, 2048, mx.float16, {}),
+    ("gemv", 4, 64, 2048, mx.float16, {}),
+    ("dataparallel", 32, 64, 256, mx.float16, {}),
+    ("dataparallel", 32, 64, 256, mx.bfloat16, {}),
+    ("splitk", 32, 64, 256, mx.float16, {"split_k": 2}),
+    ("streamk", 32, 64, 256, mx.float16, {"gpu_cores": 1}),
+]
 
 _ARITH = re.compile(
     r"=\s+(?:nnan |ninf |nsz |arcp |contract |afn |reassoc |fast |nuw |nsw |exact |disjoint )*"
@@ -158,23 +168,25 @@ def summarize(launch: Dict[str, Any]) -> Dict[str, Any]:
         "packed coalescing": coalescing([PACKED_SLOT]),
         "scales coalescing": coalescing([SCALES_SLOT]),
         "codebook coalescing": coalescing([CODEBOOK_SLOT]),
+        "out coalescing": coalescing([OUT_SLOT]),
+        "workspace coalescing": coalescing([WORKSPACE_SLOT]),
         "x / weight traffic": _ratio(x_lines, weight_lines),
         "bank conflict factor": _ratio(launch["tg_wavefronts"], launch["tg_ideal"]),
         "barriers / threadgroup": _ratio(launch["barriers"], launch["threadgroups"]),
     }
 
 
-def model(shapes: List[Tuple[str, int, int, int]] = SHAPES) -> Dict[str, Any]:
-    """The cost model of every format's kernels at `shapes`, float16 x."""
+def model(shapes: List[Tuple[str, int, int, int, Any, Dict[str, int]]] = SHAPES) -> Dict[str, Any]:
+    """The cost model of every format's kernels at `shapes`."""
     rows = []
     for label, fmt, opts in FORMATS:
         w = mx.random.normal((64, 2048), key=mx.random.key(0))
         token = _ext.metal_kernel_tokens(fmt, opts.get("vector_size", 0), mx.float16)[0]
         ops = decode_ops_per_weight(token)
-        for schedule, m, n, k in shapes:
+        for schedule, m, n, k, dtype, extra in shapes:
             qw = quantize(w[:n, :k], fmt, 64, **opts)
-            x = (mx.random.normal((m, k), key=mx.random.key(1)) / k**0.5).astype(mx.float16)
-            for launch in metal_profile(x, qw, schedule, gpu_cores=2):
+            x = (mx.random.normal((m, k), key=mx.random.key(1)) / k**0.5).astype(dtype)
+            for launch in metal_profile(x, qw, schedule, **{"gpu_cores": 2, **extra}):
                 row = {"format": label, "schedule": schedule, "M": m, "N": n, "K": k}
                 row.update(summarize(launch))
                 if schedule == "gemv":
@@ -192,6 +204,8 @@ def markdown(result: Dict[str, Any]) -> str:
         "packed coalescing",
         "scales coalescing",
         "codebook coalescing",
+        "out coalescing",
+        "workspace coalescing",
         "x / weight traffic",
         "bank conflict factor",
         "barriers / threadgroup",
