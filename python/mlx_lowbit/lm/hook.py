@@ -9,7 +9,8 @@ the layer's ``to_quantized``. After :func:`install` (run by
 ``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
 a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
 the layer's weight (an entry's ``rotation`` gives it a rotation whose signs
-the checkpoint's ``rotation_signs`` tensor fills in); every other mode goes
+the checkpoint's ``rotation_seed`` or ``rotation_signs`` tensor fills in);
+every other mode goes
 to MLX's own method unchanged.
 The quantization is lazy, as MLX's own ``to_quantized`` is: a loader that
 replaces the arrays with a checkpoint's before using them (mlx-lm's
@@ -67,8 +68,8 @@ def _linear_to_quantized(original: Callable) -> Callable:
 
 def _rotation(kwargs: dict, k: int) -> Optional[Rotation]:
     """The entry's ``rotation`` (taken out of ``kwargs``), with placeholder
-    signs: the checkpoint's ``rotation_signs`` replace them, and a strict
-    ``load_weights`` refuses a checkpoint that lacks them."""
+    signs: the checkpoint's ``rotation_seed`` (or ``rotation_signs``) replace
+    them, and a strict ``load_weights`` refuses a checkpoint that lacks it."""
     config = kwargs.pop("rotation", None)
     return None if config is None else Rotation.from_config(config, k)
 
