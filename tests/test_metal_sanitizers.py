@@ -14,15 +14,16 @@ from conftest import FORMATS, assert_close, format_id
 import mlx_lowbit as lb
 from mlx_lowbit.testing import metal_dequantize, metal_matmul
 
-# (schedule, M, options): GEMV with one row and with several; the GEMM and
-# fix-up kernels with both fix-ups and the zero fill; split-K.
+# (schedule, M, options): GEMV with MR = 1, 2 and 4 (M = 5: a partial
+# second threadgroup of rows); the GEMM and
+# fix-up kernels; split-K.
 FAMILIES = [
     ("gemv", 1, {}),
+    ("gemv", 2, {}),
     ("gemv", 5, {}),
     ("dataparallel", 20, {}),
     ("splitk", 20, {"split_k": 2}),
     ("streamk", 20, {"gpu_cores": 3}),
-    ("streamk", 20, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
 ]
 
 

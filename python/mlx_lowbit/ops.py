@@ -142,7 +142,8 @@ def matmul(
         schedule (str): ``"auto"``, ``"gemv"``, ``"dataparallel"``, ``"splitk"``,
           ``"streamk"`` or ``"hybrid"`` (see docs/KERNELS.md). All give the same
           result within fp32 rounding.
-        streamk_fixup (str): ``"deterministic"`` (default) or ``"atomic"``.
+        streamk_fixup (str): ``"deterministic"``, the only fix-up (the atomic
+          one was removed; docs/KERNELS.md says why).
         split_k (int): K splits for ``splitk``; 0 lets the planner choose.
         tile (tuple, optional): ``(bm, bn, bk)`` GPU tile override for
           ablations; ``None`` lets the planner choose.

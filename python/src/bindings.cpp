@@ -68,7 +68,7 @@ NB_MODULE(_ext, m) {
             index_bits (int): Codebook bits per index.
             transpose (bool): Multiply by ``w.T`` (default) or ``w``.
             schedule (str): GPU work decomposition; the CPU backend ignores it.
-            streamk_fixup (str): ``"atomic"`` or ``"deterministic"``.
+            streamk_fixup (str): ``"deterministic"`` (the only fix-up).
             split_k (int): K splits for ``splitk`` (0: chosen).
             bm, bn, bk (int): GPU tile overrides for ablations (0: chosen).
             activation_bits (int): 0 (float activations, default) or 8: each row

@@ -150,7 +150,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="mlx_lowbit_bench", help="Output directory.")
     p.add_argument(
-        "--device", choices=["cpu", "gpu"], default="cpu", help="Where the products run."
+        "--device",
+        choices=["cpu", "gpu", "metal-model"],
+        default="cpu",
+        help="Where the products run; metal-model prints the emulator's cost model of the "
+        "Metal kernels (coalescing, x traffic, bank conflicts, barriers, decode ops per "
+        "weight; needs the source checkout and clang 19) instead.",
     )
     p.add_argument(
         "--sections",
@@ -168,6 +173,10 @@ def main(argv=None) -> None:
 
         return quality_main(argv[1:])
     args = setup_arg_parser().parse_args(argv)
+    if args.device == "metal-model":
+        from .metal_model import main as model_main
+
+        return model_main()
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
