@@ -344,3 +344,28 @@ def test_truncated_file_raises(tiny_gguf, tmp_path):
     cut.write_bytes(data[: len(data) - 1000])  # into the last tensor's data
     with pytest.raises(ValueError, match="truncated or corrupt"):
         from_gguf(cut)
+
+
+def test_convert_keeps_the_ternary_layers_of_a_gguf_losslessly(tiny_gguf, tmp_path):
+    """`mlx-lowbit convert` of a file with TQ1_0/TQ2_0 layers: those layers
+    are written as they were read (no re-quantization), the float layers are
+    quantized, and stock mlx_lm.load gives the same logits."""
+    import mlx_lm
+
+    import mlx_lowbit as lb
+
+    out = lb.lm.convert(tiny_gguf, tmp_path / "out", "binary", 32, dtype=mx.float32)
+    loaded, tokenizer = mlx_lm.load(str(out))
+    modules = dict(loaded.named_modules())
+    theirs = reader_values(tiny_gguf)
+    for name, (_, kind) in TYPES.items():
+        module = modules[MLX_NAMES[name.rpartition(".")[0]]]
+        if kind in TERNARY:
+            assert module.qweight.fmt == "ternary" and module.qweight.group_size == 256, name
+            w = np.array(dequantize(module.qweight, mx.float32))
+            assert np.array_equal(w, theirs[name]), name
+    assert modules["model.layers.0.mlp.up_proj"].qweight.fmt == "binary"  # Q4_K in the file
+    model, _, _ = from_gguf(tiny_gguf, dtype=mx.float32)
+    lb.nn.quantize(model, "binary", 32)
+    x = mx.array([tokenizer.encode("Hi t")])
+    assert mx.array_equal(loaded(x), model(x)).item()
