@@ -78,8 +78,8 @@ def test_greedy_generation(smollm2):
 
 
 def test_metadata_errors():
-    with pytest.raises(ValueError, match="architecture 'qwen2'"):
-        gguf_config({"general.architecture": "qwen2"}, True)
+    with pytest.raises(ValueError, match="architecture 'falcon' is not supported"):
+        gguf_config({"general.architecture": "falcon"}, True)
     with pytest.raises(ValueError, match="llama.block_count"):
         gguf_config(
             {
@@ -162,11 +162,13 @@ def encode_tensor(shape, kind, rng) -> np.ndarray:
     return gguf.quants.quantize(w, kind)
 
 
-def write_gguf(path: Path, types=TYPES, edit=None, seed: int = 0) -> Path:
-    """A tiny llama GGUF file with the given tensor types; ``edit(name, data)``
-    may change a tensor's bytes before writing."""
+def write_gguf(
+    path: Path, types=TYPES, edit=None, seed: int = 0, arch: str = "llama", pre: str = "gpt2"
+) -> Path:
+    """A tiny GGUF file of ``arch`` with the given tensor types;
+    ``edit(name, data)`` may change a tensor's bytes before writing."""
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
     w.add_context_length(128)
     w.add_embedding_length(HIDDEN)
@@ -176,7 +178,7 @@ def write_gguf(path: Path, types=TYPES, edit=None, seed: int = 0) -> Path:
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(TOKENS)
     w.add_token_merges(["Ġ t"])
     w.add_eos_token_id(0)
@@ -369,3 +371,67 @@ def test_convert_keeps_the_ternary_layers_of_a_gguf_losslessly(tiny_gguf, tmp_pa
     lb.nn.quantize(model, "binary", 32)
     x = mx.array([tokenizer.encode("Hi t")])
     assert mx.array_equal(loaded(x), model(x)).item()
+
+
+# qwen2: q/k/v biases (one projection ternary with its bias); qwen3: q/k norms.
+QWEN_TYPES = {
+    "qwen2": {
+        **TYPES,
+        "blk.0.attn_q.bias": ((HIDDEN,), T.F32),
+        "blk.0.attn_k.bias": ((HIDDEN // HEADS * KV_HEADS,), T.F32),
+        "blk.0.attn_v.bias": ((HIDDEN // HEADS * KV_HEADS,), T.F32),
+    },
+    "qwen3": {
+        **TYPES,
+        "blk.0.attn_q_norm.weight": ((HIDDEN // HEADS,), T.F32),
+        "blk.0.attn_k_norm.weight": ((HIDDEN // HEADS,), T.F32),
+    },
+}
+QWEN_NAMES = {
+    **MLX_NAMES,
+    "blk.0.attn_q_norm": "model.layers.0.self_attn.q_norm",
+    "blk.0.attn_k_norm": "model.layers.0.self_attn.k_norm",
+}
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qwen_architectures(tmp_path, arch):
+    """A qwen2 / qwen3 file gives mlx-lm's model of that type, unpermuted
+    rope (llama.cpp permutes llama's q/k rows only), every tensor as the
+    reader dequantizes it, and the logits of that model built directly from
+    the reader's values."""
+    import importlib
+
+    from mlx_lm.models.base import BaseModelArgs  # noqa: F401 (mlx-lm present)
+
+    types = QWEN_TYPES[arch]
+    path = write_gguf(tmp_path / f"{arch}.gguf", types, arch=arch, pre="qwen2")
+    model, tokenizer, config = from_gguf(path, dtype=None)
+    assert config["model_type"] == arch and config["rope_traditional"] is False
+    assert type(model).__module__ == f"mlx_lm.models.{arch}"
+    q = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, LowBitLinear)  # TQ2_0 in the file
+    theirs = reader_values(path)
+    if arch == "qwen2":
+        assert np.array_equal(np.array(q.bias), theirs["blk.0.attn_q.bias"])
+    # The reference: the same architecture from the reader's float32 values.
+    module = importlib.import_module(f"mlx_lm.models.{arch}")
+    ref = module.Model(module.ModelArgs.from_dict(config))
+    names = {
+        f"{QWEN_NAMES[n.rpartition('.')[0]]}.{n.rpartition('.')[2]}": mx.array(v)
+        for n, v in theirs.items()
+    }
+    ref.load_weights(list(names.items()), strict=True)
+    x = mx.array([tokenizer.encode("Hi t")])
+    np.testing.assert_allclose(
+        np.array(model(x).astype(mx.float32)), np.array(ref(x)), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_qwen2_pre_tokenizer_splits_digits_and_newlines(tmp_path):
+    path = write_gguf(tmp_path / "q.gguf", QWEN_TYPES["qwen2"], arch="qwen2", pre="qwen2")
+    _, tokenizer, _ = from_gguf(path)
+    pre = tokenizer._tokenizer.backend_tokenizer.pre_tokenizer
+    pieces = [p for p, _ in pre.pre_tokenize_str("It's 123\n\nok")]
+    # GPT-2's split keeps "Ġ123" and "ĊĊok" apart differently.
+    assert pieces == ["It", "'s", "Ġ", "1", "2", "3", "ĊĊ", "ok"]
