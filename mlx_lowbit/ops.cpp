@@ -2,8 +2,10 @@
 
 #include "mlx_lowbit/ops.h"
 
+#include <limits>
 #include <memory>
 
+#include "mlx_lowbit/backend/cpu/kernel_abi.h"
 #include "mlx_lowbit/errors.h"
 #include "mlx_lowbit/planner.h"
 #include "mlx_lowbit/primitives.h"
@@ -168,13 +170,19 @@ mx::array round_to_int8_grid(const mx::array& x, mx::StreamOrDevice s) {
         "dimension, got ",
         x.dtype(), " of shape ", shape_str(x), ".");
   }
+  // The CPU kernels' rule (activation_quant.h): a row with NaN or Inf, or
+  // whose max|x| is below kInt8MinAbsmax, keeps its float values.
   auto xf = mx::astype(x, mx::float32, s);
   auto amax = mx::max(mx::abs(xf, s), -1, true, s);
-  auto zero = mx::equal(amax, mx::array(0.0f), s);
-  auto inv = mx::where(zero, mx::array(0.0f), mx::divide(mx::array(127.0f), amax, s), s);
+  auto quantized = mx::logical_and(
+      mx::logical_and(
+          mx::greater_equal(amax, mx::array(cpu::kInt8MinAbsmax), s),
+          mx::less_equal(amax, mx::array(std::numeric_limits<float>::max()), s), s),
+      mx::logical_not(mx::any(mx::isnan(xf, s), -1, true, s), s), s);
+  auto inv = mx::where(quantized, mx::divide(mx::array(127.0f), amax, s), mx::array(0.0f), s);
   auto q =
       mx::clip(mx::round(mx::multiply(xf, inv, s), 0, s), mx::array(-127.0f), mx::array(127.0f), s);
-  return mx::multiply(q, mx::divide(amax, mx::array(127.0f), s), s);
+  return mx::where(quantized, mx::multiply(q, mx::divide(amax, mx::array(127.0f), s), s), xf, s);
 }
 
 mx::array lowbit_dequantize(

@@ -107,12 +107,30 @@ def test_ablations_are_sane(quick):
     assert e2e and (e2e[0].get("skipped") or all(r["decode_tok_s"] > 0 for r in e2e))
 
 
-def test_report_states_targets_and_reference_figures(quick):
+def test_report_states_targets_and_same_run_comparisons(quick):
     out, results = quick
     report = (out / "report.md").read_text()
     assert "## CPU targets" in report
-    assert "not re-measured" in report and "ggml TQ2_0" in report
+    # No fixed ggml figures: without --ggml the report says how to get same-run ones.
+    assert "## ggml, same run" in report and "--ggml PATH" in report
+    assert "TQ2_0 0.27" not in report and "not re-measured" not in report
     assert "square 4096x4096" in report
+    assert (
+        "family" in results["device"]["cpu_family_model"]
+        or not results["device"]["cpu_family_model"]
+    )
+    # numpy's BLAS is quieted before anything is timed.
+    assert any("1 thread" in n for n in results["notes"])
+    # M = 1 against the machine's read bandwidth, resident and streaming.
+    assert "## M = 1: achieved bandwidth" in report
+    assert results["device"]["read_bandwidth_streaming_gbps_1thread"] > 0
+    m1 = [r for r in results["kernels"] if r["kind"] == "kernel" and r["M"] == 1]
+    assert m1 and all(r["read_bandwidth_resident_gbps_1thread"] > 0 for r in m1)
+    # MLX dense float32 with OpenBLAS preloaded, next to MLX's own (reference BLAS) row.
+    if bench.kernels.OPENBLAS and __import__("os").path.isfile(bench.kernels.OPENBLAS):
+        names = {r["name"] for r in results["kernels"] if r["kind"] == "baseline"}
+        assert {"dense f32", bench.kernels.OPENBLAS_DENSE} <= names
+        assert bench.kernels.OPENBLAS_DENSE in report
     verdicts = {v for _, _, v in results["targets"]}
     assert verdicts <= {"met", "missed", "missed by wall time, met by CPU time", "-"}
 
@@ -122,3 +140,40 @@ def test_cli_dispatches_bench(tmp_path, capsys):
     assert "Accumulation precision vs K" in (tmp_path / "report.md").read_text()
     with pytest.raises(SystemExit, match="unknown section"):
         cli.main(["bench", "--sections", "kernels,warp", "--out", str(tmp_path)])
+
+
+def test_ggml_needs_a_build(tmp_path):
+    with pytest.raises(SystemExit, match="ggml-mm-bench"):
+        cli.main(["bench", "--ggml", str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+
+
+def test_ggml_targets_from_a_ggml_bench_run(tmp_path):
+    """Issue 13's targets judged on ggml-bench's per-round ratios: a
+    synthetic run where ternary int8 takes 0.5x TQ2_0's time in one round
+    and 0.9x in the other (median 0.7: met), binary int8 0.6x Q1_0 (missed)."""
+    from mlx_lowbit.bench import ggml
+
+    try:
+        tool = ggml.find_tool()
+    except SystemExit:
+        pytest.skip("ggml-bench (../shared/tools/ggml-bench) is not beside this checkout")
+    results = []
+    for rnd, tern in ((0, 0.5), (1, 0.9)):
+        for side, name, t in (
+            ("ggml", "tq2_0", 1.0),
+            ("ggml", "q1_0", 1.0),
+            ("lowbit", "ternary", tern),
+            ("lowbit", "binary", 0.6),
+        ):
+            r = {"side": side, "threads": 1, "M": 1, "round": rnd, "median_s": t}
+            r.update(cpu_s=t, rel_err=0.1)
+            if side == "ggml":
+                r["type"] = name
+            else:
+                r.update(fmt=name, dtype="float32", bits=8)
+            results.append(r)
+    got = {t[0]: t for t in ggml.targets(tool, {"meta": {"rounds": 2}, "results": results})}
+    assert got["M=1: ternary int8 / TQ2_0 <= 0.7"][2] == "met"
+    assert "0.70 [0.50-0.90]" in got["M=1: ternary int8 / TQ2_0 <= 0.7"][1]
+    assert got["M=1: binary int8 / Q1_0 <= 0.5"][2] == "missed"
+    assert got["M=8: ternary int8 / TQ2_0 <= 0.6"][1:] == ("not measured", "-")

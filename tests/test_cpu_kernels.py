@@ -45,13 +45,21 @@ def as64(a: mx.array) -> np.ndarray:
     return np.asarray(a.astype(mx.float32), dtype=np.float64)
 
 
+# activation_quant.h quantizes a row only if its max|x| is finite and at
+# least this (kernel_abi.h's kInt8MinAbsmax); other rows keep their values.
+INT8_MIN_ABSMAX = np.float32(2.0**-118)
+
+
 def int8_rows(x: mx.array) -> np.ndarray:
     """activation_quant.h's rounding, in the same float32 arithmetic."""
     xs = np.asarray(x.astype(mx.float32)).reshape(-1, x.shape[-1])
-    amax = np.abs(xs).max(-1, keepdims=True)
-    inv = np.float32(127.0) / np.where(amax == 0, np.float32(1), amax)
-    q = np.clip(np.rint(xs * inv), -127, 127)
-    return (q.astype(np.float64) * (amax.astype(np.float64) / 127.0)).reshape(x.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        amax = np.abs(xs).max(-1, keepdims=True)  # NaN if the row has one
+        quantized = (amax >= INT8_MIN_ABSMAX) & np.isfinite(amax)
+        inv = np.float32(127.0) / np.where(quantized, amax, np.float32(1))
+        q = np.clip(np.rint(xs * inv), -127, 127)
+        rounded = q.astype(np.float64) * (amax.astype(np.float64) / 127.0)
+    return np.where(quantized, rounded, xs.astype(np.float64)).reshape(x.shape)
 
 
 def expected(x: mx.array, qw, activation_bits=0, transpose=True) -> np.ndarray:
@@ -193,6 +201,76 @@ def test_batch_dims_and_strides(isa, path, fi):
             out = lb.matmul(x, qw, activation_bits=bits)
             assert out.shape == x.shape[:-1] + (19,)
             assert_close(out, expected(x, qw, bits), x.dtype, f"{x.shape} a{bits}")
+
+
+def hostile_rows(k: int, dtype) -> tuple[mx.array, dict]:
+    """Rows of x that int8 rounding must not quantize: NaN, +-Inf, zero,
+    subnormal (float32 only: float16 has no such tiny values, and bfloat16's
+    would underflow the output), and tiny but normal (127 / max|x| would
+    overflow), between ordinary rows."""
+    base = np.asarray(make_x((8, k), mx.float32))
+    rows = {"normal": [0, 7], "nan": [1], "inf": [2, 3], "zero": [4], "tiny": []}
+    base[1, 5] = np.nan
+    base[2, 3] = np.inf
+    base[3, 0] = -np.inf
+    base[4] = 0.0
+    if dtype != mx.float16:
+        base[5] *= 3e-36  # max|x| ~ 1e-36: normal, but below kInt8MinAbsmax
+        rows["tiny"].append(5)
+    else:
+        rows["normal"].append(5)
+    if dtype == mx.float32:
+        base[6] *= 1e-39  # subnormal
+        rows["tiny"].append(6)
+    else:
+        rows["normal"].append(6)
+    return mx.array(base).astype(dtype), rows
+
+
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", range(len(FORMATS)), ids=F_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_int8_rows_with_nan_inf_or_tiny_absmax(isa, path, fi, dtype):
+    """activation_bits=8 computes rows it cannot quantize with float x: NaN
+    makes its row NaN and Inf its row non-finite, as in x @ dequantize(w).T
+    and the float path; zero and tiny rows (subnormal, or 127 / max|x| out of
+    range) come out right, to the precision of the row itself. Both
+    transpose flags; the whole batch (int8 GEMM) and one row at a time
+    (int8 GEMV at group 64, int8 GEMM at group 32)."""
+    lb.set_cpu_isa(path)
+    k = 128
+    for gs in (64, 32):
+        qw = weight(fi, 20, k, gs)
+        w = reference.dequantize(qw)
+        for transpose in (True, False):
+            x, rows = hostile_rows(k if transpose else 20, dtype)
+            x64 = as64(x)
+            with np.errstate(invalid="ignore", over="ignore"):
+                dense = x64 @ (w.T if transpose else w)
+            batches = [(x, slice(None))] + [(x[i : i + 1], i) for i in range(x.shape[0])]
+            for xb, where in batches:
+                out = as64(lb.matmul(xb, qw, transpose=transpose, activation_bits=8))
+                full = np.full((x.shape[0], out.shape[-1]), np.nan)
+                full[where] = out
+                what = f"{path} g{gs} transpose={transpose} rows {where}"
+                for r in rows["nan"] + rows["inf"]:
+                    if isinstance(where, int) and where != r:
+                        continue
+                    assert not np.isfinite(dense[r]).any()
+                    assert not np.isfinite(full[r]).any(), f"{what}: row {r} finite {full[r]}"
+                for r in rows["nan"]:
+                    if not isinstance(where, int) or where == r:
+                        assert np.isnan(full[r]).all(), f"{what}: NaN row {r}: {full[r]}"
+                ok = rows["normal"] + rows["zero"] + rows["tiny"]
+                with np.errstate(invalid="ignore", over="ignore"):
+                    ref = expected(x, qw, 8, transpose)
+                for r in ok:
+                    if isinstance(where, int) and where != r:
+                        continue
+                    if r in rows["zero"]:
+                        assert (full[r] == 0).all(), f"{what}: zero row {r}: {full[r]}"
+                        continue
+                    assert_close(mx.array(full[r]), ref[r], dtype, f"{what}: row {r}")
 
 
 @pytest.mark.parametrize("path", SIMD_ISAS or ["portable"])

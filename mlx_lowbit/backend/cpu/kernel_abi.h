@@ -44,6 +44,17 @@ struct MatmulArgs {
   ParallelFor parallel;
 };
 
+// activation_bits = 8 quantizes a row (activation_quant.h) only when its
+// max|x| is finite and at least this: then 127 / max|x| and the scale
+// max|x| / 127 are both normal floats. Other rows (NaN, Inf, zero, tiny)
+// are computed with float activations. absmax_bits is max|x| as its bits.
+constexpr float kInt8MinAbsmax = 0x1p-118f;
+constexpr uint32_t kInt8MinAbsmaxBits = (127u - 118u) << 23;
+// static: internal linkage, so no copy is shared between the ISA files.
+static constexpr bool absmax_quantizable(uint32_t absmax_bits) {
+  return absmax_bits >= kInt8MinAbsmaxBits && absmax_bits < 0x7F800000u;
+}
+
 // Activation/output dtypes the kernels convert (MLX's bit layouts).
 enum class Half16 { Float16, BFloat16 };
 
@@ -56,7 +67,7 @@ struct KernelTable {
   void (*half_to_float)(const uint16_t* src, Half16 type, float* dst, size_t n);
   void (*float_to_half)(const float* src, Half16 type, uint16_t* dst, size_t n);
   // activation_quant.h's quantize_row_int8, bit for bit: q (K) and the
-  // returned scale.
+  // returned scale (0 for a row to compute with float activations).
   float (*quantize_int8)(const float* x, int K, int8_t* q);
 };
 

@@ -22,6 +22,7 @@ namespace {
 #define LOWBIT_SIMD_MR 6
 #define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 1
+#define LOWBIT_SIMD_WIDE_CODES 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
 // u8 codes x s8 activations: vpmaddubsw (pairs into int16; codes <= 2 keep

@@ -21,6 +21,7 @@ namespace {
 #define LOWBIT_SIMD_BYTES 64
 #define LOWBIT_SIMD_MR 12
 #define LOWBIT_SIMD_PERMUTE_CODES 1
+#define LOWBIT_SIMD_WIDE_CODES 1
 #define LOWBIT_SIMD_PATTERN_MASK 1
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 

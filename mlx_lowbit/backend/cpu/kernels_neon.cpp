@@ -23,6 +23,7 @@ namespace {
 #define LOWBIT_SIMD_MR 12
 #define LOWBIT_SIMD_PATTERN_MASK 0
 #define LOWBIT_SIMD_PERMUTE_CODES 0
+#define LOWBIT_SIMD_WIDE_CODES 0
 #include "mlx_lowbit/backend/cpu/simd_types.h"
 
 // Codes (0..2) are valid signed bytes too, so sdot serves u8 x s8 here.

@@ -118,6 +118,38 @@ void matmul_portable(
   store_float(of, out);
 }
 
+// The rows that quantize_int8 did not quantize (scale 0: NaN, Inf, zero or
+// tiny max|x|) computed again with their float values, over what the int8
+// kernel wrote for them. Returns false if scratch could not be allocated.
+bool float_rows_over_int8(const cpu::KernelTable& k, const cpu::MatmulArgs& args, int K, int N) {
+  std::vector<int> rows;
+  for (int m = 0; m < args.M; ++m) {
+    if (args.xscale[m] == 0.0f) {
+      rows.push_back(m);
+    }
+  }
+  if (rows.empty()) {
+    return true;
+  }
+  std::vector<float> xf(rows.size() * size_t(K)), of(rows.size() * size_t(N));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(args.x + size_t(rows[i]) * K, K, xf.data() + i * K);
+  }
+  cpu::MatmulArgs f = args;
+  f.M = int(rows.size());
+  f.x = xf.data();
+  f.xq = nullptr;
+  f.xscale = nullptr;
+  f.out = of.data();
+  if (!k.matmul_nt(f)) {
+    return false;
+  }
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(of.data() + i * N, N, args.out + size_t(rows[i]) * N);
+  }
+  return true;
+}
+
 // A SIMD path: the same contract through kernel_abi.h.
 void matmul_simd(
     const cpu::KernelTable& k,
@@ -177,6 +209,9 @@ void matmul_simd(
     args.out = out_storage.data();
   }
   bool ok = !transpose ? k.matmul_nn(args) : int8_rows ? k.matmul_nt_int8(args) : k.matmul_nt(args);
+  if (ok && int8_rows) {
+    ok = float_rows_over_int8(k, args, int(x_cols), int(out.shape(-1)));
+  }
   if (!ok) {
     throw std::bad_alloc();
   }

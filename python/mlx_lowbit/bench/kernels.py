@@ -3,6 +3,7 @@
 formats), the device and its peak figures, the timer, and the kernels against
 baselines measured in the same run."""
 
+import json
 import math
 import os
 import platform
@@ -46,18 +47,12 @@ LAYER_SHAPES = {
 # From schedule.cpp's one table, so a new schedule is benchmarked without edits here.
 SCHEDULES = tuple(_ext.schedules())
 
-# ggml (llama.cpp) CPU kernels, timed earlier on ONE core of the developers'
-# 2-core AVX-512 machine for a 4096 x 4096 weight. Printed as fixed
-# reference figures: they are not re-measured by this benchmark.
-GGML_REFERENCE = [
-    # (label, format it compares with, M, seconds, activations)
-    ("ggml TQ2_0 (ternary, 2.06 bpw)", "ternary", 1, 270e-6, "int8"),
-    ("ggml TQ2_0 (ternary, 2.06 bpw)", "ternary", 128, 34e-3, "int8"),
-    ("ggml Q1_0 (binary, 1.125 bpw)", "binary", 1, 460e-6, "int8"),
-    ("ggml Q4_0 repacked (4.5 bpw)", None, 128, 17e-3, "int8"),
-    ("ggml dense f32", None, 1, 1.5e-3, "float32"),
-    ("ggml dense f16", None, 1, 0.9e-3, "float16"),
-]
+# MLX's Linux wheel links the reference BLAS; preloading OpenBLAS (Debian:
+# libopenblas0-pthread) gives its dense products a real BLAS, closer to what
+# MLX does with Accelerate on a Mac. MLX_LOWBIT_OPENBLAS names another copy.
+OPENBLAS = os.environ.get(
+    "MLX_LOWBIT_OPENBLAS", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
+)
 
 
 @dataclass
@@ -164,6 +159,64 @@ def _cpu_flags() -> List[str]:
     return [f for f in (m.group(1).split() if m else []) if f in wanted]
 
 
+def _cpu_family_model() -> str:
+    """x86 "family F model M" (what tells Zen 4 from Zen 5), else ""."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    fam = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.M)
+    mod = re.search(r"^model\s*:\s*(\d+)$", text, re.M)
+    return f"family {fam.group(1)} model {mod.group(1)}" if fam and mod else ""
+
+
+def quiet_blas_threads() -> str:
+    """numpy's OpenBLAS to one thread, so that its workers do not spin on the
+    cores the kernels are timed on after a BLAS call (the quantizers use
+    numpy). Returns what was done, for the report."""
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # for any subprocess
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "OPENBLAS_NUM_THREADS=1 for subprocesses (no /proc/self/maps here)"
+    import ctypes
+
+    libs = sorted({line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()})
+    done = []
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in (
+            "openblas_set_num_threads",
+            "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_",
+        ):
+            fn = getattr(handle, sym, None)
+            if fn is not None:
+                fn(1)
+                done.append(f"{Path(lib).name}: {sym}(1)")
+                break
+    return "numpy's BLAS set to 1 thread (" + ("; ".join(done) or "no OpenBLAS loaded") + ")"
+
+
+def measure_read_bandwidth(nbytes: int, seconds: float = 0.2) -> float:
+    """Single-thread read bandwidth in GB/s over a buffer of `nbytes`: the
+    best of repeated max-reductions (numpy's SIMD loop, not bound by its
+    arithmetic). A buffer that fits the caches is read warm: the rate a
+    resident weight can reach; 256 MiB measures streaming from DRAM."""
+    a = np.ones(max(nbytes // 4, 1024), dtype=np.float32)
+    a.max()
+    best, spent = math.inf, 0.0
+    while spent < seconds or best == math.inf:
+        start = time.perf_counter()
+        a.max()
+        t = time.perf_counter() - start
+        best, spent = min(best, t), spent + t
+    return a.nbytes / best / 1e9
+
+
 def measure_copy_bandwidth(mib: int = 256) -> float:
     """Achieved single-thread memory bandwidth in GB/s: numpy copying a
     buffer far larger than the caches (read + write bytes counted)."""
@@ -185,6 +238,7 @@ def detect_device(device: str) -> Dict[str, Any]:
         "mlx": getattr(mx, "__version__", "?"),
         "device": device,
         "cpu_model": _cpu_model(),
+        "cpu_family_model": _cpu_family_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_flags": _cpu_flags(),
         "cpu_paths_available": _ext.cpu_isas(),
@@ -204,6 +258,7 @@ def detect_device(device: str) -> Dict[str, Any]:
     )
     info["peak_gflops_per_core"] = ghz * flops_cycle
     info["copy_bandwidth_gbps_1thread"] = measure_copy_bandwidth()
+    info["read_bandwidth_streaming_gbps_1thread"] = measure_read_bandwidth(256 * 2**20)
     if device == "gpu" and mx.metal.is_available():
         gpu = mx.metal.device_info()
         info["gpu"] = {
@@ -261,6 +316,46 @@ def _baselines(w: mx.array, dtype: mx.Dtype) -> Dict[str, Callable[[mx.array], m
     return named
 
 
+OPENBLAS_DENSE = "dense f32 OpenBLAS"
+
+
+def openblas_dense(n: int, k: int, ms: List[int], plan: Plan) -> Dict[int, Dict[str, Any]]:
+    """MLX's dense float32 x @ w.T (the "dense f32" baseline's product, same
+    weight) timed in a subprocess with OpenBLAS preloaded, on as many
+    threads as the kernels. {M: time_op's dict}, or {} where there is no
+    OpenBLAS to preload (the report says so)."""
+    if not sys.platform.startswith("linux") or not Path(OPENBLAS).is_file():
+        return {}
+    threads = str(_ext.num_threads())
+    env = dict(os.environ, LD_PRELOAD=OPENBLAS, OPENBLAS_NUM_THREADS=threads)
+    spec = json.dumps(
+        {"n": n, "k": k, "ms": ms, "min_time": plan.min_time, "max_repeats": plan.max_repeats}
+    )
+    code = "from mlx_lowbit.bench.kernels import _dense_worker; _dense_worker()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, spec], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        print(f"  {OPENBLAS_DENSE}: failed: {proc.stderr[-500:]}", flush=True)
+        return {}
+    return {int(m): t for m, t in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+
+
+def _dense_worker() -> None:
+    """The subprocess of openblas_dense: prints {M: timing} as JSON."""
+    spec = json.loads(sys.argv[1])
+    timing = type("Timing", (), {"min_time": spec["min_time"], "max_repeats": spec["max_repeats"]})
+    mx.set_default_device(mx.cpu)
+    w = random_layer(spec["n"], spec["k"])
+    mx.eval(w)
+    out = {}
+    for m in spec["ms"]:
+        x = mx.random.normal((m, spec["k"]), key=mx.random.key(m))
+        mx.eval(x)
+        out[m] = time_op(lambda: x @ w.T, timing, limit=60.0)
+    print(json.dumps(out))
+
+
 def _bitlinear(n: int, k: int, dtype: mx.Dtype) -> Optional[Callable[[mx.array], mx.array]]:
     """mlx-lm's BitLinear (ternary, Metal only) with a random ternary weight."""
     if not mx.metal.is_available():
@@ -289,7 +384,7 @@ def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]
         jobs.append((shape, dtypes, ms))
     n_bitlinear = 1 if stream == mx.gpu and mx.metal.is_available() else 0
     total = sum(
-        len(m) * (len(FORMATS) * 2 + 4 + (dname != "float32") + n_bitlinear)
+        len(m) * (len(FORMATS) * 2 + 5 + (dname != "float32") + n_bitlinear)
         for _, d, m in jobs
         for dname in d
     )
@@ -300,11 +395,14 @@ def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]
         w = random_layer(n, k)
         mx.eval(w)
         weights = {}
+        resident: Dict[int, float] = {}
         for label, fmt, opts in FORMATS:
             start = time.perf_counter()
             weights[label] = quantize(w, fmt, 128, **opts)
             mx.eval(*weights[label].arrays())
             print(f"  quantized {label} in {time.perf_counter() - start:.1f} s", flush=True)
+            nb = weights[label].nbytes
+            resident[nb] = measure_read_bandwidth(nb)
         for dname in dtypes:
             dtype = DTYPES[dname]
             baselines = _baselines(w, dtype)
@@ -315,6 +413,7 @@ def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]
                     flush=True,
                 )
             last: Dict[str, Tuple[int, float]] = {}
+            blas = openblas_dense(n, k, ms, plan) if stream != mx.gpu else {}
             for m in ms:
                 x = mx.random.normal((m, k), key=mx.random.key(m)).astype(dtype)
                 mx.eval(x)
@@ -325,11 +424,17 @@ def run_kernels(plan: Plan, info: Dict[str, Any], stream) -> List[Dict[str, Any]
                             lambda: matmul(x, qw, activation_bits=bits, stream=stream), plan
                         )
                         rows.append(_kernel_row(shape, n, k, m, dname, label, bits, qw, t, info))
+                        rows[-1]["read_bandwidth_resident_gbps_1thread"] = resident[qw.nbytes]
                         _progress(
                             done,
                             total,
                             f"{label:<17} {dname} a{bits} M={m:<5} {t['median'] * 1e3:9.3f} ms",
                         )
+                done += 1
+                if m in blas:
+                    t = blas[m]
+                    rows.append(_baseline_row(shape, n, k, m, dname, OPENBLAS_DENSE, t, ""))
+                    _progress(done, total, f"{OPENBLAS_DENSE} M={m:<5} {t['median'] * 1e3:9.3f} ms")
                 named = dict(baselines)
                 if bitlinear is not None:
                     named["mlx-lm BitLinear"] = bitlinear

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .kernels import GGML_REFERENCE, peak_figures
+from .kernels import OPENBLAS_DENSE, peak_figures
 
 # ---------------------------------------------------------------- reports
 
@@ -33,16 +33,6 @@ def targets(
     rows_threads: List[Dict[str, Any]], rows_kernel: List[Dict[str, Any]]
 ) -> List[Tuple[str, str, str]]:
     """The issue's targets, each with the measured figure and a verdict."""
-    one = {
-        (r["name"], r["M"], r["activation_bits"]): r["median_s"]
-        for r in rows_threads
-        if r["threads"] == 1
-    }
-    one_cpu = {
-        (r["name"], r["M"], r["activation_bits"]): r["cpu_s"]
-        for r in rows_threads
-        if r["threads"] == 1
-    }
     out = []
 
     def add(what, got, bar, ok=None, cpu=None):
@@ -55,40 +45,8 @@ def targets(
                 verdict = "missed by wall time, met by CPU time"
             out.append((what, shown, verdict))
 
-    add(
-        "ternary, 1 thread, M=1, int8 <= 270 us (ggml TQ2_0)",
-        one.get(("ternary", 1, 8)),
-        270e-6,
-        cpu=one_cpu.get(("ternary", 1, 8)),
-    )
-    add(
-        "ternary, 1 thread, M=1, float <= 540 us (2x TQ2_0)",
-        one.get(("ternary", 1, 0)),
-        540e-6,
-        cpu=one_cpu.get(("ternary", 1, 0)),
-    )
-    for label in ("binary", "codebook v16 c12"):
-        for bits in (0, 8):
-            key = (label, 1, bits)
-            add(
-                f"{label}, 1 thread, M=1, {'int8' if bits else 'float'} <= 460 us (ggml Q1_0)",
-                one.get(key),
-                460e-6,
-                cpu=one_cpu.get(key),
-            )
-    for label in ("ternary", "binary", "codebook v16 c12"):
-        add(
-            f"{label}, 1 thread, M=128, float <= 34 ms",
-            one.get((label, 128, 0)),
-            34e-3,
-            cpu=one_cpu.get((label, 128, 0)),
-        )
-        add(
-            f"{label}, 1 thread, M=128, int8 <= 17 ms (ggml Q4_0 repacked)",
-            one.get((label, 128, 8)),
-            17e-3,
-            cpu=one_cpu.get((label, 128, 8)),
-        )
+    # Targets against ggml are same-run ratios only (--ggml PATH runs
+    # ggml-bench; see ggml.py): no fixed ggml figures here.
     cores = max((r["threads"] for r in rows_threads), default=1)
     if cores > 1:
         for r in rows_threads:
@@ -142,7 +100,8 @@ def _header(results: Dict[str, Any]) -> List[str]:
         [
             f"# mlx-lowbit benchmark ({results['plan']} run)",
             "",
-            f"- machine: {info['cpu_model']}, {info['cpu_cores']} cores, {info['platform']}",
+            f"- machine: {info['cpu_model']} ({info.get('cpu_family_model') or 'family/model unknown'}), "
+            f"{info['cpu_cores']} cores, {info['platform']}",
             f"- CPU flags: {' '.join(info['cpu_flags'])}; kernel paths available: {paths}; "
             f"used: {info['cpu_path']}",
             f"- MLX {info['mlx']}, device {info['device']}, {info['threads']} kernel threads",
@@ -154,7 +113,10 @@ def _header(results: Dict[str, Any]) -> List[str]:
             "",
             "Times are medians of repeated timed regions (p10-p90 in the CSV/JSON); ratios are "
             "baseline time / mlx-lowbit time measured in the same run at the same shape, M and "
-            "activation dtype (`x` = times faster). `a8` = int8 activations.",
+            "activation dtype (`x` = times faster). `a8` = int8 activations. `dense f32` and "
+            "`dense f16` are MLX's own CPU products as its wheel links them (on Linux the reference "
+            f"BLAS); `{OPENBLAS_DENSE}` is the float32 one with OpenBLAS preloaded (LD_PRELOAD), "
+            "closer to MLX with Accelerate on a Mac.",
             "",
         ]
         + [f"> {n}" for n in results.get("notes", [])]
@@ -168,13 +130,75 @@ def _targets_section(results: Dict[str, Any]) -> List[str]:
         out += ["## CPU targets", ""]
         out += _table(["target", "measured", "verdict"], [list(t) for t in results["targets"]])
         out += [""]
+    out += ["## ggml, same run", ""]
+    g = results.get("ggml")
+    if not g:
+        out += [
+            "Not run: pass `--ggml PATH` (a ggml-bench build, see ggml-bench's README) to time "
+            "ggml's TQ2_0 / Q1_0 / Q4_0 next to these kernels, interleaved in this run. No "
+            "ggml figures from other runs are quoted here: they differ by up to 2x between "
+            "days and hosts of the same kind.",
+            "",
+        ]
+        return out
+    if g.get("error"):
+        return out + ["ggml-bench did not complete:", "", "```", g["error"], "```", ""]
     out += [
-        "## Fixed reference figures (ggml / llama.cpp, one core of this machine type, "
-        "4096 x 4096; not re-measured)",
+        f"`{' '.join(g['command'])}` ({g['results_file']}); its CPU: {g.get('cpu')}. "
+        "Ratios are lowbit time / ggml time per round, median [min-max] over rounds.",
         "",
     ]
-    rows = [[a, m, _fmt_s(t), act] for a, _, m, t, act in GGML_REFERENCE]
-    return out + _table(["kernel", "M", "time", "activations"], rows) + [""]
+    out += _table(["target (issue 13)", "ratios", "verdict"], [list(t) for t in g["targets"]])
+    out += [
+        "",
+        "<details><summary>ggml-bench's report</summary>",
+        "",
+        g["report"],
+        "</details>",
+        "",
+    ]
+    return out
+
+
+def _bandwidth_section(results: Dict[str, Any]) -> List[str]:
+    """M = 1 reads every weight byte once: achieved GB/s against the
+    machine's read bandwidth for a buffer of the weight's size (warm in the
+    caches) and streaming from DRAM, both single-thread, times the threads."""
+    info = results["device"]
+    rows = [
+        r
+        for r in results.get("kernels", [])
+        if r["kind"] == "kernel" and r["M"] == 1 and r.get("read_bandwidth_resident_gbps_1thread")
+    ]
+    if not rows:
+        return []
+    stream = info.get("read_bandwidth_streaming_gbps_1thread")
+    out = [
+        "## M = 1: achieved bandwidth",
+        "",
+        "Bytes moved (weight, x, output) / time, against the read bandwidth of one thread times the kernel threads "
+        f"(streaming from DRAM, 256 MiB: {stream:.1f} GB/s per thread; resident: a buffer the "
+        "size of the weight, read warm).",
+        "",
+    ]
+    table = []
+    for r in rows:
+        nt = r["threads"]
+        got = r["bytes"] / r["median_s"] / 1e9
+        res = r["read_bandwidth_resident_gbps_1thread"] * nt
+        table.append(
+            [
+                r["shape"],
+                r["dtype"],
+                _kernel_name(r),
+                nt,
+                f"{got:.1f}",
+                f"{res:.1f} ({100 * got / res:.0f}%)",
+                f"{stream * nt:.1f} ({100 * got / (stream * nt):.0f}%)",
+            ]
+        )
+    header = ["shape", "x", "kernel", "threads", "GB/s", "resident GB/s (%)", "streaming GB/s (%)"]
+    return out + _table(header, table) + [""]
 
 
 def _kernel_sections(results: Dict[str, Any]) -> List[str]:
@@ -344,7 +368,12 @@ def _e2e_section(rows: List[Dict[str, Any]]) -> List[str]:
 
 def markdown(results: Dict[str, Any]) -> str:
     """The whole report, section by section, for the parts that ran."""
-    lines = _header(results) + _targets_section(results) + _kernel_sections(results)
+    lines = (
+        _header(results)
+        + _targets_section(results)
+        + _kernel_sections(results)
+        + _bandwidth_section(results)
+    )
     sections = [
         ("threads", _threads_section),
         ("activations", _activations_section),

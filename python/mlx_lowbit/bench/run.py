@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import mlx.core as mx
 
@@ -20,7 +20,9 @@ from .ablations import (
     ablation_threads,
     end_to_end,
 )
-from .kernels import FULL, QUICK, detect_device, run_kernels
+from .ggml import ggml_binary
+from .ggml import run as ggml_run
+from .kernels import FULL, QUICK, detect_device, quiet_blas_threads, run_kernels
 from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
@@ -39,7 +41,13 @@ SECTIONS = [
 
 
 def bench(
-    quick: bool, out: str, device: str, sections: List[str], plots_on: bool = True
+    quick: bool,
+    out: str,
+    device: str,
+    sections: List[str],
+    plots_on: bool = True,
+    ggml: Optional[str] = None,
+    ggml_bench: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Runs the suite and writes report.md, results.json, results.csv and PNGs.
 
@@ -50,6 +58,11 @@ def bench(
         device (str): ``"cpu"`` or ``"gpu"`` (Metal).
         sections (list): Which parts to run, from ``SECTIONS``.
         plots_on (bool): Write PNG plots (needs matplotlib).
+        ggml (str, optional): A ggml-bench build (directory or its
+          ggml-mm-bench): also run ggml-bench's interleaved comparison with
+          ggml and judge issue 13's targets on its ratios.
+        ggml_bench (str, optional): ggml-bench's directory (default:
+          ``$MLX_LOWBIT_GGML_BENCH`` or ``../shared/tools/ggml-bench``).
 
     Returns:
         dict: Everything measured, as written to results.json.
@@ -61,6 +74,7 @@ def bench(
     outdir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     print(f"mlx-lowbit bench ({plan.name}) on {device}; writing {outdir}/", flush=True)
+    blas_note = quiet_blas_threads()
     info = detect_device(device)
     print(
         f"  {info['cpu_model']}, {info['cpu_cores']} cores, path {info['cpu_path']}, {info['threads']} threads",
@@ -77,6 +91,7 @@ def bench(
             "mx.quantized_matmul with float16 x is very slow on MLX's Linux CPU build (a scalar "
             "loop): baselines predicted to exceed the plan's limit are skipped and marked; slow "
             "ones are timed once.",
+            blas_note + ": no OpenBLAS worker spins while the kernels are timed.",
         ],
     }
     if "kernels" in sections:
@@ -112,6 +127,9 @@ def bench(
         results["e2e"] = end_to_end(plan, stream)
         if results["e2e"] and results["e2e"][0].get("skipped"):
             print(f"  skipped: {results['e2e'][0]['skipped']}", flush=True)
+    if ggml:
+        print("\nggml, same run (ggml-bench)", flush=True)
+        results["ggml"] = ggml_run(ggml, outdir, quick, ggml_bench)
     results["load_average_end"] = (
         " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     )
@@ -163,6 +181,17 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         help=f"Comma-separated subset of: {', '.join(SECTIONS)}.",
     )
     p.add_argument("--no-plots", action="store_true", help="Skip the PNG plots.")
+    p.add_argument(
+        "--ggml",
+        metavar="PATH",
+        help="A ggml-bench build (build.sh's directory, or its ggml-mm-bench): also time ggml "
+        "next to these kernels in the same run, interleaved, and judge the targets on the ratios.",
+    )
+    p.add_argument(
+        "--ggml-bench",
+        metavar="DIR",
+        help="ggml-bench's directory (default: $MLX_LOWBIT_GGML_BENCH, or ../shared/tools/ggml-bench).",
+    )
     return p
 
 
@@ -185,7 +214,11 @@ def main(argv=None) -> None:
         )
     if args.device == "gpu" and not mx.metal.is_available():
         raise SystemExit("mlx-lowbit bench: --device gpu needs Metal (Apple silicon).")
-    bench(args.quick, args.out, args.device, sections, not args.no_plots)
+    if args.ggml:
+        ggml_binary(args.ggml)  # a bad path fails now, not after the run
+    bench(
+        args.quick, args.out, args.device, sections, not args.no_plots, args.ggml, args.ggml_bench
+    )
 
 
 if __name__ == "__main__":

@@ -85,29 +85,35 @@ bool matmul_nn(const MatmulArgs& a) {
 }
 
 // activation_quant.h's quantize_row_int8 in the same fp32 arithmetic, so
-// bit for bit the same q and scale: the same absmax (max ignores order), the
-// same products x * (127 / amax), rounded to nearest even and clamped.
+// bit for bit the same q and scale: the same absmax (the max of |x|'s bits,
+// which is order-free and sees NaN and Inf), the same products
+// x * (127 / amax), rounded to nearest even and clamped; 0 for a row that is
+// not quantized.
 typedef int8_t vs8 __attribute__((vector_size(W)));
 
 float quantize_int8(const float* x, int K, int8_t* q) {
-  vf m{};
+  vi m{}; // bits below 2^31: the signed order is the unsigned one
   int k = 0;
   for (; k + W <= K; k += W) {
-    const vf a = (vf)((vi)load<vf>(x + k) & 0x7FFFFFFF);
-    m = a > m ? a : m; // std::max(m, a): a NaN is skipped
+    const vi a = load<vi>(x + k) & 0x7FFFFFFF;
+    m = a > m ? a : m;
   }
-  float amax = 0.0f;
+  uint32_t bits = 0;
   for (int i = 0; i < W; ++i) {
-    amax = amax < m[i] ? m[i] : amax;
+    bits = bits < uint32_t(m[i]) ? uint32_t(m[i]) : bits;
   }
   for (int t = k; t < K; ++t) {
-    const float a = __builtin_fabsf(x[t]);
-    amax = amax < a ? a : amax;
+    uint32_t a;
+    std::memcpy(&a, x + t, 4);
+    a &= 0x7FFFFFFFu;
+    bits = bits < a ? a : bits;
   }
-  if (amax == 0.0f) {
+  if (!mlx_lowbit::cpu::absmax_quantizable(bits)) {
     std::memset(q, 0, size_t(K > 0 ? K : 0));
     return 0.0f;
   }
+  float amax;
+  std::memcpy(&amax, &bits, 4);
   const float inv = 127.0f / amax;
   for (k = 0; k + W <= K; k += W) {
     vi r = round_even(load<vf>(x + k) * inv);

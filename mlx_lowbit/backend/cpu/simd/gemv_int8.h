@@ -31,6 +31,20 @@ inline void permute_ternary_x(const int8_t* x, int K, int8_t* xp) {
   }
 }
 
+#if LOWBIT_SIMD_WIDE_CODES
+// The codes of 128-bit lane l left in place, at 4^l times their value: byte
+// mask 3 << 2l. The dot product takes codes up to 2 << 6 (dot4's contract
+// with LOWBIT_SIMD_WIDE_CODES), and the lane's sums are scaled back by 4^-l
+// once per row (ternary_lane_scale). Vector h > 0 is first shifted by a
+// constant so that its lanes are scaled as those of vector 0.
+inline vb ternary_lane_mask() {
+  return make_vec<vb>([](int i) { return uint8_t(3u << (2 * (i / 16))); });
+}
+inline vf ternary_lane_scale() {
+  return make_vec<vf>([](int i) { return 1.0f / float(1 << (2 * (i / 4))); });
+}
+#endif
+
 // Shift of the 64-bit lanes of vector h: 2L for 128-bit lane L.
 inline vq ternary_lane_shift(int h) {
   return make_vec<vq>([h](int i) { return uint64_t(2 * (h * (W / 4) + i / 2)); });
@@ -51,7 +65,9 @@ struct GemvI8 {
     const int K = wr.w.K, G = wr.G, steps_per_group = wr.w.group_size / kStep8;
     const GemvRows<F, R> rw(wr, n0, scratch);
     const FieldPairs<FB> pairs(wr.fields);
+#if !LOWBIT_SIMD_WIDE_CODES
     const vb three = vb{} + uint8_t(3);
+#endif
     vf F_[R][MB] = {};
     for (int g = 0; g < G; ++g) {
       vi acc[R][MB] = {};
@@ -71,9 +87,13 @@ struct GemvI8 {
         LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
           vb codes[kVecsPerStep];
           if constexpr (F == Format::Ternary) {
-            vq rep = (vq)broadcast128(rw.r[i] + 4 * s);
+            const vb rep = (vb)broadcast128(rw.r[i] + 4 * s);
             LOWBIT_UNROLL for (int h = 0; h < kVecsPerStep; ++h) {
-              codes[h] = (vb)(rep >> ternary_lane_shift(h)) & three;
+#if LOWBIT_SIMD_WIDE_CODES
+              codes[h] = (vb)((vq)rep >> (2 * h * (W / 4))) & ternary_lane_mask();
+#else
+              codes[h] = (vb)((vq)rep >> ternary_lane_shift(h)) & three;
+#endif
             }
           } else {
             uint64_t sign;
@@ -105,6 +125,11 @@ struct GemvI8 {
     }
     LOWBIT_UNROLL for (int i = 0; i < R; ++i) {
       LOWBIT_UNROLL for (int m = 0; m < MB; ++m) {
+#if LOWBIT_SIMD_WIDE_CODES
+        if constexpr (F == Format::Ternary) {
+          F_[i][m] *= ternary_lane_scale();
+        }
+#endif
         out[size_t(m0 + m) * wr.w.N + n0 + i] =
             xscale[m0 + m] * (hsum(F_[i][m]) + dot(rw.sc[i], xsum + size_t(m0 + m) * G, G));
       }

@@ -27,9 +27,12 @@
 //                              pattern, int sub): those bits as 0.0 / 1.0
 //                              (may load 2 bytes past the pattern);
 //                              otherwise add_if serves
+//   LOWBIT_SIMD_WIDE_CODES     1 if dot4 takes codes up to 128 (u8 x s8
+//                              products without overflow), else 0
 //   vi dot4(vi acc, vi a, vi b)  acc + the sum of the 4 byte products in each
-//                                32-bit lane; a holds small non-negative codes
-//                                (0..2), b int8 activations
+//                                32-bit lane; a holds non-negative codes
+//                                (0..2, or 0..128 with WIDE_CODES), b int8
+//                                activations
 //   vb bits_to_bytes(uint64_t)   the low 4*W bits as 0/1 bytes, bit i -> byte i
 //   vi broadcast128(const void*) 16 bytes loaded into every 128-bit lane
 //   vf add_if(vf acc, vu word, vu bit, vf x)  acc + x in the lanes where
