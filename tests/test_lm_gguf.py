@@ -435,3 +435,60 @@ def test_qwen2_pre_tokenizer_splits_digits_and_newlines(tmp_path):
     pieces = [p for p, _ in pre.pre_tokenize_str("It's 123\n\nok")]
     # GPT-2's split keeps "Ġ123" and "ĊĊok" apart differently.
     assert pieces == ["It", "'s", "Ġ", "1", "2", "3", "ĊĊ", "ok"]
+
+
+def _metadata(**fields):
+    from mlx_lowbit.lm.gguf import gguf_tokenizer
+
+    meta = {"general.architecture": "llama"}
+    for key, value in fields.items():
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            value = mx.array(value)
+        elif isinstance(value, (int, float)):
+            value = mx.array(value)
+        meta[f"tokenizer.ggml.{key}"] = value
+    return gguf_tokenizer(meta)
+
+
+def test_sentencepiece_vocabulary_through_transformers():
+    # A SentencePiece ("llama") vocabulary: no merges stored, they come from
+    # the scores; BOS is added as llama.cpp does for such files.
+    tokens = ["<unk>", "<s>", "</s>", "▁", "H", "i", "o", "▁H", "▁Hi", "▁o"]
+    scores = [0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -2.0, -0.5, -0.1, -0.7]
+    types = [2, 3, 3, 1, 1, 1, 1, 1, 1, 1]
+    tokenizer = _metadata(
+        model="llama",
+        tokens=tokens,
+        scores=scores,
+        token_type=types,
+        bos_token_id=1,
+        eos_token_id=2,
+        unknown_token_id=0,
+    )
+    ids = tokenizer.encode("Hi o")
+    assert ids == [1, tokens.index("▁Hi"), tokens.index("▁o")]
+    assert tokenizer.decode(ids[1:]) == "Hi o"
+    assert tokenizer.eos_token_id == 2
+    plain = _metadata(
+        model="llama",
+        tokens=tokens,
+        scores=scores,
+        token_type=types,
+        bos_token_id=1,
+        add_bos_token=0,
+    )
+    assert plain.encode("Hi o") == ids[1:]  # the file's add_bos_token = false
+
+
+def test_llama_bpe_pre_tokenizer_through_transformers():
+    # Llama 3's split keeps digits in runs of up to three.
+    tokens = [*sorted(pre_tokenizers.ByteLevel.alphabet())]
+    tokenizer = _metadata(model="gpt2", pre="llama-bpe", tokens=tokens, merges=[])
+    pre = tokenizer._tokenizer.backend_tokenizer.pre_tokenizer
+    assert [p for p, _ in pre.pre_tokenize_str("12345 ab")] == ["123", "45", "Ġab"]
+    assert tokenizer.decode(tokenizer.encode("12345 ab", add_special_tokens=False)) == "12345 ab"
+
+
+def test_unknown_tokenizer_names_the_kind():
+    with pytest.raises(ValueError, match="tokenizer 'rwkv'.*could not be built"):
+        _metadata(model="rwkv", tokens=["a"])

@@ -217,19 +217,47 @@ _PRE_TOKENIZERS = {
 
 
 def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
-    """An mlx-lm ``TokenizerWrapper`` around the byte-level BPE tokenizer and
-    chat template stored in GGUF metadata."""
-    from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """An mlx-lm ``TokenizerWrapper`` around the tokenizer and chat template
+    stored in GGUF metadata: byte-level BPE with the pre-tokenizers of
+    :data:`_PRE_TOKENIZERS` built here, every other vocabulary (SentencePiece ``llama``, byte-level
+    BPE with llama.cpp's other pre-tokenizers such as ``llama-bpe``) by
+    transformers' GGUF tokenizer converter."""
+    from mlx_lm.tokenizer_utils import (
+        BPEStreamingDetokenizer,
+        SPMStreamingDetokenizer,
+        TokenizerWrapper,
+    )
     from transformers import PreTrainedTokenizerFast
 
     model_kind = metadata.get("tokenizer.ggml.model")
     pre = metadata.get("tokenizer.ggml.pre", "default")
-    if model_kind != "gpt2" or pre not in _PRE_TOKENIZERS:
-        raise ValueError(
-            f"{where}: tokenizer {model_kind!r} with pre-tokenizer {pre!r} is not "
-            f"supported; byte-level BPE ('gpt2') with {sorted(_PRE_TOKENIZERS)} is."
-        )
+    tokens = metadata["tokenizer.ggml.tokens"]
+    if model_kind == "gpt2" and pre in _PRE_TOKENIZERS:
+        tokenizer = _byte_level_bpe(metadata, pre, where)
+    else:
+        tokenizer = _converted_tokenizer(metadata, where)
+
+    def token(key: str) -> Optional[str]:
+        i = _int(metadata.get(f"tokenizer.ggml.{key}_token_id"))
+        return None if i is None else tokens[i]
+
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=token("bos"),
+        eos_token=token("eos"),
+        unk_token=token("unknown"),
+        pad_token=token("padding"),
+        chat_template=metadata.get("tokenizer.chat_template"),
+        clean_up_tokenization_spaces=False,
+    )
+    spm = model_kind == "llama"
+    detokenizer = SPMStreamingDetokenizer if spm else BPEStreamingDetokenizer
+    return TokenizerWrapper(hf, detokenizer_class=detokenizer)
+
+
+def _byte_level_bpe(metadata: Dict[str, Any], pre: str, where: str) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
     if _int(metadata.get("tokenizer.ggml.add_space_prefix")):
         raise ValueError(f"{where}: a space prefix is not supported.")
     tokens = metadata["tokenizer.ggml.tokens"]
@@ -246,21 +274,68 @@ def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
     if token_types is not None:
         special = [tokens[i] for i, t in enumerate(token_types.tolist()) if t == 3]
         tokenizer.add_special_tokens(special)
+    return tokenizer
 
-    def token(key: str) -> Optional[str]:
-        i = _int(metadata.get(f"tokenizer.ggml.{key}_token_id"))
-        return None if i is None else tokens[i]
 
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token=token("bos"),
-        eos_token=token("eos"),
-        unk_token=token("unknown"),
-        pad_token=token("padding"),
-        chat_template=metadata.get("tokenizer.chat_template"),
-        clean_up_tokenization_spaces=False,
-    )
-    return TokenizerWrapper(hf, detokenizer_class=BPEStreamingDetokenizer)
+# GGUF metadata key -> the key of transformers' GGUF tokenizer dict.
+_CONVERTER_KEYS = {
+    "model": "tokenizer_type",
+    "pre": "pre_tokenizer_type",
+    "tokens": "tokens",
+    "scores": "scores",
+    "token_type": "token_type",
+    "merges": "merges",
+    "precompiled_charsmap": "precompiled_charsmap",
+    "bos_token_id": "bos_token_id",
+    "eos_token_id": "eos_token_id",
+    "unknown_token_id": "unk_token_id",
+    "padding_token_id": "pad_token_id",
+    "add_space_prefix": "add_prefix_space",
+}
+
+
+def _converted_tokenizer(metadata: Dict[str, Any], where: str) -> Any:
+    """transformers' own GGUF tokenizer converter (what
+    ``from_pretrained(gguf_file=...)`` uses) on the file's metadata."""
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+    except ImportError:  # transformers 4.x kept it here
+        try:
+            from transformers.integrations.ggml import convert_gguf_tokenizer
+        except ImportError as e:
+            raise ValueError(
+                f"{where}: tokenizer {metadata.get('tokenizer.ggml.model')!r} needs transformers' "
+                "GGUF tokenizer converter, which this transformers lacks."
+            ) from e
+    table = {}
+    for key, name in _CONVERTER_KEYS.items():
+        value = metadata.get(f"tokenizer.ggml.{key}")
+        if isinstance(value, mx.array):
+            value = value.tolist() if value.ndim else value.item()
+        if value is not None:
+            table[name] = value
+    arch = metadata.get("general.architecture")
+    try:
+        tokenizer, _ = convert_gguf_tokenizer(arch, table)
+    except (KeyError, ValueError) as e:
+        raise ValueError(
+            f"{where}: tokenizer {table.get('tokenizer_type')!r} with pre-tokenizer "
+            f"{table.get('pre_tokenizer_type')!r} could not be built: {e}"
+        ) from e
+    # BOS as llama.cpp adds it: where the file says so, and by default for a
+    # SentencePiece vocabulary (the converter leaves it to the tokenizer class).
+    add_bos = _int(metadata.get("tokenizer.ggml.add_bos_token"))
+    if add_bos is None:
+        add_bos = table.get("tokenizer_type") == "llama"
+    bos = table.get("bos_token_id")
+    if add_bos and bos is not None:
+        from tokenizers import processors
+
+        name = table["tokens"][bos]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{name} $A", pair=f"{name} $A {name} $B", special_tokens=[(name, bos)]
+        )
+    return tokenizer
 
 
 def _pre_tokenizer(pre_tokenizers: Any, spec: Dict[str, Any]) -> Any:
