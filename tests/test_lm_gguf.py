@@ -143,7 +143,7 @@ def encode_tensor(shape, kind, rng) -> np.ndarray:
     """The tensor's bytes (or float array) in GGUF type ``kind``."""
     if kind in TERNARY:
         return gguf.quants.quantize(ternary_values(shape, rng), kind)
-    if kind == T.Q8_1:  # neither quantized nor dequantized by the gguf package
+    if kind in (T.Q8_1, T.Q1_0):  # neither quantized nor dequantized by the gguf package
         block_size, type_size = gguf.GGML_QUANT_SIZES[kind]
         return np.zeros((shape[0], shape[1] // block_size * type_size), np.uint8)
     if kind == T.Q4_K:
@@ -492,3 +492,34 @@ def test_llama_bpe_pre_tokenizer_through_transformers():
 def test_unknown_tokenizer_names_the_kind():
     with pytest.raises(ValueError, match="tokenizer 'rwkv'.*could not be built"):
         _metadata(model="rwkv", tokens=["a"])
+
+
+def q1_0_bytes(w_sign: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Q1_0 blocks built from ggml's layout: per 128 weights, d (float16) and
+    16 bytes whose bit j % 8 of byte j // 8 is set where weight j is +d."""
+    n, k = w_sign.shape
+    bits = (w_sign > 0).reshape(n, k // 128, 16, 8).astype(np.uint8)
+    qs = (bits << np.arange(8, dtype=np.uint8)).sum(axis=-1).astype(np.uint8)
+    head = d.astype(np.float16).reshape(n, k // 128, 1).view(np.uint8)
+    return np.concatenate([head, qs], axis=-1).reshape(n, -1)
+
+
+def test_q1_0_loads_as_binary_losslessly(tmp_path):
+    rng = np.random.default_rng(3)
+    shape = (FFN, HIDDEN)
+    signs = rng.choice([-1.0, 1.0], size=shape)
+    d = rng.uniform(0.01, 0.1, size=(FFN, HIDDEN // 128)).astype(np.float16)
+    blocks = q1_0_bytes(signs, d)
+    types = dict(TYPES)
+    types["blk.0.ffn_gate.weight"] = (shape, T.Q1_0)
+
+    def edit(name, data):
+        return blocks if name == "blk.0.ffn_gate.weight" else data
+
+    # write_gguf's placeholder bytes for Q1_0 are replaced by ours.
+    path = write_gguf(tmp_path / "q1.gguf", types, edit=edit)
+    model, _, _ = from_gguf(path)
+    qw = model.model.layers[0].mlp.gate_proj.qweight
+    assert (qw.fmt, qw.group_size, qw.scales.dtype, qw.biases) == ("binary", 128, mx.float16, None)
+    want = signs * np.repeat(d.astype(np.float32), 128, axis=1)
+    assert np.array_equal(np.array(dequantize(qw, mx.float32)), want)

@@ -12,7 +12,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..nn import LowBitEmbedding, LowBitLinear
-from .gguf_read import dense_tensor, gguf_metadata, is_ternary, open_gguf, ternary_weight
+from .gguf_read import dense_tensor, gguf_metadata, is_low_bit, low_bit_weight, open_gguf
 
 # general.architecture -> (mlx-lm model_type, rope_traditional). llama.cpp's
 # converter permutes the query and key rows of llama models only, so that
@@ -73,7 +73,8 @@ def from_gguf(
 
     TQ1_0 and TQ2_0 matrices become ternary ``LowBitLinear`` (or, for the
     embedding, ``LowBitEmbedding``) layers with group_size 256 and float16
-    scales: the file's values exactly. Every other tensor is dense: F32, F16
+    scales, Q1_0 matrices binary ones with group_size 128: the file's values
+    exactly. Every other tensor is dense: F32, F16
     and BF16 as stored, every type the ``gguf`` package dequantizes (Q4_0,
     Q4_1, Q5_0, Q8_0, the K-quants, ...) in float32, then cast to ``dtype``.
 
@@ -124,8 +125,8 @@ def _read_tensors(
     for tensor in reader.tensors:
         base, _, leaf = tensor.name.rpartition(".")
         module_path = _module_path(base, where)
-        if leaf == "weight" and is_ternary(tensor):
-            qw = ternary_weight(tensor, where)
+        if leaf == "weight" and is_low_bit(tensor):
+            qw = low_bit_weight(tensor, where)
             is_embedding = base == "token_embd"
             layers[module_path] = (
                 LowBitEmbedding.from_qweight(qw) if is_embedding else LowBitLinear.from_qweight(qw)
