@@ -37,6 +37,22 @@ def _dtype_name(dtype: mx.Dtype) -> str:
     raise ValueError(f"[mlx_lowbit.nn] Scales must be float16 or float32, not {dtype}.")
 
 
+# The dtypes an embedding's lookups may come out in (``output_dtype``).
+OUTPUT_DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+
+
+def _output_dtype(value: Union[None, str, mx.Dtype]) -> Optional[mx.Dtype]:
+    if value is None:
+        return None
+    for name, d in OUTPUT_DTYPES.items():
+        if value == name or value == d:
+            return d
+    raise ValueError(
+        f"[mlx_lowbit.nn] output_dtype must be one of {', '.join(OUTPUT_DTYPES)} or None, "
+        f"got {value!r}."
+    )
+
+
 def _scale_dtype(value: Union[str, mx.Dtype]) -> mx.Dtype:
     if isinstance(value, str):
         if value not in SCALE_DTYPES:
@@ -176,6 +192,17 @@ def quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
             if options.get(name, 0) in (0, None):
                 options.pop(name, None)
     return options
+
+
+def _lookup_dtype(embedding: nn.Module) -> Optional[mx.Dtype]:
+    """The dtype an embedding's lookups come out in: its weight's, or for
+    MLX's quantized embedding its scales'; None for one of ours (keep)."""
+    if isinstance(embedding, LowBitEmbedding):
+        return embedding.output_dtype
+    if isinstance(embedding, nn.QuantizedEmbedding):
+        return embedding.scales.dtype
+    dtype = embedding.weight.dtype
+    return dtype if dtype in OUTPUT_DTYPES.values() else None
 
 
 def dense_weight(module: nn.Module) -> mx.array:
@@ -472,13 +499,16 @@ class LowBitLinear(LowBitLayer):
 class LowBitEmbedding(LowBitLayer):
     """An embedding table in a low-bit format: a lookup dequantizes only the
     rows it gathers, and :meth:`as_linear` (a tied output head) runs on the
-    low-bit kernels. Outputs are in the scales' dtype.
+    low-bit kernels.
 
     Args:
         num_embeddings (int): Rows (vocabulary size).
         dims (int): Columns, a multiple of 32.
         fmt, group_size, scale_dtype, biases, vector_size, index_bits: As in
           :class:`LowBitLinear`.
+        output_dtype (str or mx.Dtype, optional): The dtype of lookups (the
+          model's activations start here): ``"float16"``, ``"bfloat16"`` or
+          ``"float32"``. Default: the scales' dtype.
     """
 
     def __init__(
@@ -492,19 +522,24 @@ class LowBitEmbedding(LowBitLayer):
         biases: bool = False,
         vector_size: int = 16,
         index_bits: int = 12,
+        output_dtype: Union[None, str, mx.Dtype] = None,
     ):
         super().__init__()
         qw = _shell(
             num_embeddings, dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
+        self.output_dtype = _output_dtype(output_dtype)
         self.freeze()
 
     @classmethod
-    def from_qweight(cls, qw: QuantizedWeight) -> "LowBitEmbedding":
+    def from_qweight(
+        cls, qw: QuantizedWeight, output_dtype: Union[None, str, mx.Dtype] = None
+    ) -> "LowBitEmbedding":
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
+        layer.output_dtype = _output_dtype(output_dtype)
         layer.freeze()
         return layer
 
@@ -517,10 +552,17 @@ class LowBitEmbedding(LowBitLayer):
         *,
         scale_dtype: Union[str, mx.Dtype] = mx.float16,
         lazy: bool = False,
+        output_dtype: Union[None, str, mx.Dtype] = "source",
         **fmt_options: Any,
     ) -> "LowBitEmbedding":
         """Quantize an ``nn.Embedding`` or ``nn.QuantizedEmbedding`` (options
-        as :meth:`LowBitLinear.from_linear`)."""
+        as :meth:`LowBitLinear.from_linear`). Lookups come out in the dtype
+        the embedding's own lookups had (``output_dtype="source"``, as MLX's
+        quantized embedding keeps it), so quantizing a bfloat16 model leaves
+        its activations bfloat16; or in ``output_dtype``."""
+        if isinstance(output_dtype, str) and output_dtype == "source":
+            output_dtype = _lookup_dtype(embedding)
+        out = _output_dtype(output_dtype)
         qw = quantize_weight(
             dense_weight(embedding),
             fmt,
@@ -529,7 +571,7 @@ class LowBitEmbedding(LowBitLayer):
             lazy=lazy,
             **fmt_options,
         )
-        return cls.from_qweight(qw)
+        return cls.from_qweight(qw, None if out == qw.scales.dtype else out)
 
     def to_embedding(self, dtype: Optional[mx.Dtype] = None) -> nn.Embedding:
         """An ``nn.Embedding`` holding the dequantized table."""
@@ -566,8 +608,16 @@ class LowBitEmbedding(LowBitLayer):
 
     def __call__(self, x: mx.array) -> mx.array:
         qw = self._rows(x.reshape(-1))
-        out = dequantize(qw, qw.scales.dtype)
+        out = dequantize(qw, self.output_dtype or qw.scales.dtype)
         return out.reshape(*x.shape, out.shape[-1])
+
+    def quantization_config(self) -> Dict[str, Any]:
+        entry = super().quantization_config()
+        if self.output_dtype is not None:
+            entry["output_dtype"] = next(
+                n for n, d in OUTPUT_DTYPES.items() if d == self.output_dtype
+            )
+        return entry
 
     def as_linear(self, x: mx.array) -> mx.array:
         """``x @ W.T``: the tied output head."""

@@ -85,8 +85,16 @@ def _embedding_to_quantized(original: Callable) -> Callable:
     ):
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+            # The entry says the lookups' dtype (absent: the scales'); the
+            # placeholder embedding mlx-lm builds says nothing.
+            output_dtype = kwargs.pop("output_dtype", None)
             return LowBitEmbedding.from_embedding(
-                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
+                self,
+                fmt,
+                group_size,
+                lazy=True,
+                output_dtype=output_dtype,
+                **quantizer_options(fmt, **kwargs),
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 

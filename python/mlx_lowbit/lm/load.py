@@ -198,6 +198,7 @@ def _check_lowbit_entry(config_path: Path, layer: str, entry: Dict[str, Any]) ->
         "index_bits": lambda v, w: check_int(v, "index_bits", w, 0),
         "biases": lambda v, w: check_bool(v, "biases", w),
         "scale_dtype": lambda v, w: check_str(v, "scale_dtype", w),
+        "output_dtype": lambda v, w: check_str(v, "output_dtype", w),
         "activation_bits": check_activation_bits,
     }
     for field, check in checks.items():
