@@ -424,3 +424,26 @@ def test_hand_built_values_are_refused_at_construction():
         print("ok")
         """
     )
+
+
+def test_lazy_hand_built_code_3_is_refused_at_first_use():
+    """Unevaluated arrays are not scanned at construction; the first matmul
+    or dequantize scans them, so a lazily built code 3 never reaches a kernel
+    (matmul and dequantize would disagree on it)."""
+    import mlx.core as mx
+
+    import mlx_lowbit as lb
+    from mlx_lowbit.quantized_weight import QuantizedWeight
+
+    qw = lb.quantize(mx.random.normal((8, 64), key=mx.random.key(0)), "ternary", 32)
+    x = mx.ones((1, 64))
+    for use in (lambda q: lb.matmul(x, q), lambda q: lb.dequantize(q)):
+        lazy = mx.full(qw.packed.shape, 0xFFFFFFFF, mx.uint32) * 1  # every code 3, unevaluated
+        bad = QuantizedWeight(fmt="ternary", group_size=32, packed=lazy, scales=qw.scales)
+        with pytest.raises(ValueError, match="invalid code 3"):
+            use(bad)
+    # Valid lazy arrays pass the deferred scan, and a lazy quantize is the same weight.
+    ok = QuantizedWeight(fmt="ternary", group_size=32, packed=qw.packed * 1, scales=qw.scales)
+    assert mx.array_equal(lb.matmul(x, ok), lb.matmul(x, qw)).item()
+    w = mx.random.normal((8, 64), key=mx.random.key(0))
+    assert mx.array_equal(lb.matmul(x, lb.quantize(w, "ternary", 32, lazy=True)), lb.matmul(x, qw))

@@ -175,6 +175,7 @@ def _shell(
         codebook=row.codebook,
         vector_size=row.vector_size,
         index_bits=row.index_bits,
+        check=False,  # zeros, replaced by the checkpoint's arrays
         **arrays,
     )
 
@@ -604,6 +605,7 @@ class LowBitEmbedding(LowBitLayer):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            check=False,  # rows of the layer's checked weight, at every lookup
         )
 
     def __call__(self, x: mx.array) -> mx.array:

@@ -102,6 +102,7 @@ def quantize(
         codebook=codebook,
         vector_size=opts.get("vector_size", 0),
         index_bits=opts.get("index_bits", 0),
+        check=not lazy,
     )
 
 
@@ -111,6 +112,7 @@ def dequantize(
     """The (N, K) weight: exactly the values the kernels multiply with."""
     if not isinstance(qw, QuantizedWeight):
         raise ValueError(f"[dequantize] qw must be a QuantizedWeight, got {type(qw).__name__}.")
+    qw.check_pending()
     return _ext.dequantize(
         qw.packed,
         qw.scales,
@@ -159,6 +161,7 @@ def matmul(
         raise ValueError(f"[matmul] x must be an mlx.core.array, got {type(x).__name__}.")
     if not isinstance(qw, QuantizedWeight):
         raise ValueError(f"[matmul] qw must be a QuantizedWeight, got {type(qw).__name__}.")
+    qw.check_pending()
     check_str(schedule, "schedule", "matmul")
     check_str(streamk_fixup, "streamk_fixup", "matmul")
     check_int(split_k, "split_k", "matmul")

@@ -39,7 +39,11 @@ class QuantizedWeight:
     (:meth:`check_values`: ternary code 3, NaN or Inf scales and biases);
     ``check=False`` skips that scan, for callers that rebuild a
     checked weight often (the layers do, at every call). Unevaluated arrays
-    (``quantize(..., lazy=True)``) are never evaluated here.
+    are not evaluated here: their scan runs at the first :func:`matmul` or
+    :func:`dequantize` of the weight (:meth:`check_pending`), so a
+    hand-built lazy weight cannot reach a kernel unchecked either.
+    ``quantize(..., lazy=True)`` builds its weight with ``check=False``
+    (its quantizer writes no such values and raises on a NaN in w).
     """
 
     fmt: str
@@ -71,8 +75,17 @@ class QuantizedWeight:
             **self._format_fields(),
         )
         object.__setattr__(self, "_k", k)
-        if check and all(_ext.is_evaluated(a) for a in self.arrays().values()):
+        pending = check and not all(_ext.is_evaluated(a) for a in self.arrays().values())
+        object.__setattr__(self, "_pending_check", pending)
+        if check and not pending:
             self.check_values()
+
+    def check_pending(self) -> None:
+        """Run the value scan that construction deferred for unevaluated
+        arrays (once; evaluates them). The ops call it before using them."""
+        if self.__dict__.get("_pending_check"):
+            self.check_values()
+            object.__setattr__(self, "_pending_check", False)
 
     def _format_fields(self) -> Dict[str, Any]:
         """The format keywords every _ext op takes next to the arrays."""
