@@ -171,7 +171,12 @@ mx::array gather_by_dequantize(
   if (transpose) {
     w = mx::swapaxes(w, -1, -2, stream);
   }
-  return mx::gather_mm(x, w, lhs, experts, sorted, stream);
+  if (stream.device == mx::Device::gpu || x.dtype() == mx::float32) {
+    return mx::gather_mm(x, w, lhs, experts, sorted, stream);
+  }
+  // MLX's CPU gather_mm is float32 only (this route runs on the CPU in tests).
+  auto f32 = [&](const mx::array& a) { return mx::astype(a, mx::float32, stream); };
+  return mx::astype(mx::gather_mm(f32(x), f32(w), lhs, experts, sorted, stream), x.dtype(), stream);
 }
 
 // The product on prepared inputs, by the route the stream's device has.
