@@ -21,6 +21,7 @@ from .ablations import (
     end_to_end,
 )
 from .kernels import FULL, QUICK, detect_device, run_kernels
+from .moe import run_moe
 from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
@@ -35,6 +36,7 @@ SECTIONS = [
     "accumulation",
     "schedule",
     "e2e",
+    "moe",
 ]
 
 
@@ -112,6 +114,9 @@ def bench(
         results["e2e"] = end_to_end(plan, stream)
         if results["e2e"] and results["e2e"][0].get("skipped"):
             print(f"  skipped: {results['e2e'][0]['skipped']}", flush=True)
+    if "moe" in sections:
+        print("\nMixture-of-experts gather", flush=True)
+        results["moe"] = run_moe(plan, stream, device == "gpu")
     results["load_average_end"] = (
         " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     )
