@@ -190,3 +190,18 @@ def test_plain_mlx_lm_load_in_a_fresh_process(tmp_path):
     ours, _ = lb.lm.load(out)
     with mx.stream(mx.cpu):
         np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), np.asarray(ours(tokens(5))))
+
+
+def test_gptq_rounds_experts_to_nearest():
+    # GPTQ calibrates the linear layers; the experts take RTN, as nn.quantize.
+    from mlx_lowbit.quant import gptq_model
+
+    model = tiny_model(config_of("qwen3_moe"))
+    rtn = copy.deepcopy(model)
+    gptq_model(model, mx.concatenate([tokens(16, seed=s) for s in range(2)]), "ternary", 32)
+    lb.nn.quantize(rtn, "ternary", 32)
+    ours = model.model.layers[0].mlp.switch_mlp.down_proj
+    assert isinstance(ours, LowBitSwitchLinear)
+    assert mx.array_equal(ours.packed, rtn.model.layers[0].mlp.switch_mlp.down_proj.packed)
+    assert isinstance(model.model.layers[0].mlp.gate, nn.Linear)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, LowBitLinear)
