@@ -177,6 +177,9 @@ def install() -> None:
             wrapped = wrap(cls.to_quantized)
             setattr(wrapped, _ORIGINAL, cls.to_quantized)
             cls.to_quantized = wrapped
+    from .. import distributed
+
+    distributed.install()  # shard_linear / shard_inplace learn our layers
     switch = sys.modules.get("mlx_lm.models.switch_layers")
     if switch is not None and not hasattr(switch.SwitchLinear.to_quantized, _ORIGINAL):
         wrapped = _switch_to_quantized(switch.SwitchLinear.to_quantized)
