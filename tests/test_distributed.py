@@ -2,9 +2,11 @@
 """Tensor parallelism of the low-bit layers: each rank's share of a weight
 (split along N, or along K on group boundaries) gives its part of the
 product exactly; and two processes on 127.0.0.1 (mlx.launch, ring backend)
-running mlx-lm's sharded_load on converted dense and MoE models give the
+running mlx-lm's sharded_load on converted dense and MoE models (tensor
+parallel, and two pipeline stages for the MoE model) give the
 single-process logits."""
 
+import itertools
 import os
 import shutil
 import signal
@@ -123,6 +125,12 @@ for i, path in enumerate(sys.argv[2:]):
     with mx.stream(mx.cpu):
         logits = model(mx.array(np.load(sys.argv[1])))
     np.save(f"{path}.rank{group.rank()}.npy", np.asarray(logits))
+    if hasattr(model.model, "pipeline"):  # qwen3_moe: also two pipeline stages
+        model, _ = sharded_load(path, pipeline_group=group)
+        assert len(model.model.pipeline_layers) == 1
+        with mx.stream(mx.cpu):
+            logits = model(mx.array(np.load(sys.argv[1])))
+        np.save(f"{path}.pipeline.rank{group.rank()}.npy", np.asarray(logits))
 """
 
 
@@ -197,8 +205,10 @@ def test_two_processes_ring_backend(tmp_path):
         model, _ = lb.lm.load(path)
         with mx.stream(mx.cpu):
             ref = np.asarray(model(mx.array(x)), dtype=np.float64)
-        for rank in range(2):
-            result = Path(f"{path}.rank{rank}.npy")
+        for rank, kind in itertools.product(range(2), ("", ".pipeline")):
+            if kind and name != "moe":
+                continue
+            result = Path(f"{path}{kind}.rank{rank}.npy")
             assert result.is_file(), output
             out = np.load(result)
-            assert_close(mx.array(out), ref, mx.float32, f"{name} rank {rank}")
+            assert_close(mx.array(out), ref, mx.float32, f"{name}{kind} rank {rank}")
