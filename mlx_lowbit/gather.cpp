@@ -2,7 +2,7 @@
 //
 // lowbit_gather_matmul (validate, then build) and the graph-level behaviour
 // of LowBitGatherMatmul. eval_cpu is in backend/cpu/gather_matmul.cpp,
-// eval_gpu in backend/metal/gather_matmul.cpp.
+// eval_gpu (metal/gather.h's kernel) in backend/metal/gather_matmul.cpp.
 
 #include "mlx_lowbit/gather.h"
 
@@ -122,9 +122,9 @@ mx::array dequantize_rows(
 }
 
 // The same product from the dequantize kernel and MLX's gather_mm: the GPU
-// route until the gather has Metal kernels of its own. Only the experts in
-// use are dequantized when there are fewer rows than experts (decode), else
-// all of them; a per-expert codebook dequantizes expert by expert.
+// route of transpose=False. Only the experts in use are dequantized when
+// there are fewer rows than experts (decode), else all of them; a
+// per-expert codebook dequantizes expert by expert.
 mx::array gather_by_dequantize(
     const mx::array& x,
     const std::vector<mx::array>& weight,
@@ -191,7 +191,9 @@ mx::array gather_product(
     bool sorted,
     mx::Stream stream,
     bool by_dequantize = false) {
-  if (by_dequantize || stream.device == mx::Device::gpu) {
+  // The Metal kernel does x @ W.T; x @ W (the gradient's product) is rare
+  // enough on a GPU to come from the dequantized experts, as lowbit_matmul's.
+  if (by_dequantize || (stream.device == mx::Device::gpu && !transpose)) {
     return gather_by_dequantize(x, weight, lhs, rhs, spec, has_bias, transpose, sorted, stream);
   }
   return gather_primitive(x, weight, lhs, rhs, spec, has_bias, transpose, sorted, stream);

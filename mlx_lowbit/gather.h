@@ -73,8 +73,8 @@ mx::array lowbit_gather_matmul(
     mx::StreamOrDevice s = {});
 
 // The same product from the dequantize kernel and MLX's gather_mm, on any
-// stream: what lowbit_gather_matmul builds on a GPU stream until the gather
-// has Metal kernels (exposed so that the CPU tests check that route too).
+// stream: what lowbit_gather_matmul builds for transpose=False on a GPU
+// stream (exposed so that the CPU tests check that route too).
 mx::array lowbit_gather_matmul_dequantized(
     const mx::array& x,
     const mx::array& packed,

@@ -154,9 +154,10 @@ def gather_matmul(
         transpose (bool): ``x @ w.T`` (default) or ``x @ w``.
         sorted_indices (bool): ``rhs_indices`` is non-decreasing, as after
           mlx-lm's sort of many tokens; lets the CPU skip its own grouping.
-        stream: Stream or device. On a GPU the product is built from the
-          dequantize kernel and ``mx.gather_mm`` (no gather kernel of its own
-          yet); without Metal, the CPU runs it.
+        stream: Stream or device. On Metal, the gather kernel
+          (metal/gather.h) runs ``transpose=True``; ``transpose=False`` comes
+          from the dequantize kernel and ``mx.gather_mm``. On a GPU without
+          Metal, the CPU runs it.
 
     Returns:
         mx.array: ``broadcast(lhs, rhs).shape + (M, N)`` (or ``(M, K)``).

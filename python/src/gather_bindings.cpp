@@ -5,9 +5,11 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/variant.h>
 
 #include "mlx_lowbit/gather.h"
+#include "mlx_lowbit/gather_plan.h"
 
 namespace mx = mlx::core;
 namespace nb = nanobind;
@@ -57,4 +59,43 @@ void init_gather(nb::module_& m) {
       "index_bits"_a = 0, "transpose"_a = true, "sorted_indices"_a = false, "stream"_a = nb::none(),
       "gather_matmul through the dequantize kernel and mx.gather_mm (its GPU route), on any "
       "stream: for tests.");
+
+  m.def(
+      "metal_gather_plan",
+      [](const std::string& format, int group_size, int vector_size, int index_bits, bool has_bias,
+         bool scales_f32, bool shared_codebook, mx::Dtype dtype, int B, int M, int N, int K,
+         int experts, int x_batches, bool sorted) {
+        auto spec =
+            lb::make_format_spec(format, group_size, vector_size, index_bits, "metal_gather_plan");
+        lb::GatherProblem q{spec, has_bias, scales_f32, shared_codebook, dtype,     B,
+                            M,    N,        K,          experts,         x_batches, sorted};
+        lb::GatherLaunch l = lb::plan_gather(q);
+        nb::dict buffers;
+        buffers[nb::int_(LOWBIT_BUFFER_X)] = "x";
+        buffers[nb::int_(LOWBIT_BUFFER_PACKED)] = "packed";
+        buffers[nb::int_(LOWBIT_BUFFER_SCALES)] = "scales";
+        buffers[nb::int_(LOWBIT_BUFFER_BIASES)] = "biases";
+        buffers[nb::int_(LOWBIT_BUFFER_CODEBOOK)] = "codebook";
+        buffers[nb::int_(LOWBIT_BUFFER_OUT)] = "out";
+        buffers[nb::int_(LOWBIT_BUFFER_LHS)] = "lhs";
+        buffers[nb::int_(LOWBIT_BUFFER_RHS)] = "rhs";
+        nb::dict launch;
+        launch["kernel"] = l.kernel;
+        launch["grid"] = nb::make_tuple(l.grid[0], l.grid[1], l.grid[2]);
+        launch["threadgroup"] =
+            nb::make_tuple(l.threadgroup[0], l.threadgroup[1], l.threadgroup[2]);
+        launch["buffers"] = buffers;
+        launch["params"] = nb::bytes(reinterpret_cast<const char*>(&l.params), sizeof(l.params));
+        launch["params_slot"] = LOWBIT_BUFFER_PARAMS;
+        nb::list launches;
+        launches.append(launch);
+        nb::dict d;
+        d["launches"] = launches;
+        return d;
+      },
+      "fmt"_a, "group_size"_a, "vector_size"_a, "index_bits"_a, "has_biases"_a, "scales_f32"_a,
+      "shared_codebook"_a, "dtype"_a, "B"_a, "M"_a, "N"_a, "K"_a, "experts"_a, "x_batches"_a,
+      "sorted"_a,
+      "The launch LowBitGatherMatmul::eval_gpu encodes (kernel, grid, threadgroup, buffers "
+      "{slot: role}, params bytes), for the emulator tests.");
 }

@@ -117,7 +117,6 @@ def moe_section(rows: List[Dict[str, Any]]) -> List[str]:
         "One expert projection (gate or up) per call: M tokens, each routed to top-k of E "
         "experts, as mlx-lm's SwitchGLU calls it (from 64 routed rows on, rows sorted by expert "
         "and sorted_indices=True). 'vs X' is X's time over this row's (above 1: faster than X). "
-        "On a GPU our gather has no Metal kernel yet: it dequantizes the experts it uses and "
-        "runs mx.gather_mm."
+        "On a GPU ours is metal/gather.h's kernel."
     )
     return ["## Mixture-of-experts gather", ""] + lines + ["", note, ""]
