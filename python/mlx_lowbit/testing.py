@@ -269,13 +269,15 @@ def metal_gather_matmul(
     *,
     sorted_indices: bool = False,
     codebook: Optional[mx.array] = None,
+    sanitizer: Optional[str] = None,
     order: str = "shuffled",
     seed: int = 0,
 ) -> mx.array:
     """``mlx_lowbit.gather_matmul(x, qe, lhs, rhs)`` computed by the Metal
     gather kernel (metal/gather.h) in the emulator, with the launch
     ``LowBitGatherMatmul::eval_gpu`` encodes. ``codebook`` replaces the
-    experts' codebooks by one shared (2^index_bits,) codebook.
+    experts' codebooks by one shared (2^index_bits,) codebook; ``sanitizer``,
+    ``order`` and ``seed`` as for :func:`metal_matmul`.
 
     Returns:
         mx.array: ``broadcast(lhs, rhs).shape + (M, N)`` in x's dtype; the
@@ -329,6 +331,10 @@ def metal_gather_matmul(
         "lhs": lhs,
         "rhs": rhs,
     }
-    root = source_root()
-    out = _run(plan, buffers, ["out"], root / GATHER_SOURCE, None, None, order, seed)["out"]
+    source, name = source_root() / GATHER_SOURCE, None
+    if sanitizer is not None:  # only this format and dtype: sanitizer builds are slow
+        fmt, dtype = _ext.metal_kernel_tokens(qe.fmt, qe.vector_size, x.dtype)
+        source = f'#include "metal/gather_instantiate.h"\ninstantiate_gather_mrs({fmt}, {dtype})\n'
+        name = f"lowbit_gather_{fmt}_{dtype}.metal"
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
     return out.reshape(shape)
