@@ -205,3 +205,15 @@ def test_gptq_rounds_experts_to_nearest():
     assert mx.array_equal(ours.packed, rtn.model.layers[0].mlp.switch_mlp.down_proj.packed)
     assert isinstance(model.model.layers[0].mlp.gate, nn.Linear)
     assert isinstance(model.model.layers[0].self_attn.q_proj, LowBitLinear)
+
+
+def test_mlx_lm_generate_runs_a_converted_moe(tmp_path):
+    # The stock command, in a fresh process (the autoload hook), gives our
+    # loader's greedy text.
+    from mlx_lm import generate
+    from test_mlx_lm_commands import PROMPT, _generate
+
+    src = dense_model_dir(tmp_path / "dense", config_of("mixtral"))
+    out = lb.lm.convert(src, tmp_path / "low", "codebook", 32, vector_size=8, index_bits=5)
+    model, tokenizer = lb.lm.load(out)
+    assert _generate(out, 8) == generate(model, tokenizer, PROMPT, max_tokens=8)
