@@ -1,7 +1,8 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // The macros that instantiate the gather kernels under the host names
-// gather_plan.cpp builds, lowbit_gather_<format>_<dtype>_mr<MR>, with
+// gather_plan.cpp builds, lowbit_gather_<format>_<dtype>_mr<MR> and
+// lowbit_gather_gemm_<format>_<dtype>, with
 // metal/instantiate.h's tokens. metal/gather.metal instantiates every one;
 // the emulator's sanitizer runs instantiate one format and dtype.
 #pragma once
@@ -24,8 +25,15 @@
   decltype(lowbit_gather<LOWBIT_GATHER_DECODER_##fmt, LOWBIT_GATHER_TYPE_##dtype, mr>) \
       lowbit_gather<LOWBIT_GATHER_DECODER_##fmt, LOWBIT_GATHER_TYPE_##dtype, mr>;
 
-#define instantiate_gather_mrs(fmt, dtype) \
-  instantiate_gather(fmt, dtype, 1) instantiate_gather(fmt, dtype, 8)
+#define instantiate_gather_gemm(fmt, dtype)                                             \
+  template [[host_name("lowbit_gather_gemm_" #fmt "_" #dtype)]] [[kernel]]              \
+  decltype(lowbit_gather_gemm<LOWBIT_GATHER_DECODER_##fmt, LOWBIT_GATHER_TYPE_##dtype>) \
+      lowbit_gather_gemm<LOWBIT_GATHER_DECODER_##fmt, LOWBIT_GATHER_TYPE_##dtype>;
+
+// Every gather kernel of one format and dtype.
+#define instantiate_gather_mrs(fmt, dtype)                            \
+  instantiate_gather(fmt, dtype, 1) instantiate_gather(fmt, dtype, 8) \
+      instantiate_gather_gemm(fmt, dtype)
 
 #define instantiate_gather_format(fmt)                                       \
   instantiate_gather_mrs(fmt, float16) instantiate_gather_mrs(fmt, bfloat16) \

@@ -21,6 +21,17 @@ LOWBIT_CONST int kGatherRowsPerThreadgroup = kGatherSimdgroups * kGatherRowsPerS
 // kGatherBatchRows (rows that share an expert decode its weights once).
 LOWBIT_CONST int kGatherBatchRows = 8;
 
+// Grouped GEMM (prefill with sorted indices): output tiles of kGatherTileM
+// rows x kGatherTileN features, kGemmBK weights per K-iteration, 2 x 2
+// simdgroups of 16 x 16; each run of a tile's rows that shares an expert is
+// one pass over K.
+LOWBIT_CONST int kGatherTileM = 32;
+LOWBIT_CONST int kGatherTileN = 32;
+LOWBIT_CONST int kGatherGemmThreads = 128;
+// The GEMM from this many routed rows per expert on average (shorter runs
+// leave most of a tile's rows zero): the planner's rule.
+LOWBIT_CONST int kGatherGemmMinRowsPerExpert = 16;
+
 // out (B * M, N): output row i = b * M + m is x[lhs[b]][m] @ W[rhs[b]]^T.
 struct GatherParams {
   WeightParams w; // one expert's (N, K) weight

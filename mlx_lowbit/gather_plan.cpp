@@ -2,6 +2,8 @@
 
 #include "mlx_lowbit/gather_plan.h"
 
+#include <algorithm>
+
 #include "mlx_lowbit/kernel_names.h"
 
 namespace mlx_lowbit {
@@ -9,12 +11,21 @@ namespace mlx_lowbit {
 GatherLaunch plan_gather(const GatherProblem& q) {
   using namespace lowbit;
   const int rows = q.B * q.M;
-  const int mr = (q.sorted || q.M > 1) && rows > 1 ? kGatherBatchRows : 1;
+  const std::string tokens = kernel_format_token(q.spec) + "_" + kernel_dtype_token(q.dtype);
+  // Rows per run of one expert, on average: sorted indices give each expert
+  // used (at most min(E, B)) one run; otherwise a batch entry's M rows.
+  const int run = q.sorted ? rows / std::max(1, std::min(q.experts, q.B)) : q.M;
   GatherLaunch l;
-  l.kernel = "lowbit_gather_" + kernel_format_token(q.spec) + "_" + kernel_dtype_token(q.dtype) +
-             "_mr" + std::to_string(mr);
-  l.grid = {ceil_div(q.N, kGatherRowsPerThreadgroup), ceil_div(rows, mr), 1};
-  l.threadgroup = {kGatherSimdgroups * 32, 1, 1};
+  if (run >= kGatherGemmMinRowsPerExpert) {
+    l.kernel = "lowbit_gather_gemm_" + tokens;
+    l.grid = {ceil_div(q.N, kGatherTileN), ceil_div(rows, kGatherTileM), 1};
+    l.threadgroup = {kGatherGemmThreads, 1, 1};
+  } else {
+    const int mr = (q.sorted || q.M > 1) && rows > 1 ? kGatherBatchRows : 1;
+    l.kernel = "lowbit_gather_" + tokens + "_mr" + std::to_string(mr);
+    l.grid = {ceil_div(q.N, kGatherRowsPerThreadgroup), ceil_div(rows, mr), 1};
+    l.threadgroup = {kGatherSimdgroups * 32, 1, 1};
+  }
   l.params = GatherParams{};
   l.params.w.N = q.N;
   l.params.w.K = q.K;

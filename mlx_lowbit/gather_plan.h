@@ -28,14 +28,16 @@ struct GatherProblem {
 };
 
 struct GatherLaunch {
-  std::string kernel; // lowbit_gather_<format>_<dtype>_mr<MR>
+  std::string kernel; // lowbit_gather_<format>_<dtype>_mr<MR> or lowbit_gather_gemm_<...>
   std::array<int, 3> grid;
   std::array<int, 3> threadgroup;
   lowbit::GatherParams params;
 };
 
-// Batch rows (MR = kGatherBatchRows) when rows of a threadgroup are likely to
-// share an expert (sorted indices, or M > 1 rows per entry), else one row.
+// The grouped GEMM when runs of rows sharing an expert average at least
+// kGatherGemmMinRowsPerExpert; else the GEMV-like kernel, with batch rows
+// (MR = kGatherBatchRows) when rows of a threadgroup are likely to share an
+// expert (sorted indices, or M > 1 rows per entry), else one row.
 GatherLaunch plan_gather(const GatherProblem& problem);
 
 } // namespace mlx_lowbit

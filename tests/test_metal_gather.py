@@ -67,6 +67,40 @@ def test_batch_rows_with_mixed_experts_and_float32_scales():
     assert_close(out, ref_gather(x, qe, lhs, rhs), mx.float32)
 
 
+GEMM_CASES = product(FORMATS, DTYPES)
+
+
+@pytest.mark.parametrize("f,dtype", GEMM_CASES, ids=[f"{format_id(f)}-{d}" for f, d in GEMM_CASES])
+def test_grouped_gemm(f, dtype):
+    # Prefill after mlx-lm's sort: 70 rows over 3 experts (runs of 30, 25,
+    # 15 that cross the 32-row tiles; a partial last tile), N = 40 (a
+    # partial feature tile); then M = 16 rows per entry, unsorted.
+    qe = make_experts(f, 3, 40, 64, 32, seed=9)
+    rhs = np.repeat([0, 1, 2], [30, 25, 15])
+    x = make_x((70, 1, 64), dtype)
+    plan = _ext.metal_gather_plan(
+        **qe._format_fields(),
+        has_biases=qe.biases is not None,
+        scales_f32=False,
+        shared_codebook=False,
+        dtype=dtype,
+        B=70,
+        M=1,
+        N=40,
+        K=64,
+        experts=3,
+        x_batches=70,
+        sorted=True,
+    )
+    assert "_gemm_" in plan["launches"][0]["kernel"]
+    out = metal_gather_matmul(x, qe, None, mx.array(rhs), sorted_indices=True)
+    assert_close(out, ref_gather(x, qe, None, rhs), dtype, "sorted")
+    x = make_x((2, 16, 64), dtype, seed=2)
+    lhs, rhs = np.array([1, 0, 1]), np.array([2, 0, 0])
+    out = metal_gather_matmul(x, qe, mx.array(lhs), mx.array(rhs))
+    assert_close(out, ref_gather(x, qe, lhs, rhs), dtype, "M = 16")
+
+
 def test_shared_codebook():
     e, n, k = 3, 8, 64
     qw = quantize(
@@ -99,9 +133,10 @@ def test_plan_names_are_instantiated():
     for fmt in re.findall(r"instantiate_gather_format\((\w+)\)", text):
         for dtype, mr in product(["float16", "bfloat16", "float32"], [1, 8]):
             instantiated.add(f"lowbit_gather_{fmt}_{dtype}_mr{mr}")
+            instantiated.add(f"lowbit_gather_gemm_{fmt}_{dtype}")
     planned = set()
     for (fmt, opts), dtype, (b, m, is_sorted) in product(
-        FORMATS, DTYPES, [(1, 1, False), (8, 1, False), (80, 1, True), (4, 3, False)]
+        FORMATS, DTYPES, [(1, 1, False), (8, 1, False), (24, 1, True), (80, 1, True), (4, 3, False)]
     ):
         plan = _ext.metal_gather_plan(
             fmt=fmt,

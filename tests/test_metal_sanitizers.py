@@ -66,8 +66,9 @@ def test_thread_sanitizer():
 @pytest.mark.parametrize("sanitizer", ["address", "thread"])
 @pytest.mark.parametrize("f", [FORMATS[2], FORMATS[4]], ids=format_id)
 def test_gather_kernel(f, sanitizer):
-    """The MoE gather (metal/gather.h): decode rows, and batch rows whose
-    expert changes mid-tile, on the last expert's last row (N ragged)."""
+    """The MoE gather (metal/gather.h): decode rows, batch rows whose expert
+    changes mid-tile, and the grouped GEMM, on the last expert's last row
+    (N ragged)."""
     from test_gather import make_experts, ref_gather
 
     qe = make_experts(f, 3, 21, 160, 32)
@@ -78,3 +79,8 @@ def test_gather_kernel(f, sanitizer):
     ]:
         out = metal_gather_matmul(x, qe, mx.array(lhs), mx.array(rhs), sanitizer=sanitizer)
         assert_close(out, ref_gather(x, qe, lhs, rhs), mx.float16, sanitizer)
+    # The grouped GEMM: sorted rows whose runs cross the 32-row tiles.
+    rhs = np.repeat([0, 1, 2], [20, 17, 3])
+    x = (mx.random.normal((40, 1, 160), key=mx.random.key(2)) / np.sqrt(160)).astype(mx.float16)
+    out = metal_gather_matmul(x, qe, None, mx.array(rhs), sorted_indices=True, sanitizer=sanitizer)
+    assert_close(out, ref_gather(x, qe, None, rhs), mx.float16, f"gemm under {sanitizer}")
