@@ -151,7 +151,7 @@ def test_bitnet_loads_as_trained_with_int8_activations(bitnet_checkpoint, tmp_pa
     out = lm.convert(path, tmp_path / "converted", "ternary", 64)
     entries = json.loads((out / "config.json").read_text())["quantization"]
     assert entries["model.layers.0.mlp.gate_proj"]["activation_bits"] == 8
-    with pytest.raises(ValueError, match="activation_bits must be 0 or 8"):
+    with pytest.raises(ValueError, match=r"activation_bits must be 0 \(float activations\) or 8"):
         lm.load(str(path), activation_bits=4)
 
 

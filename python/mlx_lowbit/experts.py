@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import mlx.core as mx
-import numpy as np
 
 from . import _ext
 from .ops import StreamOrDevice, _stream, dequantize, quantize
@@ -88,12 +87,14 @@ class QuantizedExperts:
         e, n, k = self.shape
         return 8.0 * self.nbytes / (e * n * k)
 
-    def check_codes(self) -> None:
-        """As :meth:`QuantizedWeight.check_codes`, for every expert."""
-        if self.fmt == "ternary":
-            words = np.asarray(self.packed)
-            if np.any(words & (words >> 1) & np.uint32(0x55555555)):
-                raise ValueError("[QuantizedExperts] The ternary codes contain the invalid code 3.")
+    def check_values(self) -> None:
+        """:meth:`QuantizedWeight.check_values` for every expert (the one
+        that fails is named)."""
+        for e in range(self.num_experts):
+            try:
+                self.expert(e).check_values()
+            except ValueError as err:
+                raise ValueError(f"[QuantizedExperts] expert {e}: {err}") from err
 
     @classmethod
     def stack(cls, experts: List[QuantizedWeight]) -> "QuantizedExperts":

@@ -7,12 +7,16 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ._checks import check_activation_bits
 from .experts import QuantizedExperts, dequantize_experts, gather_matmul, quantize_experts
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
 from .rotation import DEFAULT_MAX_BLOCK, Rotation
 from .rotation import KIND as ROTATION_KIND
+
+# The stored forms of a layer's rotation (rotation.py): a seed or packed signs.
+_ROTATION_TENSORS = ("rotation_seed", "rotation_signs")
 
 # The ``mode`` under which mlx-lm's per-layer quantization entries name our
 # layers (see mlx_lowbit.lm.hook).
@@ -84,6 +88,9 @@ class LowBitLayer(nn.Module):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            # Rebuilt at every call: the values were checked when the layer
+            # got them (lm.load's check_layers for a model directory).
+            check=False,
         )
 
     @property
@@ -224,7 +231,9 @@ class LowBitLinear(LowBitLayer):
           BitNet b1.58 was trained; see :func:`mlx_lowbit.matmul`).
         rotation_block (int): 0 (default): none. Otherwise the block of a
           Hadamard rotation of the input (:mod:`mlx_lowbit.rotation`) whose
-          signs ``load_weights`` fills in as the ``rotation_signs`` tensor.
+          signs ``load_weights`` fills in: drawn from the ``rotation_seed``
+          tensor with ``rotation_seeded``, else the ``rotation_signs`` tensor.
+        rotation_seeded (bool): See ``rotation_block``. Default: ``False``.
 
     With a rotation R the stored weight is ``W @ R``, and the layer computes
     ``(x @ R) @ (W @ R).T``; :func:`dense_weight` and :meth:`to_linear` give
@@ -245,18 +254,16 @@ class LowBitLinear(LowBitLayer):
         index_bits: int = 12,
         activation_bits: int = 0,
         rotation_block: int = 0,
+        rotation_seeded: bool = False,
     ):
         super().__init__()
         qw = _shell(
             output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
-        self.activation_bits = activation_bits
-        self._set_rotation(
-            Rotation.from_config({"kind": ROTATION_KIND, "block": rotation_block}, input_dims)
-            if rotation_block
-            else None
-        )
+        self.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
+        entry = {"kind": ROTATION_KIND, "block": rotation_block, "seeded": rotation_seeded}
+        self._set_rotation(Rotation.from_config(entry, input_dims) if rotation_block else None)
         if bias:
             self.bias = mx.zeros((output_dims,), _scale_dtype(scale_dtype))
         self.freeze()
@@ -274,7 +281,7 @@ class LowBitLinear(LowBitLayer):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
-        layer.activation_bits = activation_bits
+        layer.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         layer._set_rotation(rotation)
         if bias is not None:
             layer.bias = bias
@@ -331,11 +338,18 @@ class LowBitLinear(LowBitLayer):
                 f"[LowBitLinear] The rotation is over K={rotation.k}; the weight has K={k}."
             )
         self.rotation_block = rotation.block
-        self.rotation_signs = rotation.sign_bits
+        for key in _ROTATION_TENSORS:
+            if key in self:
+                del self[key]
+        # A seeded rotation stores its seed (8 bytes), any other its signs.
+        if rotation.seed is not None:
+            self.rotation_seed = rotation.seed_tensor()
+        else:
+            self.rotation_signs = rotation.sign_bits
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
-        if key == "rotation_signs":  # load_weights / update set parameters this way
+        if key in _ROTATION_TENSORS:  # load_weights / update set parameters this way
             self._cache_rotation()
 
     def _cache_rotation(self) -> None:
@@ -360,9 +374,22 @@ class LowBitLinear(LowBitLayer):
         if not self.rotation_block:
             return None
         cached = self.__dict__.get("_rotation")
+        k = self.qweight.shape[1]
+        if "rotation_seed" in self:
+            # The cache is rebuilt whenever the tensor is set (__setitem__),
+            # so it is the current one; reading the seed needs an eval, which
+            # a traced call (mx.compile of the model state) cannot do.
+            if cached is not None and cached.seed is not None:
+                return cached
+            rotation = Rotation.from_seed_tensor(self.rotation_seed, k)
+            if rotation.block != self.rotation_block:
+                raise ValueError(
+                    f"[LowBitLinear] rotation_seed names block {rotation.block}; the layer's "
+                    f"config says {self.rotation_block}."
+                )
+            return rotation
         if cached is not None and cached.sign_bits is self.get("rotation_signs"):
             return cached
-        k = self.qweight.shape[1]
         if "rotation_signs" not in self:
             raise ValueError(
                 f"[LowBitLinear] The layer is rotated (block {self.rotation_block}) but has no "

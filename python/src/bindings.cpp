@@ -148,7 +148,15 @@ NB_MODULE(_ext, m) {
       "pack_codebook", &lb::pack_codebook, "indices"_a, "vector_size"_a, "index_bits"_a,
       "Pack codebook indices of shape (N, K / vector_size).");
 
+  m.def(
+      "is_evaluated", [](const mx::array& a) { return a.is_available(); }, "a"_a,
+      "Whether the array's data is there (hand-built, loaded or evaluated): QuantizedWeight "
+      "scans only such arrays, never evaluating a lazy one.");
+
   m.def("num_threads", &lb::cpu::num_threads, "Worker threads of the CPU kernels.");
+  m.def(
+      "max_threads", &lb::cpu::max_threads,
+      "The most worker threads set_num_threads accepts (8 per core).");
   m.def(
       "set_num_threads", &lb::cpu::set_num_threads, "n"_a,
       "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");

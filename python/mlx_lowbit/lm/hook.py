@@ -11,7 +11,8 @@ a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding`` (and, once
 mlx-lm has loaded its switch layers, a ``LowBitSwitchLinear`` for a
 ``SwitchLinear``), quantized from
 the layer's weight (an entry's ``rotation`` gives it a rotation whose signs
-the checkpoint's ``rotation_signs`` tensor fills in); every other mode goes
+the checkpoint's ``rotation_seed`` or ``rotation_signs`` tensor fills in);
+every other mode goes
 to MLX's own method unchanged.
 The quantization is lazy, as MLX's own ``to_quantized`` is: a loader that
 replaces the arrays with a checkpoint's before using them (mlx-lm's
@@ -69,8 +70,8 @@ def _linear_to_quantized(original: Callable) -> Callable:
 
 def _rotation(kwargs: dict, k: int) -> Optional[Rotation]:
     """The entry's ``rotation`` (taken out of ``kwargs``), with placeholder
-    signs: the checkpoint's ``rotation_signs`` replace them, and a strict
-    ``load_weights`` refuses a checkpoint that lacks them."""
+    signs: the checkpoint's ``rotation_seed`` (or ``rotation_signs``) replace
+    them, and a strict ``load_weights`` refuses a checkpoint that lacks it."""
     config = kwargs.pop("rotation", None)
     return None if config is None else Rotation.from_config(config, k)
 
