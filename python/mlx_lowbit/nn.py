@@ -8,6 +8,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ._checks import check_activation_bits
+from .experts import QuantizedExperts, dequantize_experts, gather_matmul, quantize_experts
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
@@ -26,6 +27,9 @@ SCALE_DTYPES = {"float16": mx.float16, "float32": mx.float32}
 # Layers that nn.quantize leaves alone unless the predicate asks for them:
 # the output head is as sensitive as the embedding it is often tied to.
 OUTPUT_HEADS = ("lm_head",)
+# MoE routers (mlx-lm names them so in every MoE architecture): they pick the
+# experts, are tiny, and stay in float (or MLX 8-bit) unless asked for.
+ROUTERS = ("gate", "router", "shared_expert_gate")
 
 Predicate = Callable[[str, nn.Module], Union[bool, Dict[str, Any]]]
 
@@ -626,6 +630,175 @@ class LowBitEmbedding(LowBitLayer):
         return matmul(x, self.qweight)
 
 
+def switch_classes() -> tuple:
+    """mlx-lm's ``SwitchLinear`` and ``QuantizedSwitchLinear``, or ``()`` when
+    mlx-lm has not loaded them (then no model holds one): mlx_lowbit does not
+    import mlx-lm itself."""
+    import sys
+
+    layers = sys.modules.get("mlx_lm.models.switch_layers")
+    return (layers.SwitchLinear, layers.QuantizedSwitchLinear) if layers else ()
+
+
+def dense_experts(module: nn.Module) -> mx.array:
+    """The (E, out, in) float32 weights of a switch layer: mlx-lm's
+    ``SwitchLinear``, ``QuantizedSwitchLinear`` (dequantized) or ours."""
+    if isinstance(module, LowBitSwitchLinear):
+        return dequantize_experts(module.qweight)
+    if "scales" in module:  # QuantizedSwitchLinear
+        if module.get("global_scale") is not None:
+            raise ValueError("nvfp4 experts with a global scale cannot be dequantized here.")
+        return mx.dequantize(
+            module.weight,
+            module.scales,
+            module.get("biases"),
+            group_size=module.group_size,
+            bits=module.bits,
+            mode=module.mode,
+        ).astype(mx.float32)
+    return module.weight.astype(mx.float32)
+
+
+class LowBitSwitchLinear(LowBitLayer):
+    """mlx-lm's ``SwitchLinear`` (the experts of a mixture-of-experts layer)
+    with each expert's (out, in) weight in a low-bit format, computed by
+    :func:`mlx_lowbit.experts.gather_matmul`. Called as mlx-lm calls its
+    switch layers: ``layer(x, indices, sorted_indices=False)``.
+
+    Args:
+        input_dims (int): K, a multiple of 32.
+        output_dims (int): N.
+        num_experts (int): E.
+        bias (bool): A bias vector per expert. Default: ``True`` (as mlx-lm).
+        fmt, group_size, scale_dtype, biases, vector_size, index_bits: As in
+          :class:`LowBitLinear`; a codebook is clustered per expert.
+    """
+
+    def __init__(
+        self,
+        input_dims: int,
+        output_dims: int,
+        num_experts: int,
+        bias: bool = True,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        biases: bool = False,
+        vector_size: int = 16,
+        index_bits: int = 12,
+    ):
+        super().__init__()
+        one = _shell(
+            output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
+        )
+        self._set_qweight(QuantizedExperts.stack([one] * num_experts))
+        if bias:
+            self.bias = mx.zeros((num_experts, output_dims), _scale_dtype(scale_dtype))
+        self.freeze()
+
+    @classmethod
+    def from_qweight(
+        cls, qe: QuantizedExperts, bias: Optional[mx.array] = None
+    ) -> "LowBitSwitchLinear":
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._set_qweight(qe)
+        if bias is not None:
+            layer.bias = bias
+        layer.freeze()
+        return layer
+
+    @classmethod
+    def from_switch_linear(
+        cls,
+        switch: nn.Module,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        lazy: bool = False,
+        **fmt_options: Any,
+    ) -> "LowBitSwitchLinear":
+        """Quantize a switch layer expert by expert (round to nearest; options
+        as :meth:`LowBitLinear.from_linear`)."""
+        qe = quantize_experts(
+            dense_experts(switch),
+            fmt,
+            group_size,
+            scale_dtype=_scale_dtype(scale_dtype),
+            lazy=lazy,
+            **fmt_options,
+        )
+        return cls.from_qweight(qe, switch.get("bias"))
+
+    @property
+    def qweight(self) -> QuantizedExperts:
+        """The experts as a QuantizedExperts (checked against the metadata)."""
+        return QuantizedExperts(
+            fmt=self.fmt,
+            group_size=self.group_size,
+            packed=self.packed,
+            scales=self.group_scales,
+            biases=self.get("group_biases"),
+            codebook=self.get("codebook"),
+            vector_size=self.vector_size,
+            index_bits=self.index_bits,
+        )
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.qweight.bits_per_weight
+
+    @property
+    def input_dims(self) -> int:
+        return self.qweight.shape[2]
+
+    @property
+    def output_dims(self) -> int:
+        return self.qweight.shape[1]
+
+    @property
+    def num_experts(self) -> int:
+        return self.qweight.shape[0]
+
+    def to_switch_linear(self, dtype: Optional[mx.Dtype] = None) -> nn.Module:
+        """mlx-lm's ``SwitchLinear`` holding the dequantized experts, in
+        ``dtype`` (default: the scales' dtype)."""
+        from mlx_lm.models.switch_layers import SwitchLinear
+
+        e, n, k = self.qweight.shape
+        switch = SwitchLinear(k, n, e, bias="bias" in self)
+        switch.weight = dequantize_experts(self.qweight, dtype or self.group_scales.dtype)
+        if "bias" in self:
+            switch.bias = self.bias
+        return switch
+
+    def to_quantized(
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs,
+    ) -> nn.Module:
+        """Re-quantize from the dequantized experts (any MLX mode, or
+        ``mode="lowbit"``), as ``SwitchLinear.to_quantized`` does."""
+        return self.to_switch_linear().to_quantized(group_size, bits, mode=mode, **kwargs)
+
+    def _extra_repr(self) -> str:
+        e, n, k = self.qweight.shape
+        return (
+            f"input_dims={k}, output_dims={n}, num_experts={e}, bias={'bias' in self}, "
+            + self._weight_repr()
+        )
+
+    def __call__(self, x: mx.array, indices: mx.array, sorted_indices: bool = False) -> mx.array:
+        y = gather_matmul(x, self.qweight, rhs_indices=indices, sorted_indices=sorted_indices)
+        if "bias" in self:
+            y = y + mx.expand_dims(self.bias[indices], -2).astype(y.dtype)
+        return y
+
+
 def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
     """``model.set_dtype(dtype)`` except for the low-bit layers, whose scales
     keep their float16/float32 storage (the formats allow no other; e.g.
@@ -640,9 +813,11 @@ def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
 
 def _default_predicate(path: str, module: nn.Module) -> bool:
     # Layers that are already low-bit (e.g. a repacked BitNet checkpoint)
-    # are kept as they are.
+    # are kept as they are; so are output heads and MoE routers.
+    if isinstance(module, switch_classes()):
+        return True
     return isinstance(module, (nn.Linear, nn.QuantizedLinear)) and (
-        path.rsplit(".", 1)[-1] not in OUTPUT_HEADS
+        path.rsplit(".", 1)[-1] not in OUTPUT_HEADS + ROUTERS
     )
 
 
@@ -688,14 +863,17 @@ def quantize(
           ``activation_bits``, ``rotate``, ``rotation_block`` and the format's
           quantizer options), so mixed recipes are one call. Linear layers (``nn.Linear``,
           ``nn.QuantizedLinear``, ``LowBitLinear``) become :class:`LowBitLinear`,
-          embeddings :class:`LowBitEmbedding`. Default: every ``nn.Linear``
-          and ``nn.QuantizedLinear`` except the output head (``lm_head``);
-          embeddings and layers that are already low-bit stay as they are.
+          embeddings :class:`LowBitEmbedding`, mlx-lm's ``SwitchLinear`` /
+          ``QuantizedSwitchLinear`` (MoE experts) :class:`LowBitSwitchLinear`.
+          Default: every ``nn.Linear``, ``nn.QuantizedLinear`` and switch
+          layer except the output head (``lm_head``) and MoE routers
+          (:data:`ROUTERS`); embeddings and layers that are already low-bit
+          stay as they are.
         scale_dtype: ``mx.float16`` (default) or ``mx.float32``.
         progress (bool): Show a tqdm progress bar over the layers.
         rotate (bool): Give every linear layer a randomized Hadamard rotation
           of its input (:mod:`mlx_lowbit.rotation`) and quantize the rotated
-          weight. Default: ``False``.
+          weight; switch (expert) layers are not rotated. Default: ``False``.
         rotation_block (int): The largest Hadamard block; each layer uses the
           largest power of two up to this that divides its K. Default: ``256``.
         **fmt_options: The format's quantizer options, as in
@@ -740,6 +918,11 @@ def _quantize_module(
         if activation_bits or rotate:
             raise ValueError("Embeddings take no activation_bits and no rotation.")
         return LowBitEmbedding.from_embedding(module, fmt, group_size, **options)
+    if isinstance(module, (LowBitSwitchLinear, *switch_classes())):
+        # rotate (a whole-model setting) applies to linear layers only.
+        if activation_bits:
+            raise ValueError("Switch (expert) layers take no activation_bits.")
+        return LowBitSwitchLinear.from_switch_linear(module, fmt, group_size, **options)
     if isinstance(module, (nn.Linear, nn.QuantizedLinear, LowBitLinear)):
         rotation = None
         if rotate:
@@ -750,5 +933,5 @@ def _quantize_module(
         )
     raise ValueError(
         f"A {type(module).__name__} cannot be quantized; the predicate may select "
-        "linear layers and embeddings."
+        "linear layers, embeddings and mlx-lm's switch (expert) layers."
     )

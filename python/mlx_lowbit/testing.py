@@ -327,3 +327,85 @@ def metal_profile(
         profile=launches,
     )
     return launches
+
+
+GATHER_SOURCE = Path("metal") / "gather.metal"
+
+
+def metal_gather_matmul(
+    x: mx.array,
+    qe: Any,
+    lhs_indices: Optional[mx.array] = None,
+    rhs_indices: Optional[mx.array] = None,
+    *,
+    sorted_indices: bool = False,
+    codebook: Optional[mx.array] = None,
+    sanitizer: Optional[str] = None,
+    order: str = "shuffled",
+    seed: int = 0,
+) -> mx.array:
+    """``mlx_lowbit.gather_matmul(x, qe, lhs, rhs)`` computed by the Metal
+    gather kernel (metal/gather.h) in the emulator, with the launch
+    ``LowBitGatherMatmul::eval_gpu`` encodes. ``codebook`` replaces the
+    experts' codebooks by one shared (2^index_bits,) codebook; ``sanitizer``,
+    ``order`` and ``seed`` as for :func:`metal_matmul`.
+
+    Returns:
+        mx.array: ``broadcast(lhs, rhs).shape + (M, N)`` in x's dtype; the
+        output starts as NaN, so a row the launch misses shows.
+    """
+    codebook = qe.codebook if codebook is None else codebook
+    fields = qe._format_fields()
+    # The op's own checks and output shape, without evaluating.
+    shape = _ext.gather_matmul(
+        x,
+        qe.packed,
+        qe.scales,
+        qe.biases,
+        codebook,
+        lhs_indices,
+        rhs_indices,
+        **fields,
+        stream=mx.cpu,
+    ).shape
+    e, n, k = qe.shape
+    batch = tuple(x.shape[:-2])
+    x_batches = int(np.prod(batch, dtype=np.int64))
+    lhs = np.arange(x_batches).reshape(batch) if lhs_indices is None else np.asarray(lhs_indices)
+    rhs = np.arange(e) if rhs_indices is None else np.asarray(rhs_indices)
+    lhs, rhs = (a.astype(np.uint32).ravel() for a in np.broadcast_arrays(lhs, rhs))
+    m = x.shape[-2]
+    if lhs.size * m == 0:
+        return mx.zeros(shape, dtype=x.dtype)
+    plan = _ext.metal_gather_plan(
+        **fields,
+        has_biases=qe.biases is not None,
+        scales_f32=qe.scales.dtype == mx.float32,
+        shared_codebook=codebook is not None and codebook.ndim == 1,
+        dtype=x.dtype,
+        B=int(lhs.size),
+        M=m,
+        N=n,
+        K=k,
+        experts=e,
+        x_batches=x_batches,
+        sorted=sorted_indices,
+    )
+    dummy = np.zeros(16, dtype=np.uint8)
+    buffers = {
+        "x": mx.contiguous(x.reshape(x_batches, m, k)),
+        "packed": qe.packed,
+        "scales": qe.scales,
+        "biases": qe.biases if qe.biases is not None else dummy,
+        "codebook": codebook if codebook is not None else dummy,
+        "out": mx.full((lhs.size * m, n), float("nan"), dtype=x.dtype),
+        "lhs": lhs,
+        "rhs": rhs,
+    }
+    source, name = source_root() / GATHER_SOURCE, None
+    if sanitizer is not None:  # only this format and dtype: sanitizer builds are slow
+        fmt, dtype = _ext.metal_kernel_tokens(qe.fmt, qe.vector_size, x.dtype)
+        source = f'#include "metal/gather_instantiate.h"\ninstantiate_gather_mrs({fmt}, {dtype})\n'
+        name = f"lowbit_gather_{fmt}_{dtype}.metal"
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
+    return out.reshape(shape)

@@ -26,6 +26,7 @@ using Quantized =
 } // namespace
 
 void init_metal(nb::module_& m);
+void init_gather(nb::module_& m); // python/src/gather_bindings.cpp
 
 NB_MODULE(_ext, m) {
   void init_cpu(nb::module_&);
@@ -161,4 +162,5 @@ NB_MODULE(_ext, m) {
       "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");
 
   init_metal(m);
+  init_gather(m);
 }

@@ -23,6 +23,7 @@ from .ablations import (
 from .ggml import ggml_binary
 from .ggml import run as ggml_run
 from .kernels import FULL, QUICK, detect_device, quiet_blas_threads, run_kernels
+from .moe import run_moe
 from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
@@ -37,6 +38,7 @@ SECTIONS = [
     "accumulation",
     "schedule",
     "e2e",
+    "moe",
 ]
 
 
@@ -127,6 +129,9 @@ def bench(
         results["e2e"] = end_to_end(plan, stream)
         if results["e2e"] and results["e2e"][0].get("skipped"):
             print(f"  skipped: {results['e2e'][0]['skipped']}", flush=True)
+    if "moe" in sections:
+        print("\nMixture-of-experts gather", flush=True)
+        results["moe"] = run_moe(plan, stream, device == "gpu")
     if ggml:
         print("\nggml, same run (ggml-bench)", flush=True)
         results["ggml"] = ggml_run(ggml, outdir, quick, ggml_bench)
