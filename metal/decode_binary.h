@@ -10,33 +10,30 @@
 namespace lowbit {
 
 struct BinaryDecoder {
-  // GEMV: a lane takes two blocks (two words, 64 bits) per step.
-  static constant constexpr const int kLaneBlocks = 2;
+  // GEMV: rows per simdgroup (kernel_params.h says why).
+  static constant constexpr const int kGemvRows = 8;
 
   struct Block {
     uint word;
   };
 
-  template <int LB>
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
-    static_assert(LB == kLaneBlocks, "binary GEMV lanes take two blocks");
-    // `block` is even; with an even row length the pair is 8-byte aligned.
-    if (valid == 2 && (r.words_per_row % 2) == 0) {
-      uint2 w = *(const device uint2*)(r.words + block);
-      out[0].word = w.x;
-      out[1].word = w.y;
-    } else {
-      out[0].word = r.words[block];
-      out[1].word = valid == 2 ? r.words[block + 1] : 0u;
-    }
+  // One block (a word) of row r; consecutive lanes read consecutive words.
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
+    out.word = r.words[block];
   }
 
-  // sum of x over the +1 weights among 8q .. 8q + 7 of the block.
+  // x_k is pre-scaled by 2^-k, so the bit, masked in place, needs no shift.
+  LOWBIT_METAL_FUNC static float prescale(int k) {
+    return 1.0f / float(1u << (k % binary::kPerWord));
+  }
+
+  // sum of x over the +1 weights among 8q .. 8q + 7 of the block (x
+  // pre-scaled): a mask, a convert and an FMA per weight.
   LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
     float s = 0.0f;
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
-      s += binary::sign_of(binary::bit_at(b.word, q * kChunk + i)) > 0 ? x[i] : 0.0f;
+      s = fma(float(b.word & (1u << (q * kChunk + i))), x[i], s);
     }
     return s;
   }

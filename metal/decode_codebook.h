@@ -12,7 +12,8 @@ namespace lowbit {
 template <int V>
 struct CodebookDecoder {
   static_assert(V == 8 || V == 16, "codebook runs are 8 or 16 weights");
-  static constant constexpr const int kLaneBlocks = 1;
+  // GEMV: rows per simdgroup (kernel_params.h says why).
+  static constant constexpr const int kGemvRows = 8;
   static constant constexpr const int kRunsPerBlock = kKMultiple / V;
 
   struct Block {
@@ -34,23 +35,27 @@ struct CodebookDecoder {
                   : uint(((const device uint16_t*)r.codebook)[index]);
   }
 
-  template <int LB>
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
-    static_assert(LB == kLaneBlocks, "codebook GEMV lanes take one block");
-    (void)valid;
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
     LOWBIT_UNROLL
     for (int u = 0; u < kRunsPerBlock; ++u) {
-      out[0].patterns[u] = pattern_at(r, block * kRunsPerBlock + u);
+      out.patterns[u] = pattern_at(r, block * kRunsPerBlock + u);
     }
   }
 
-  // sum of x over the +1 weights among 8q .. 8q + 7 of the block.
+  // x_k is pre-scaled by 2^-(k % V), so the pattern bit, masked in place,
+  // needs no shift.
+  LOWBIT_METAL_FUNC static float prescale(int k) {
+    return 1.0f / float(1u << (k % V));
+  }
+
+  // sum of x over the +1 weights among 8q .. 8q + 7 of the block (x
+  // pre-scaled): a mask, a convert and an FMA per weight.
   LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
     float s = 0.0f;
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
       int k = q * kChunk + i;
-      s += codebook::pattern_bit(b.patterns[k / V], k % V) ? x[i] : 0.0f;
+      s = fma(float(b.patterns[k / V] & (1u << (k % V))), x[i], s);
     }
     return s;
   }

@@ -1,8 +1,11 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // ternary (formats/ternary.h): the decoder both kernel families use.
-// GEMV sums x over the weights by sign select (no multiply per weight) and
-// scales once per group; GEMM writes +-scale or 0 into its tile.
+// A code is t + 1 (0, 1, 2), as an MLX affine 2-bit code with bias -scale,
+// so the GEMV uses MLX's 2-bit qdot: sum t x = sum code x - sum x, and
+// code_i x_i = (word & (3 << 2i)) * (x_i / 4^i): one mask, one convert, one
+// FMA per weight, with x pre-scaled once per lane and shared by all rows.
+// GEMM writes +-scale or 0 into its tile.
 #pragma once
 
 #include "metal/utils.h"
@@ -10,41 +13,45 @@
 namespace lowbit {
 
 struct TernaryDecoder {
-  // GEMV: a lane takes one block of kKMultiple weights per step: two words,
-  // one 64-bit load.
-  static constant constexpr const int kLaneBlocks = 1;
+  // GEMV: rows per simdgroup (kernel_params.h says why).
+  static constant constexpr const int kGemvRows = 4;
   static constant constexpr const int kWordsPerBlock = kKMultiple / ternary::kPerWord;
 
   struct Block {
     uint words[kWordsPerBlock];
   };
 
-  template <int LB>
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, int valid, thread Block* out) {
-    static_assert(LB == kLaneBlocks, "ternary GEMV lanes take one block");
+  // One block (2 words) of row r: one 64-bit load. Rows hold K / 16 words,
+  // an even number, and eval_gpu binds `packed` kBindingAlignment-aligned,
+  // so the load is 8-byte aligned.
+  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
     static_assert(kWordsPerBlock == 2, "a block is one uint2");
-    (void)valid;
-    // Rows hold K / 16 words, an even number, so the load is 8-byte aligned.
     uint2 w = *(const device uint2*)(r.words + block * kWordsPerBlock);
-    out[0].words[0] = w.x;
-    out[0].words[1] = w.y;
+    out.words[0] = w.x;
+    out.words[1] = w.y;
   }
 
-  // sum of t * x over weights 8q .. 8q + 7 of the block.
+  // What x_k of the block is multiplied by before dot8: 4^-(k % 16), so the
+  // code, masked in place, needs no shift.
+  LOWBIT_METAL_FUNC static float prescale(int k) {
+    return 1.0f / float(1u << (ternary::kBits * (k % ternary::kPerWord)));
+  }
+
+  // sum of code * x over weights 8q .. 8q + 7 of the block (x pre-scaled).
   LOWBIT_METAL_FUNC static float dot8(Block b, int q, thread const float* x) {
     float s = 0.0f;
     LOWBIT_UNROLL
     for (int i = 0; i < kChunk; ++i) {
       int k = q * kChunk + i;
-      uint code = ternary::code_at(b.words[k / ternary::kPerWord], k % ternary::kPerWord);
-      s += code == ternary::code_of(1) ? x[i] : (code == ternary::code_of(-1) ? -x[i] : 0.0f);
+      uint mask = ternary::kCodeMask << (ternary::kBits * (k % ternary::kPerWord));
+      s = fma(float(b.words[k / ternary::kPerWord] & mask), x[i], s);
     }
     return s;
   }
 
+  // sum t x = sum code x - sum x (code = t + 1, ternary::code_of).
   LOWBIT_METAL_FUNC static float apply(float part, float xsum, ScaleBias sb) {
-    (void)xsum;
-    return sb.scale * part;
+    return sb.scale * (part - xsum);
   }
 
   // Weights k .. k + 7 of the row (k a multiple of 8) as +-scale or 0.

@@ -50,13 +50,3 @@ template <typename T, int BM, int BN>
     }
   }
 }
-
-// Zeroes the workspace that atomic fix-ups add into.
-[[kernel]] void lowbit_zero_float32(
-    device float* workspace [[buffer(LOWBIT_BUFFER_WORKSPACE)]],
-    constant lowbit::FillParams& params [[buffer(LOWBIT_BUFFER_PARAMS)]],
-    uint i [[thread_position_in_grid]]) {
-  if (int(i) < params.count) {
-    workspace[i] = 0.0f;
-  }
-}

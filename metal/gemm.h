@@ -1,10 +1,9 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // GEMM (prefill): out (M, N) = x (M, K) @ w^T by BM x BN tiles. Per
-// K-iteration (kGemmBK weights) the threadgroup stages the x tile and the
-// decoded weight tile in threadgroup memory, both in x's dtype (half, bfloat
-// or float: a float32 x keeps float32 weights, so float32 scales and biases
-// are not rounded), then WM x WN simdgroups multiply-accumulate 8x8
+// K-iteration (kGemmBK weights) the threadgroup stages the x tile (in x's
+// dtype) and the decoded weight tile (GemmWeight<T>) in threadgroup memory,
+// then WM x WN simdgroups multiply-accumulate 8x8
 // fragments into float accumulators. What a threadgroup computes (a whole
 // tile, a K-slice of one, or a stream-K range over several) comes from
 // work_split.h; partial tiles go to an fp32 workspace that fixup.h sums.
@@ -15,6 +14,20 @@
 
 namespace lowbit {
 
+// The decoded weight tile's element type for x of type T. The GEMV keeps
+// scales in fp32, so the tile must hold +-scale (and bias +- scale) as the
+// GEMV sees them: float16 x keeps half (fp16 scales are exact in it), float32
+// x float; bfloat16 x takes float too, since bfloat would cut fp16 scales to
+// 8 significant bits, all of a group's weights rounded the same way.
+template <typename T>
+struct GemmWeight {
+  typedef T type;
+};
+template <>
+struct GemmWeight<bfloat> {
+  typedef float type;
+};
+
 template <typename T, int BM, int BN, int BK, int WM, int WN>
 struct GemmTile {
   static_assert(BK == kGemmBK, "K-iterations are kGemmBK weights");
@@ -22,8 +35,36 @@ struct GemmTile {
   static constant constexpr const int kThreads = WM * WN * 32;
   static constant constexpr const int TM = BM / (8 * WM); // fragments per simdgroup along M
   static constant constexpr const int TN = BN / (8 * WN);
+  typedef typename GemmWeight<T>::type W;
   // Rows padded by 16 bytes against threadgroup memory bank conflicts.
   static constant constexpr const int kLd = BK + 16 / int(sizeof(T));
+  static constant constexpr const int kLdW = BK + 16 / int(sizeof(W));
+};
+
+// Eight consecutive decoded weights of a tile row (kChunk) in as few
+// 16-byte threadgroup stores as they fill: one for 2-byte types, two for
+// float. A thread's chunk covers 4 (or 8) consecutive banks and the 4 chunks
+// of a row tile it, so a simdgroup's 8 rows x 4 chunks take the
+// conflict-free number of wavefronts (the scalar stores they replace took 4
+// per store).
+template <int Bytes>
+struct Chunk8;
+template <>
+struct Chunk8<2> {
+  template <typename T>
+  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
+    uint2 lo = as_type<uint2>(vec<T, 4>(v[0], v[1], v[2], v[3]));
+    uint2 hi = as_type<uint2>(vec<T, 4>(v[4], v[5], v[6], v[7]));
+    *(threadgroup uint4*)dst = uint4(lo.x, lo.y, hi.x, hi.y);
+  }
+};
+template <>
+struct Chunk8<4> {
+  template <typename T>
+  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
+    *(threadgroup vec<T, 4>*)dst = vec<T, 4>(v[0], v[1], v[2], v[3]);
+    *(threadgroup vec<T, 4>*)(dst + 4) = vec<T, 4>(v[4], v[5], v[6], v[7]);
+  }
 };
 
 template <int TM, int TN>
@@ -31,15 +72,25 @@ struct Accumulators {
   simdgroup_matrix<float, 8, 8> frag[TM][TN];
 };
 
-// x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK).
+// x rows [m0, m0 + BM) (zeros past M), columns [k0, k0 + BK), copied 16
+// bytes per thread (8 half or bfloat, 4 float): K is a multiple of
+// kKMultiple and eval_gpu binds x kBindingAlignment-aligned, so every load is
+// whole and aligned; the lanes of a simdgroup read whole 64-byte lines, and
+// their stores cover each bank the conflict-free number of times.
 template <typename Tile, typename T, int BM, int BK>
 LOWBIT_METAL_FUNC void load_x_tile(
     const device T* x, MatmulParams p, int m0, int k0, threadgroup T* xs, uint tid) {
-  for (int i = int(tid); i < BM * BK; i += Tile::kThreads) {
-    int r = i / BK;
-    int c = i % BK;
+  constexpr int kVec = 16 / int(sizeof(T));
+  constexpr int kVecsPerRow = BK / kVec;
+  for (int i = int(tid); i < BM * kVecsPerRow; i += Tile::kThreads) {
+    int r = i / kVecsPerRow;
+    int c = (i % kVecsPerRow) * kVec;
     int m = m0 + r;
-    xs[r * Tile::kLd + c] = m < p.M ? x[size_t(m) * size_t(p.w.K) + size_t(k0 + c)] : T(0.0f);
+    uint4 v = uint4(0u);
+    if (m < p.M) {
+      v = *(const device uint4*)(x + size_t(m) * size_t(p.w.K) + size_t(k0 + c));
+    }
+    *(threadgroup uint4*)(xs + r * Tile::kLd + c) = v;
   }
 }
 
@@ -48,6 +99,7 @@ LOWBIT_METAL_FUNC void load_x_tile(
 template <typename Tile, typename Decoder, typename T, int BN, int BK>
 LOWBIT_METAL_FUNC void decode_w_tile(
     WeightSource src, MatmulParams p, int n0, int k0, threadgroup T* ws, uint tid) {
+  // T here is Tile::W.
   constexpr int kChunksPerRow = BK / kChunk;
   for (int i = int(tid); i < BN * kChunksPerRow; i += Tile::kThreads) {
     int r = i / kChunksPerRow;
@@ -63,11 +115,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
         v[j] = T(0.0f);
       }
     }
-    threadgroup T* dst = ws + r * Tile::kLd + (k - k0);
-    LOWBIT_UNROLL
-    for (int j = 0; j < kChunk; ++j) {
-      dst[j] = v[j];
-    }
+    Chunk8<int(sizeof(T))>::store(ws + r * Tile::kLdW + (k - k0), v);
   }
 }
 
@@ -76,7 +124,7 @@ LOWBIT_METAL_FUNC void decode_w_tile(
 template <typename Tile, typename T, int BK>
 LOWBIT_METAL_FUNC void multiply_tiles(
     const threadgroup T* xs,
-    const threadgroup T* ws,
+    const threadgroup typename Tile::W* ws,
     int sm,
     int sn,
     short2 fc,
@@ -94,9 +142,9 @@ LOWBIT_METAL_FUNC void multiply_tiles(
     LOWBIT_UNROLL
     for (int j = 0; j < Tile::TN; ++j) {
       // b(k, n) = w(n, k): the weight tile read transposed.
-      const threadgroup T* src = ws + (sn + 8 * j + fc.x) * Tile::kLd + kk + fc.y;
+      const threadgroup typename Tile::W* src = ws + (sn + 8 * j + fc.x) * Tile::kLdW + kk + fc.y;
       b[j].thread_elements()[0] = float(src[0]);
-      b[j].thread_elements()[1] = float(src[Tile::kLd]);
+      b[j].thread_elements()[1] = float(src[Tile::kLdW]);
     }
     LOWBIT_UNROLL
     for (int i = 0; i < Tile::TM; ++i) {
@@ -138,16 +186,11 @@ LOWBIT_METAL_FUNC void store_tile(
   }
 }
 
-// A partial tile into its fp32 workspace slot (BM x BN, row-major): stored
-// (deterministic fix-up, one writer per slot) or added atomically.
+// A partial tile into its fp32 workspace slot (BM x BN, row-major); one
+// writer per slot, summed by the fix-up.
 template <typename Tile, int BN>
 LOWBIT_METAL_FUNC void store_partial(
-    thread Accumulators<Tile::TM, Tile::TN>& acc,
-    device float* slot,
-    bool use_atomics,
-    int sm,
-    int sn,
-    short2 fc) {
+    thread Accumulators<Tile::TM, Tile::TN>& acc, device float* slot, int sm, int sn, short2 fc) {
   LOWBIT_UNROLL
   for (int i = 0; i < Tile::TM; ++i) {
     LOWBIT_UNROLL
@@ -155,12 +198,7 @@ LOWBIT_METAL_FUNC void store_partial(
       int at = (sm + 8 * i + fc.y) * BN + sn + 8 * j + fc.x;
       LOWBIT_UNROLL
       for (int e = 0; e < 2; ++e) {
-        float v = acc.frag[i][j].thread_elements()[e];
-        if (use_atomics) {
-          atomic_fetch_add_explicit((device atomic_float*)(slot + at + e), v, memory_order_relaxed);
-        } else {
-          slot[at + e] = v;
-        }
+        slot[at + e] = acc.frag[i][j].thread_elements()[e];
       }
     }
   }
@@ -187,8 +225,12 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
     ushort lane [[thread_index_in_simdgroup]]) {
   using namespace lowbit;
   typedef GemmTile<T, BM, BN, BK, WM, WN> Tile;
-  threadgroup T xs[BM * Tile::kLd];
-  threadgroup T ws[BN * Tile::kLd];
+  // Declared as uint4 for the 16-byte alignment of the Chunk8 stores (rows
+  // are kLd * sizeof(T) = 80 or 144 bytes, multiples of 16).
+  threadgroup uint4 xs4[BM * Tile::kLd * int(sizeof(T)) / 16];
+  threadgroup uint4 ws4[BN * Tile::kLdW * int(sizeof(typename Tile::W)) / 16];
+  threadgroup T* xs = (threadgroup T*)xs4;
+  threadgroup typename Tile::W* ws = (threadgroup typename Tile::W*)ws4;
 
   MatmulParams p = params;
   p.schedule = int(S); // as planned; a constant lets the compiler drop the other schedules
@@ -216,7 +258,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
     for (int it = seg.k_begin; it < seg.k_end; ++it) {
       const int k0 = it * BK;
       load_x_tile<Tile, T, BM, BK>(x, p, m0, k0, xs, tid);
-      decode_w_tile<Tile, Decoder, T, BN, BK>(src, p, n0, k0, ws, tid);
+      decode_w_tile<Tile, Decoder, typename Tile::W, BN, BK>(src, p, n0, k0, ws, tid);
       threadgroup_barrier(mem_flags::mem_threadgroup);
       multiply_tiles<Tile, T, BK>(xs, ws, sm, sn, fc, acc);
       threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -225,7 +267,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
       store_tile<Tile, T>(acc, out, p, m0 + sm, n0 + sn, fc);
     } else {
       device float* slot = workspace + size_t(seg.slot) * size_t(BM * BN);
-      store_partial<Tile, BN>(acc, slot, p.fixup == int(FixUp::Atomic), sm, sn, fc);
+      store_partial<Tile, BN>(acc, slot, sm, sn, fc);
     }
   }
 }

@@ -1,17 +1,34 @@
 // Copyright © 2026 mlx-lowbit contributors.
 //
 // GEMV (decode and small batches): out (M, N) = x (M, K) @ w^T for M up to
-// a few rows. Each simdgroup owns kGemvRowsPerSimdgroup output rows; its
-// lanes stride over K a lane block at a time (Decoder::kLaneBlocks blocks of
-// kKMultiple weights). A lane decodes each weight once and uses it for all
-// MR rows of x and, per x chunk, for all its output rows; sums are fp32,
-// scales are applied once per block, and simd_sum joins the lanes.
+// a few rows. A threadgroup of kGemvSimdgroups simdgroups owns
+// kGemvSimdgroups * Decoder::kGemvRows output rows and MR rows of x. Per step
+// of kGemvStepK weights it stages x once, as float, with coalesced 4-wide
+// loads, in threadgroup memory; then lane l of every simdgroup takes block
+// l of the step (kKMultiple weights) of each of its rows, so a simdgroup's
+// weight loads are contiguous across lanes. A lane decodes each weight once
+// and uses it for all MR rows of x; each x value it reads (pre-scaled once,
+// Decoder::prescale) serves all its rows. Sums are fp32, scales are applied
+// once per block, and simd_sum joins the lanes; lane r stores row r.
 #pragma once
 
 #include "metal/utils.h"
 
+namespace lowbit {
+
+// Staged x: per row of x, element e of the step at [e % 32][e / 32], rows
+// of 33 floats. Lane l reads its block's element i at [i][l] (consecutive
+// lanes, consecutive banks), and staging thread t writes its 4 elements
+// 4t .. 4t + 3 at [4 (t % 8) + j][t / 8], banks 4 (t % 8) + j + t / 8 mod
+// 32: distinct for the 32 threads of a simdgroup. No bank conflicts either
+// way.
+LOWBIT_CONST int kGemvLd = 33;
+LOWBIT_CONST int kGemvRowFloats = kKMultiple * kGemvLd;
+
+} // namespace lowbit
+
 template <typename Decoder, typename T, int MR>
-[[kernel, max_total_threads_per_threadgroup(lowbit::kGemvSimdgroups * 32)]] void lowbit_gemv(
+[[kernel, max_total_threads_per_threadgroup(lowbit::kGemvThreads)]] void lowbit_gemv(
     const device T* x [[buffer(LOWBIT_BUFFER_X)]],
     const device uint32_t* packed [[buffer(LOWBIT_BUFFER_PACKED)]],
     const device uchar* scales [[buffer(LOWBIT_BUFFER_SCALES)]],
@@ -20,24 +37,26 @@ template <typename Decoder, typename T, int MR>
     device T* out [[buffer(LOWBIT_BUFFER_OUT)]],
     constant lowbit::MatmulParams& params [[buffer(LOWBIT_BUFFER_PARAMS)]],
     uint3 group [[threadgroup_position_in_grid]],
+    uint tid [[thread_index_in_threadgroup]],
     ushort sg [[simdgroup_index_in_threadgroup]],
     ushort lane [[thread_index_in_simdgroup]]) {
   using namespace lowbit;
-  constexpr int R = kGemvRowsPerSimdgroup;
-  constexpr int LB = Decoder::kLaneBlocks;
+  constexpr int R = Decoder::kGemvRows;
   constexpr int kChunksPerBlock = kKMultiple / kChunk;
+  static_assert(kGemvStepK == kGemvThreads * 4, "one 4-wide x load per thread and row per step");
   typedef typename Decoder::Block Block;
+  threadgroup float xs[MR * kGemvRowFloats];
 
   const MatmulParams p = params;
   const WeightParams w = p.w;
   const int n0 = (int(group.x) * kGemvSimdgroups + int(sg)) * R;
   const int m0 = int(group.y) * MR;
-  // The whole simdgroup leaves together, so simd_sum below sees all lanes.
-  if (n0 >= w.N) {
-    return;
-  }
   const int rows = imin(MR, p.M - m0);
   const int blocks = w.K / kKMultiple;
+  // A simdgroup past N still stages x and reaches every barrier; it
+  // computes and stores nothing. Uniform over the simdgroup, so simd_sum
+  // below sees all lanes.
+  const bool active = n0 < w.N;
   const WeightSource src = {packed, scales, biases, codebook};
   WeightRow wrow[R];
   LOWBIT_UNROLL
@@ -57,71 +76,91 @@ template <typename Decoder, typename T, int MR>
     }
   }
 
-  for (int b0 = int(lane) * LB; b0 < blocks; b0 += 32 * LB) {
-    const int valid = imin(LB, blocks - b0);
-    Block wb[R][LB];
+  for (int k0 = 0; k0 < w.K; k0 += kGemvStepK) {
+    // x[m0 .. m0 + rows) [k0, k0 + kGemvStepK), zeros past K and M. K is a
+    // multiple of kKMultiple and rows start kBindingAlignment-aligned, so
+    // every 4-wide load is whole and aligned.
+    threadgroup_barrier(mem_flags::mem_threadgroup); // the last step's reads are done
+    const int e = int(tid) * 4;
+    LOWBIT_UNROLL
+    for (int m = 0; m < MR; ++m) {
+      vec<T, 4> v = vec<T, 4>(T(0.0f));
+      if (m < rows && k0 + e < w.K) {
+        v = *(const device vec<T, 4>*)(xrow + size_t(m) * size_t(w.K) + size_t(k0 + e));
+      }
+      threadgroup float* dst = xs + m * kGemvRowFloats + e / kKMultiple;
+      LOWBIT_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        dst[((e + j) % kKMultiple) * kGemvLd] = float(v[j]);
+      }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    const int b = k0 / kKMultiple + int(lane);
+    if (!active || b >= blocks) {
+      continue;
+    }
+    Block wb[R];
+    ScaleBias sb[R];
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
-      Decoder::template load_lane<LB>(wrow[r], b0, valid, wb[r]);
+      Decoder::load_lane(wrow[r], b, wb[r]);
+      sb[r] = load_scale_bias(src, w, imin(n0 + r, w.N - 1), b * kKMultiple / w.group_size);
     }
+    float part[MR][R];
+    float xsum[MR];
     LOWBIT_UNROLL
-    for (int bb = 0; bb < LB; ++bb) {
-      if (bb >= valid) {
-        break;
-      }
-      const int k = (b0 + bb) * kKMultiple;
-      ScaleBias sb[R];
+    for (int m = 0; m < MR; ++m) {
+      xsum[m] = 0.0f;
       LOWBIT_UNROLL
       for (int r = 0; r < R; ++r) {
-        sb[r] = load_scale_bias(src, w, imin(n0 + r, w.N - 1), k / w.group_size);
+        part[m][r] = 0.0f;
       }
-      float part[MR][R];
-      float xsum[MR];
+    }
+    LOWBIT_UNROLL
+    for (int q = 0; q < kChunksPerBlock; ++q) {
       LOWBIT_UNROLL
       for (int m = 0; m < MR; ++m) {
-        xsum[m] = 0.0f;
-        LOWBIT_UNROLL
-        for (int r = 0; r < R; ++r) {
-          part[m][r] = 0.0f;
-        }
-      }
-      LOWBIT_UNROLL
-      for (int q = 0; q < kChunksPerBlock; ++q) {
-        LOWBIT_UNROLL
-        for (int m = 0; m < MR; ++m) {
-          if (m < rows) {
-            float xv[kChunk];
-            const device T* xp = xrow + size_t(m) * size_t(w.K) + k + q * kChunk;
-            LOWBIT_UNROLL
-            for (int i = 0; i < kChunk; ++i) {
-              xv[i] = float(xp[i]);
-              xsum[m] += xv[i];
-            }
-            LOWBIT_UNROLL
-            for (int r = 0; r < R; ++r) {
-              part[m][r] += Decoder::dot8(wb[r][bb], q, xv);
-            }
+        if (m < rows) {
+          float xv[kChunk];
+          const threadgroup float* xp = xs + m * kGemvRowFloats + q * kChunk * kGemvLd + int(lane);
+          LOWBIT_UNROLL
+          for (int i = 0; i < kChunk; ++i) {
+            xv[i] = xp[i * kGemvLd];
+            xsum[m] += xv[i];
+            xv[i] *= Decoder::prescale(q * kChunk + i);
+          }
+          LOWBIT_UNROLL
+          for (int r = 0; r < R; ++r) {
+            part[m][r] += Decoder::dot8(wb[r], q, xv);
           }
         }
       }
+    }
+    LOWBIT_UNROLL
+    for (int m = 0; m < MR; ++m) {
       LOWBIT_UNROLL
-      for (int m = 0; m < MR; ++m) {
-        LOWBIT_UNROLL
-        for (int r = 0; r < R; ++r) {
-          acc[m][r] += Decoder::apply(part[m][r], xsum[m], sb[r]);
-        }
+      for (int r = 0; r < R; ++r) {
+        acc[m][r] += Decoder::apply(part[m][r], xsum[m], sb[r]);
       }
     }
   }
 
+  if (!active) {
+    return;
+  }
+  // Every lane gets each row's total; lane r keeps row r's, so one store of
+  // R consecutive outputs per row of x.
   LOWBIT_UNROLL
   for (int m = 0; m < MR; ++m) {
+    float mine = 0.0f;
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
       float total = simd_sum(acc[m][r]);
-      if (lane == 0 && m < rows && n0 + r < w.N) {
-        out[size_t(m0 + m) * size_t(w.N) + size_t(n0 + r)] = T(total);
-      }
+      mine = int(lane) == r ? total : mine;
+    }
+    if (int(lane) < R && m < rows && n0 + int(lane) < w.N) {
+      out[size_t(m0 + m) * size_t(w.N) + size_t(n0 + int(lane))] = T(mine);
     }
   }
 }

@@ -48,9 +48,9 @@
       LOWBIT_TYPE_##dtype)
 
 // Every kernel of one format and activation dtype.
-#define instantiate_format_dtype(fmt, dtype)                      \
-  instantiate_gemv(fmt, dtype, 1) instantiate_gemv(fmt, dtype, 8) \
-      LOWBIT_GEMM_TILES(instantiate_gemm_schedules, fmt, dtype) instantiate_dequantize(fmt, dtype)
+#define instantiate_format_dtype(fmt, dtype)    \
+  LOWBIT_GEMV_MRS(instantiate_gemv, fmt, dtype) \
+  LOWBIT_GEMM_TILES(instantiate_gemm_schedules, fmt, dtype) instantiate_dequantize(fmt, dtype)
 
 #define instantiate_fixup(dtype, bm, bn, bk, wm, wn) \
   instantiate_kernel(                                \

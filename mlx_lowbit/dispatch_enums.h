@@ -21,9 +21,10 @@ enum class Schedule : int {
   Auto = 5,
 };
 
-// How tiles split between threadgroups are summed: fp32 atomics into a
-// workspace (fast, order varies run to run) or a second pass over fp32
-// partials in a fixed order (bitwise reproducible).
-enum class FixUp : int { Deterministic = 0, Atomic = 1 };
+// How tiles split between threadgroups are summed: a second pass over fp32
+// partials in a fixed order (bitwise reproducible). An atomic mode (zero
+// fill, atomic adds, convert pass) was removed: it took three passes where
+// this takes two, so it could not be faster, and its last bits varied.
+enum class FixUp : int { Deterministic = 0 };
 
 } // namespace lowbit

@@ -3,6 +3,8 @@
 #include "mlx_lowbit/format_spec.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -11,6 +13,11 @@
 namespace mlx_lowbit {
 
 namespace {
+
+// Element offsets into a weight, and bit offsets into a codebook row (up to
+// 2 bits per weight), are int in the kernels (CPU and Metal).
+constexpr int64_t kMaxElements = std::numeric_limits<int>::max();
+constexpr int64_t kMaxK = kMaxElements / 2;
 
 // The one list of format names; parsing and error texts are built from it.
 constexpr EnumNames<Format, 3> kFormats = {{
@@ -47,6 +54,14 @@ int FormatSpec::packed_words_per_row(int K) const {
       return lowbit::codebook::index_words_per_row(K, vector_size, index_bits);
   }
   throw std::logic_error("[packed_words_per_row] corrupt Format value.");
+}
+
+void check_weight_size(int64_t N, int64_t K, std::string_view tag) {
+  if (N < 1 || K < 1 || K > kMaxK || N * K > kMaxElements) {
+    throw_invalid(
+        tag, "A (", N, ", ", K, ") weight is outside what the kernels index (32-bit offsets): ",
+        "N and K must be at least 1, K at most ", kMaxK, " and N * K at most ", kMaxElements, ".");
+  }
 }
 
 void validate_spec(const FormatSpec& spec, std::string_view tag) {
@@ -108,7 +123,11 @@ int validate_weight(
         tag, "scales have shape ", shape_str(scales), " but the packed weight has ", N,
         " rows; expected (", N, ", K / group_size).");
   }
-  int K = scales.shape(1) * spec.group_size;
+  // In 64 bits before anything divides by K or sizes a buffer with it: a
+  // hand-built shape can make it overflow int (to 0, or negative).
+  const int64_t K64 = int64_t(scales.shape(1)) * spec.group_size;
+  check_weight_size(N, K64, tag);
+  const int K = int(K64);
   int words = spec.packed_words_per_row(K);
   if (packed.shape(1) != words) {
     throw_invalid(

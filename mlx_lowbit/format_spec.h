@@ -5,6 +5,7 @@
 // formats/*.h.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,10 @@ Format parse_format(std::string_view name, std::string_view tag);
 const char* format_name(Format format);
 // Every supported format's name, in a fixed order.
 std::vector<std::string> format_names();
+
+// Checks that a (N, K) weight fits the kernels' 32-bit offsets, in 64 bits
+// (before anything divides by K or allocates with it).
+void check_weight_size(int64_t N, int64_t K, std::string_view tag);
 
 // Checks the options of `spec` (group size, vector size, index bits) on
 // their own, before any array is looked at.

@@ -58,8 +58,4 @@ std::string dequantize_kernel_name(const FormatSpec& spec, mx::Dtype dtype) {
   return "lowbit_dequantize_" + kernel_format_token(spec) + "_" + kernel_dtype_token(dtype);
 }
 
-std::string zero_kernel_name() {
-  return "lowbit_zero_float32";
-}
-
 } // namespace mlx_lowbit

@@ -6,7 +6,6 @@
 //   lowbit_<dataparallel|splitk|streamk>_<format>_<dtype>_bm<BM>_bn<BN>_bk<BK>_wm<WM>_wn<WN>
 //   lowbit_fixup_<dtype>_bm<BM>_bn<BN>
 //   lowbit_dequantize_<format>_<dtype>
-//   lowbit_zero_float32
 // <format> is ternary, binary, codebook_v8 or codebook_v16 (the codebook
 // vector size is a template argument); <dtype> is float16, bfloat16 or
 // float32, the activations' (and output's) dtype.
@@ -43,6 +42,5 @@ std::string gemm_kernel_name(
     Schedule schedule, const FormatSpec& spec, mx::Dtype dtype, const TileConfig& tile);
 std::string fixup_kernel_name(mx::Dtype dtype, const TileConfig& tile);
 std::string dequantize_kernel_name(const FormatSpec& spec, mx::Dtype dtype);
-std::string zero_kernel_name();
 
 } // namespace mlx_lowbit

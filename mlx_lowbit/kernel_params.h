@@ -35,17 +35,35 @@ namespace lowbit {
 // straddles a group and needs no tail.
 LOWBIT_CONST int kGemmBK = 32;
 
-// GEMV: simdgroups per threadgroup and output rows per simdgroup.
-LOWBIT_CONST int kGemvSimdgroups = 2;
-LOWBIT_CONST int kGemvRowsPerSimdgroup = 4;
-LOWBIT_CONST int kGemvRowsPerThreadgroup = kGemvSimdgroups * kGemvRowsPerSimdgroup;
-// Rows of x per GEMV threadgroup: 1 (decode) or kGemvBatchRows (each decoded
-// weight then serves that many rows of x).
-LOWBIT_CONST int kGemvBatchRows = 8;
-// Threads of the fix-up, fill and dequantize kernels (1-D threadgroups).
+// GEMV: simdgroups per threadgroup. A threadgroup stages x once per step of
+// kGemvStepK weights (one kKMultiple block per lane) in threadgroup memory,
+// for all its simdgroups, so x costs (x bytes) / (rows per threadgroup x
+// weight bytes per row) of the weight traffic: rows per simdgroup are set per
+// format (gemv_rows_per_simdgroup) to keep that near or below 1/4.
+LOWBIT_CONST int kGemvSimdgroups = 8;
+LOWBIT_CONST int kGemvThreads = kGemvSimdgroups * 32;
+LOWBIT_CONST int kGemvStepK = 32 * kKMultiple;
+// Ternary (2.125 bits/weight): 4 rows per simdgroup, 32 per threadgroup;
+// binary and codebook (0.75-1.25 bits): 8, 64 per threadgroup.
+LOWBIT_FUNC int gemv_rows_per_simdgroup(Format format) {
+  return format == Format::Ternary ? 4 : 8;
+}
+// The GEMV's MR variants (rows of x per threadgroup, each decoded weight
+// serving all of them): the list metal/lowbit.metal instantiates.
+#define LOWBIT_GEMV_MRS(X, ...) X(__VA_ARGS__, 1) X(__VA_ARGS__, 2) X(__VA_ARGS__, 4)
+// The smallest variant that holds M rows, else the largest (more
+// threadgroups along y).
+LOWBIT_FUNC int gemv_mr(int M) {
+  return M <= 1 ? 1 : (M <= 2 ? 2 : 4);
+}
+// Threads of the fix-up and dequantize kernels (1-D threadgroups).
 LOWBIT_CONST int kFixupThreads = 256;
-LOWBIT_CONST int kFillThreads = 256;
 LOWBIT_CONST int kDequantizeThreads = 256;
+// Byte alignment the x and packed bindings must have: the kernels read them
+// with vector loads of up to this size (uint2 words, 4-wide x), which Metal
+// requires to be aligned to their size. MLX binds an array at its offset, so
+// a view can start anywhere; eval_gpu copies one that is not aligned.
+LOWBIT_CONST int kBindingAlignment = 16;
 // Weights one dequantize thread writes (one decoder chunk).
 LOWBIT_CONST int kChunk = 8;
 
@@ -79,11 +97,6 @@ struct MatmulParams {
   // [sk_tiles, tiles) get one threadgroup each (hybrid), after them.
   int sk_tiles;
   int sk_groups;
-};
-
-// The fill kernel: count floats set to zero.
-struct FillParams {
-  int count;
 };
 
 LOWBIT_FUNC int imin(int a, int b) {

@@ -116,11 +116,12 @@ std::vector<BufferBinding> matmul_buffers(bool with_workspace) {
 }
 
 void add_gemv(DispatchPlan& plan, const MatmulProblem& pr) {
-  int mr = pr.M == 1 ? 1 : lowbit::kGemvBatchRows;
+  int mr = lowbit::gemv_mr(pr.M);
+  int rows = lowbit::kGemvSimdgroups * lowbit::gemv_rows_per_simdgroup(pr.spec.format);
   plan.launches.push_back(
       {gemv_kernel_name(pr.spec, pr.dtype, mr),
-       {lowbit::ceil_div(pr.N, lowbit::kGemvRowsPerThreadgroup), lowbit::ceil_div(pr.M, mr), 1},
-       {lowbit::kGemvSimdgroups * 32, 1, 1},
+       {lowbit::ceil_div(pr.N, rows), lowbit::ceil_div(pr.M, mr), 1},
+       {lowbit::kGemvThreads, 1, 1},
        matmul_buffers(false),
        bytes_of(plan.params)});
 }
@@ -130,17 +131,6 @@ void add_gemm(DispatchPlan& plan, const MatmulProblem& pr) {
   auto kind = Schedule(p.schedule);
   int64_t slots = lowbit::workspace_slots(p);
   plan.workspace_floats = slots * plan.tile.bm * plan.tile.bn;
-  if (kind == Schedule::StreamK && p.fixup == int(FixUp::Atomic) && slots > 0) {
-    // Atomics add into the workspace: it starts at zero in the same
-    // command stream, never as whatever memory the allocator returned.
-    lowbit::FillParams fill{int(plan.workspace_floats)};
-    plan.launches.push_back(
-        {zero_kernel_name(),
-         {lowbit::ceil_div(fill.count, lowbit::kFillThreads), 1, 1},
-         {lowbit::kFillThreads, 1, 1},
-         {{LOWBIT_BUFFER_WORKSPACE, BufferRole::Workspace, true}},
-         bytes_of(fill)});
-  }
   plan.launches.push_back(
       {gemm_kernel_name(kind, pr.spec, pr.dtype, plan.tile),
        {lowbit::gemm_groups(p), 1, 1},
@@ -242,6 +232,10 @@ void validate_matmul_problem(const MatmulProblem& pr, std::string_view tag) {
         tag, "Need M, N >= 1 and K a multiple of group_size; got M=", pr.M, ", N=", pr.N,
         ", K=", pr.K, ".");
   }
+}
+
+bool binding_is_aligned(int64_t byte_offset) {
+  return byte_offset % lowbit::kBindingAlignment == 0;
 }
 
 int persistent_groups(int gpu_cores) {

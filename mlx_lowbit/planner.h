@@ -63,7 +63,8 @@ struct PlannerConstants {
   static constexpr int kMinItersPerGroup = 2;
   static constexpr int kFixupStartup = 10;
   static constexpr int kFixupPerPeer = 3;
-  // GPU cores assumed when the device does not say (the smallest M1).
+  // GPU cores the emulator's plans assume when not told (the smallest M1).
+  // eval_gpu never assumes it (backend/metal/gpu_cores.h).
   static constexpr int kDefaultGpuCores = 8;
 };
 
@@ -116,6 +117,10 @@ void validate_gpu_request(int K, const ScheduleRequest& request, std::string_vie
 // multiple of the group size. lowbit_matmul gets these from validated
 // arrays; metal_plan takes them as bare numbers.
 void validate_matmul_problem(const MatmulProblem& problem, std::string_view tag);
+
+// Whether an array bound `byte_offset` bytes into its buffer can be read by
+// the kernels' vector loads (kBindingAlignment); eval_gpu copies it if not.
+bool binding_is_aligned(int64_t byte_offset);
 
 // Threadgroups of the persistent (stream-K) grid for a GPU with `cores`.
 int persistent_groups(int gpu_cores);

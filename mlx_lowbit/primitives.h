@@ -76,10 +76,22 @@ class LowBitDequantize : public mx::UnaryPrimitive {
 
 // The reference quantizer of a float32 (N, K) weight: packed, scales, then
 // biases or the codebook (see lowbit_quantize). CPU only.
+//
+// A NaN or Inf in the weight is an error found only while quantizing. MLX
+// 0.32 records an exception thrown from a CPU task on the stream and throws
+// it from the next enqueue on the main thread; inside a command encoder's
+// dispatch that leaks its active-task count (mx.eval then deadlocks after
+// some rounds), and the outputs stay marked evaluated with unwritten data.
+// So when `synchronous`, eval_cpu waits for the stream and quantizes on the
+// calling thread, throwing from eval_cpu itself, which MLX unwinds cleanly
+// and after which the outputs stay unevaluated (every later eval throws
+// again). It is false only when the weight still depends on unscheduled GPU
+// work, which eval may not commit before eval_cpu returns; then the task
+// runs on the stream as before.
 class LowBitQuantize : public mx::Primitive {
  public:
-  LowBitQuantize(mx::Stream stream, QuantizeOptions options)
-      : mx::Primitive(stream), options_(options) {}
+  LowBitQuantize(mx::Stream stream, QuantizeOptions options, bool synchronous)
+      : mx::Primitive(stream), options_(options), synchronous_(synchronous) {}
 
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   void eval_gpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
@@ -92,6 +104,7 @@ class LowBitQuantize : public mx::Primitive {
 
  private:
   QuantizeOptions options_;
+  bool synchronous_;
 };
 
 } // namespace mlx_lowbit

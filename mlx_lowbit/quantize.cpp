@@ -3,11 +3,13 @@
 #include "mlx_lowbit/quantize.h"
 
 #include <cmath>
+#include <unordered_set>
 #include <vector>
 
 #include "mlx/allocator.h"
 #include "mlx/ops.h"
 #include "mlx_lowbit/errors.h"
+#include "mlx_lowbit/format_spec.h"
 #include "mlx_lowbit/primitives.h"
 
 namespace mlx_lowbit {
@@ -36,12 +38,32 @@ void check_weight(const mx::array& w, int group_size, std::string_view tag) {
         tag, "group_size must be a positive multiple of ", lowbit::kKMultiple,
         " that divides K=", w.shape(1), ", got ", group_size, ".");
   }
+  check_weight_size(w.shape(0), w.shape(1), tag);
 }
 
 void check_scale_dtype(mx::Dtype t, std::string_view tag) {
   if (t != mx::float16 && t != mx::float32) {
     throw_invalid(tag, "scale_dtype must be float16 or float32, got ", t, ".");
   }
+}
+
+// Whether `a` depends on GPU work not yet scheduled (see LowBitQuantize).
+bool waits_on_gpu(const mx::array& a) {
+  std::vector<mx::array> todo = {a};
+  std::unordered_set<std::uintptr_t> seen;
+  while (!todo.empty()) {
+    mx::array b = todo.back();
+    todo.pop_back();
+    if (b.status() != mx::array::Status::unscheduled || !b.has_primitive() ||
+        !seen.insert(b.id()).second) {
+      continue;
+    }
+    if (b.primitive().device() == mx::Device::gpu) {
+      return true;
+    }
+    todo.insert(todo.end(), b.inputs().begin(), b.inputs().end());
+  }
+  return false;
 }
 
 mx::array unpacked_input(const mx::array& a, mx::Dtype dtype, std::string_view tag) {
@@ -86,7 +108,8 @@ std::vector<mx::array> lowbit_quantize(const mx::array& w, const QuantizeOptions
   }
   // 6. the arrays
   return mx::array::make_arrays(
-      std::move(shapes), dtypes, std::make_shared<LowBitQuantize>(mx::to_stream(cpu), o), {w32});
+      std::move(shapes), dtypes,
+      std::make_shared<LowBitQuantize>(mx::to_stream(cpu), o, !waits_on_gpu(w32)), {w32});
 }
 
 std::vector<mx::array> quantize_now(const mx::array& w, const QuantizeOptions& o) {

@@ -3,6 +3,7 @@
 #include "mlx_lowbit/schedule.h"
 
 #include "mlx_lowbit/enum_names.h"
+#include "mlx_lowbit/errors.h"
 
 namespace mlx_lowbit {
 
@@ -17,8 +18,7 @@ constexpr EnumNames<Schedule, 6> kSchedules = {{
     {Schedule::Hybrid, "hybrid"},
 }};
 
-constexpr EnumNames<FixUp, 2> kFixUps = {{
-    {FixUp::Atomic, "atomic"},
+constexpr EnumNames<FixUp, 1> kFixUps = {{
     {FixUp::Deterministic, "deterministic"},
 }};
 
@@ -38,6 +38,11 @@ std::vector<std::string> schedule_names() {
   return names;
 }
 FixUp parse_fixup(std::string_view name, std::string_view tag) {
+  if (name == "atomic") {
+    throw_invalid(
+        tag, "streamk_fixup='atomic' was removed: it ran three passes (zero fill, atomic adds, ",
+        "convert) where 'deterministic' runs two, and was not reproducible. Use 'deterministic'.");
+  }
   return parse_enum(kFixUps, name, "streamk_fixup", tag);
 }
 const char* fixup_name(FixUp fixup) {

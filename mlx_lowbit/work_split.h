@@ -38,14 +38,9 @@ LOWBIT_FUNC int sk_last_group(MatmulParams p, int t) {
 // Workspace slots (BM x BN floats each) for partial tiles.
 // Deterministic stream-K: group g writes the partial of its first tile to
 // slot 2g and that of its last tile to slot 2g + 1 (a group has at most two
-// partial tiles: everything between them is whole). Atomic stream-K: all
-// groups add into the slot of the tile's first group (distinct for distinct
-// split tiles, since a group that does not finish a tile cannot reach the
-// next). Split-K: group g writes slot g.
+// partial tiles: everything between them is whole). Split-K: group g
+// writes slot g.
 LOWBIT_FUNC int sk_slot(MatmulParams p, int g, int t) {
-  if (p.fixup == int(FixUp::Atomic)) {
-    return sk_first_group(p, t);
-  }
   bool first_tile_of_g = sk_begin(p, g) / p.iters_per_tile == t;
   return 2 * g + (first_tile_of_g ? 0 : 1);
 }
@@ -54,7 +49,7 @@ LOWBIT_FUNC int workspace_slots(MatmulParams p) {
     return tiles_of(p) * p.split_k;
   }
   if (p.schedule == int(Schedule::StreamK) && p.sk_tiles > 0) {
-    return p.fixup == int(FixUp::Atomic) ? p.sk_groups : 2 * p.sk_groups;
+    return 2 * p.sk_groups;
   }
   return 0;
 }
@@ -154,7 +149,7 @@ LOWBIT_FUNC int contributor_count(MatmulParams p, int t) {
   if (first == last) {
     return 0;
   }
-  return p.fixup == int(FixUp::Atomic) ? 1 : last - first + 1;
+  return last - first + 1;
 }
 LOWBIT_FUNC int contributor_slot(MatmulParams p, int t, int j) {
   if (p.schedule == int(Schedule::SplitK)) {

@@ -9,7 +9,8 @@ imported, the finder lets the import run and then imports ``mlx_lowbit``,
 which teaches MLX's layers our formats (``mlx_lowbit.lm.hook``), so
 ``mlx_lm.load`` rebuilds our layers from ``config.json``. The same happens
 after ``mlx_lm.utils`` (whose ``dequantize_model`` learns our layers) and
-``mlx_lm.models.bitlinear_layers`` (BitNet's layer) are imported.
+``mlx_lm.models.bitlinear_layers`` (BitNet's layer) and
+``mlx_lm.models.switch_layers`` (MoE experts) are imported.
 
 Set ``MLX_LOWBIT_NO_AUTOLOAD=1`` to turn this off.
 """
@@ -20,7 +21,12 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import PathFinder
 
 # mlx_lm.utils: before mlx_lm.convert binds its dequantize_model.
-WATCHED = ("mlx_lm.utils", "mlx_lm", "mlx_lm.models.bitlinear_layers")
+WATCHED = (
+    "mlx_lm.utils",
+    "mlx_lm",
+    "mlx_lm.models.bitlinear_layers",
+    "mlx_lm.models.switch_layers",  # MoE experts (SwitchLinear)
+)
 
 
 def _install() -> None:

@@ -64,6 +64,7 @@ SLOW_FILES = {
     "test_bench.py",
     "test_metal_kernels.py",
     "test_metal_sanitizers.py",
+    "test_cost_model.py",
 }
 SLOW_TESTS = {"test_neon_kernels_under_qemu"}
 

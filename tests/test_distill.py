@@ -167,6 +167,22 @@ def test_micro_batches_take_the_same_steps(tiny, compiled):
         distill_model(copy.deepcopy(base), teacher, batches, batch_size=4, micro_batch=3)
 
 
+def test_time_limit_stops_early_and_records_the_steps_done(tiny):
+    teacher, batches, held = tiny
+    model = copy.deepcopy(teacher)
+    lb.nn.quantize(model, "ternary", 32)
+    # Any step takes longer than a microsecond: one step, then the limit.
+    result = distill_model(
+        model, teacher, batches, held_out=held, steps=50, batch_size=2, time_limit=1e-6
+    )
+    assert result.steps == 1 and len(result.losses) == 1
+    assert result.tokens == 2 * batches.shape[1]
+    assert all(isinstance(m, lb.nn.LowBitLinear) for m in [model.model.layers[0].mlp.up_proj])
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="time_limit must be > 0"):
+            distill_model(copy.deepcopy(teacher), teacher, batches, time_limit=bad)
+
+
 def test_scales_only_keeps_the_codes(tiny):
     teacher, batches, _ = tiny
     model = copy.deepcopy(teacher)
@@ -251,6 +267,8 @@ def test_convert_distill_setting_errors(tmp_path):
         lb.lm.convert(src, tmp_path / "o", method="distill", distill={"init": "awq"})
     with pytest.raises(ValueError, match="micro_batch=3 must be >= 1 and divide batch_size=8"):
         lb.lm.convert(src, tmp_path / "o", method="distill", distill={"micro_batch": 3})
+    with pytest.raises(ValueError, match="time_limit must be > 0 seconds"):
+        lb.lm.convert(src, tmp_path / "o", method="distill", distill={"time_limit": 0})
     assert not (tmp_path / "o").exists()
 
 
@@ -275,10 +293,10 @@ def test_cli_convert_with_distill(tmp_path):
     out = tmp_path / "out"
     args = [str(src), str(out), "--fmt", "ternary", "--group-size", "32", "--method", "distill"]
     args += ["--calib-samples", "9", "--calib-length", "32", "--steps", "3", "--batch-size", "2"]
-    main(args + ["--init", "rtn", "--scales-only", "--micro-batch", "1"])
+    main(args + ["--init", "rtn", "--scales-only", "--micro-batch", "1", "--time-limit", "600"])
     record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
     assert record["init"] == "rtn" and record["steps"] == 3 and record["train_weights"] is False
-    assert record["micro_batch"] == 1
+    assert record["micro_batch"] == 1 and record["steps_asked"] == 3
     with pytest.raises(SystemExit, match="need --method distill"):
         main([str(src), str(tmp_path / "o2"), "--method", "gptq", "--steps", "3"])
     assert not (tmp_path / "o2").exists()

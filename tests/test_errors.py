@@ -50,7 +50,7 @@ def test_matmul_rejects_scalar_x(ternary):
         ({"schedule": "fastest"}, "Unknown schedule 'fastest'; expected one of auto, gemv"),
         (
             {"streamk_fixup": "sloppy"},
-            "Unknown streamk_fixup 'sloppy'; expected one of atomic, deterministic",
+            "Unknown streamk_fixup 'sloppy'; expected one of deterministic",
         ),
         ({"split_k": -1}, "split_k must be >= 0"),
     ],

@@ -151,7 +151,7 @@ def test_bitnet_loads_as_trained_with_int8_activations(bitnet_checkpoint, tmp_pa
     out = lm.convert(path, tmp_path / "converted", "ternary", 64)
     entries = json.loads((out / "config.json").read_text())["quantization"]
     assert entries["model.layers.0.mlp.gate_proj"]["activation_bits"] == 8
-    with pytest.raises(ValueError, match="activation_bits must be 0 or 8"):
+    with pytest.raises(ValueError, match=r"activation_bits must be 0 \(float activations\) or 8"):
         lm.load(str(path), activation_bits=4)
 
 
@@ -238,10 +238,14 @@ def test_affine_one_bit_loads_into_binary_format(affine_checkpoint):
     assert proj.group_scales.dtype == expected_dtype
     if kind == "bonsai":
         assert not mx.any(proj.group_biases).item()
+    # Lookups stay in the checkpoint's dtype (float16 here) when the scales
+    # fall back to float32, so the activations are not promoted.
+    assert emb(mx.array([1])).dtype == mx.float16
+    assert emb.output_dtype == (None if kind == "bonsai" else mx.float16)
     x = tokens()
     with mx.stream(mx.cpu):
         assert_close(
-            model(x), np.asarray(reference(x), dtype=np.float64), mx.float32, what="logits"
+            model(x), np.asarray(reference(x), dtype=np.float64), mx.float16, what="logits"
         )
         assert len(list(mlx_lm.stream_generate(model, tokenizer, "ab", max_tokens=3))) == 3
 

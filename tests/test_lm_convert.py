@@ -14,7 +14,7 @@ from mlx.utils import tree_flatten
 
 import mlx_lowbit  # noqa: F401  (registers our layers with mlx.nn)
 from mlx_lowbit import lm
-from mlx_lowbit.nn import LowBitLinear
+from mlx_lowbit.nn import LowBitEmbedding, LowBitLinear
 
 LAYER = "model.layers.0.self_attn.q_proj"
 
@@ -226,3 +226,27 @@ def test_tampered_checkpoint_errors_name_the_layer(converted, tmp_path, case):
     bad = _tamper(out, tmp_path / "bad", edit_weights, edit_config)
     with pytest.raises(ValueError, match="(?s)" + message):
         lm.load(str(bad))
+
+
+def test_bfloat16_model_keeps_bfloat16_activations_through_a_saved_embedding(tmp_path):
+    """A bfloat16 model whose embedding is quantized (float16 scales) still
+    starts its activations in bfloat16 after convert and either loader."""
+    import mlx.nn as nn
+    import mlx_lm
+    from lm_models import dense_model_dir, llama_config
+
+    src = dense_model_dir(tmp_path / "src", llama_config())
+
+    def everything(path, module):
+        return isinstance(module, (nn.Linear, nn.Embedding)) and not path.endswith("lm_head")
+
+    out = lm.convert(
+        src, tmp_path / "out", "ternary", 32, dtype=mx.bfloat16, class_predicate=everything
+    )
+    entry = json.loads((out / "config.json").read_text())["quantization"]["model.embed_tokens"]
+    assert entry["output_dtype"] == "bfloat16" and entry["scale_dtype"] == "float16"
+    for load in (mlx_lm.load, lm.load):
+        model, _ = load(str(out))
+        emb = model.model.embed_tokens
+        assert isinstance(emb, LowBitEmbedding), load
+        assert emb(mx.array([[1, 2]])).dtype == mx.bfloat16, load

@@ -78,8 +78,8 @@ def test_greedy_generation(smollm2):
 
 
 def test_metadata_errors():
-    with pytest.raises(ValueError, match="architecture 'qwen2'"):
-        gguf_config({"general.architecture": "qwen2"}, True)
+    with pytest.raises(ValueError, match="architecture 'falcon' is not supported"):
+        gguf_config({"general.architecture": "falcon"}, True)
     with pytest.raises(ValueError, match="llama.block_count"):
         gguf_config(
             {
@@ -143,7 +143,7 @@ def encode_tensor(shape, kind, rng) -> np.ndarray:
     """The tensor's bytes (or float array) in GGUF type ``kind``."""
     if kind in TERNARY:
         return gguf.quants.quantize(ternary_values(shape, rng), kind)
-    if kind == T.Q8_1:  # neither quantized nor dequantized by the gguf package
+    if kind in (T.Q8_1, T.Q1_0):  # neither quantized nor dequantized by the gguf package
         block_size, type_size = gguf.GGML_QUANT_SIZES[kind]
         return np.zeros((shape[0], shape[1] // block_size * type_size), np.uint8)
     if kind == T.Q4_K:
@@ -162,11 +162,13 @@ def encode_tensor(shape, kind, rng) -> np.ndarray:
     return gguf.quants.quantize(w, kind)
 
 
-def write_gguf(path: Path, types=TYPES, edit=None, seed: int = 0) -> Path:
-    """A tiny llama GGUF file with the given tensor types; ``edit(name, data)``
-    may change a tensor's bytes before writing."""
+def write_gguf(
+    path: Path, types=TYPES, edit=None, seed: int = 0, arch: str = "llama", pre: str = "gpt2"
+) -> Path:
+    """A tiny GGUF file of ``arch`` with the given tensor types;
+    ``edit(name, data)`` may change a tensor's bytes before writing."""
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path), "llama")
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
     w.add_context_length(128)
     w.add_embedding_length(HIDDEN)
@@ -176,7 +178,7 @@ def write_gguf(path: Path, types=TYPES, edit=None, seed: int = 0) -> Path:
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt2")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(TOKENS)
     w.add_token_merges(["Ġ t"])
     w.add_eos_token_id(0)
@@ -344,3 +346,180 @@ def test_truncated_file_raises(tiny_gguf, tmp_path):
     cut.write_bytes(data[: len(data) - 1000])  # into the last tensor's data
     with pytest.raises(ValueError, match="truncated or corrupt"):
         from_gguf(cut)
+
+
+def test_convert_keeps_the_ternary_layers_of_a_gguf_losslessly(tiny_gguf, tmp_path):
+    """`mlx-lowbit convert` of a file with TQ1_0/TQ2_0 layers: those layers
+    are written as they were read (no re-quantization), the float layers are
+    quantized, and stock mlx_lm.load gives the same logits."""
+    import mlx_lm
+
+    import mlx_lowbit as lb
+
+    out = lb.lm.convert(tiny_gguf, tmp_path / "out", "binary", 32, dtype=mx.float32)
+    loaded, tokenizer = mlx_lm.load(str(out))
+    modules = dict(loaded.named_modules())
+    theirs = reader_values(tiny_gguf)
+    for name, (_, kind) in TYPES.items():
+        module = modules[MLX_NAMES[name.rpartition(".")[0]]]
+        if kind in TERNARY:
+            assert module.qweight.fmt == "ternary" and module.qweight.group_size == 256, name
+            w = np.array(dequantize(module.qweight, mx.float32))
+            assert np.array_equal(w, theirs[name]), name
+    assert modules["model.layers.0.mlp.up_proj"].qweight.fmt == "binary"  # Q4_K in the file
+    model, _, _ = from_gguf(tiny_gguf, dtype=mx.float32)
+    lb.nn.quantize(model, "binary", 32)
+    x = mx.array([tokenizer.encode("Hi t")])
+    assert mx.array_equal(loaded(x), model(x)).item()
+
+
+# qwen2: q/k/v biases (one projection ternary with its bias); qwen3: q/k norms.
+QWEN_TYPES = {
+    "qwen2": {
+        **TYPES,
+        "blk.0.attn_q.bias": ((HIDDEN,), T.F32),
+        "blk.0.attn_k.bias": ((HIDDEN // HEADS * KV_HEADS,), T.F32),
+        "blk.0.attn_v.bias": ((HIDDEN // HEADS * KV_HEADS,), T.F32),
+    },
+    "qwen3": {
+        **TYPES,
+        "blk.0.attn_q_norm.weight": ((HIDDEN // HEADS,), T.F32),
+        "blk.0.attn_k_norm.weight": ((HIDDEN // HEADS,), T.F32),
+    },
+}
+QWEN_NAMES = {
+    **MLX_NAMES,
+    "blk.0.attn_q_norm": "model.layers.0.self_attn.q_norm",
+    "blk.0.attn_k_norm": "model.layers.0.self_attn.k_norm",
+}
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qwen_architectures(tmp_path, arch):
+    """A qwen2 / qwen3 file gives mlx-lm's model of that type, unpermuted
+    rope (llama.cpp permutes llama's q/k rows only), every tensor as the
+    reader dequantizes it, and the logits of that model built directly from
+    the reader's values."""
+    import importlib
+
+    from mlx_lm.models.base import BaseModelArgs  # noqa: F401 (mlx-lm present)
+
+    types = QWEN_TYPES[arch]
+    path = write_gguf(tmp_path / f"{arch}.gguf", types, arch=arch, pre="qwen2")
+    model, tokenizer, config = from_gguf(path, dtype=None)
+    assert config["model_type"] == arch and config["rope_traditional"] is False
+    assert type(model).__module__ == f"mlx_lm.models.{arch}"
+    q = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, LowBitLinear)  # TQ2_0 in the file
+    theirs = reader_values(path)
+    if arch == "qwen2":
+        assert np.array_equal(np.array(q.bias), theirs["blk.0.attn_q.bias"])
+    # The reference: the same architecture from the reader's float32 values.
+    module = importlib.import_module(f"mlx_lm.models.{arch}")
+    ref = module.Model(module.ModelArgs.from_dict(config))
+    names = {
+        f"{QWEN_NAMES[n.rpartition('.')[0]]}.{n.rpartition('.')[2]}": mx.array(v)
+        for n, v in theirs.items()
+    }
+    ref.load_weights(list(names.items()), strict=True)
+    x = mx.array([tokenizer.encode("Hi t")])
+    np.testing.assert_allclose(
+        np.array(model(x).astype(mx.float32)), np.array(ref(x)), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_qwen2_pre_tokenizer_splits_digits_and_newlines(tmp_path):
+    path = write_gguf(tmp_path / "q.gguf", QWEN_TYPES["qwen2"], arch="qwen2", pre="qwen2")
+    _, tokenizer, _ = from_gguf(path)
+    pre = tokenizer._tokenizer.backend_tokenizer.pre_tokenizer
+    pieces = [p for p, _ in pre.pre_tokenize_str("It's 123\n\nok")]
+    # GPT-2's split keeps "Ġ123" and "ĊĊok" apart differently.
+    assert pieces == ["It", "'s", "Ġ", "1", "2", "3", "ĊĊ", "ok"]
+
+
+def _metadata(**fields):
+    from mlx_lowbit.lm.gguf import gguf_tokenizer
+
+    meta = {"general.architecture": "llama"}
+    for key, value in fields.items():
+        if isinstance(value, list) and value and not isinstance(value[0], str):
+            value = mx.array(value)
+        elif isinstance(value, (int, float)):
+            value = mx.array(value)
+        meta[f"tokenizer.ggml.{key}"] = value
+    return gguf_tokenizer(meta)
+
+
+def test_sentencepiece_vocabulary_through_transformers():
+    # A SentencePiece ("llama") vocabulary: no merges stored, they come from
+    # the scores; BOS is added as llama.cpp does for such files.
+    tokens = ["<unk>", "<s>", "</s>", "▁", "H", "i", "o", "▁H", "▁Hi", "▁o"]
+    scores = [0.0, 0.0, 0.0, -1.0, -2.0, -2.0, -2.0, -0.5, -0.1, -0.7]
+    types = [2, 3, 3, 1, 1, 1, 1, 1, 1, 1]
+    tokenizer = _metadata(
+        model="llama",
+        tokens=tokens,
+        scores=scores,
+        token_type=types,
+        bos_token_id=1,
+        eos_token_id=2,
+        unknown_token_id=0,
+    )
+    ids = tokenizer.encode("Hi o")
+    assert ids == [1, tokens.index("▁Hi"), tokens.index("▁o")]
+    assert tokenizer.decode(ids[1:]) == "Hi o"
+    assert tokenizer.eos_token_id == 2
+    plain = _metadata(
+        model="llama",
+        tokens=tokens,
+        scores=scores,
+        token_type=types,
+        bos_token_id=1,
+        add_bos_token=0,
+    )
+    assert plain.encode("Hi o") == ids[1:]  # the file's add_bos_token = false
+
+
+def test_llama_bpe_pre_tokenizer_through_transformers():
+    # Llama 3's split keeps digits in runs of up to three.
+    tokens = [*sorted(pre_tokenizers.ByteLevel.alphabet())]
+    tokenizer = _metadata(model="gpt2", pre="llama-bpe", tokens=tokens, merges=[])
+    pre = tokenizer._tokenizer.backend_tokenizer.pre_tokenizer
+    assert [p for p, _ in pre.pre_tokenize_str("12345 ab")] == ["123", "45", "Ġab"]
+    assert tokenizer.decode(tokenizer.encode("12345 ab", add_special_tokens=False)) == "12345 ab"
+
+
+def test_unknown_tokenizer_names_the_kind():
+    with pytest.raises(ValueError, match="tokenizer 'rwkv'.*could not be built"):
+        _metadata(model="rwkv", tokens=["a"])
+
+
+def q1_0_bytes(w_sign: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Q1_0 blocks built from ggml's layout: per 128 weights, d (float16) and
+    16 bytes whose bit j % 8 of byte j // 8 is set where weight j is +d."""
+    n, k = w_sign.shape
+    bits = (w_sign > 0).reshape(n, k // 128, 16, 8).astype(np.uint8)
+    qs = (bits << np.arange(8, dtype=np.uint8)).sum(axis=-1).astype(np.uint8)
+    head = d.astype(np.float16).reshape(n, k // 128, 1).view(np.uint8)
+    return np.concatenate([head, qs], axis=-1).reshape(n, -1)
+
+
+def test_q1_0_loads_as_binary_losslessly(tmp_path):
+    rng = np.random.default_rng(3)
+    shape = (FFN, HIDDEN)
+    signs = rng.choice([-1.0, 1.0], size=shape)
+    d = rng.uniform(0.01, 0.1, size=(FFN, HIDDEN // 128)).astype(np.float16)
+    blocks = q1_0_bytes(signs, d)
+    types = dict(TYPES)
+    types["blk.0.ffn_gate.weight"] = (shape, T.Q1_0)
+
+    def edit(name, data):
+        return blocks if name == "blk.0.ffn_gate.weight" else data
+
+    # write_gguf's placeholder bytes for Q1_0 are replaced by ours.
+    path = write_gguf(tmp_path / "q1.gguf", types, edit=edit)
+    model, _, _ = from_gguf(path)
+    qw = model.model.layers[0].mlp.gate_proj.qweight
+    assert (qw.fmt, qw.group_size, qw.scales.dtype, qw.biases) == ("binary", 128, mx.float16, None)
+    want = signs * np.repeat(d.astype(np.float32), 128, axis=1)
+    assert np.array_equal(np.array(dequantize(qw, mx.float32)), want)

@@ -38,7 +38,7 @@ def test_every_schedule_gives_the_reference(f, schedule):
     x = make_x((9, 256), mx.float32)
     assert_close(lb.matmul(x, qw, schedule=schedule), ref_product(x, qw), mx.float32)
     assert_close(
-        lb.matmul(x, qw, schedule=schedule, streamk_fixup="atomic", split_k=3),
+        lb.matmul(x, qw, schedule=schedule, split_k=3),
         ref_product(x, qw),
         mx.float32,
     )
@@ -146,7 +146,7 @@ def test_thread_count_does_not_change_results():
     finally:
         lb.set_num_threads(before)
     np.testing.assert_array_equal(one, three)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=r"in \[1, "):
         lb.set_num_threads(0)
 
 

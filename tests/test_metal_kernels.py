@@ -4,19 +4,24 @@ eval_gpu encodes (mlx_lowbit.testing.metal_matmul), against x @ W.T in
 float64 from the independent spec decoder (tests/reference.py). Outputs and
 workspaces start as NaN, so an element no launch writes fails the check."""
 
+import dataclasses
+
 import mlx.core as mx
 import numpy as np
 import pytest
 import reference
 from conftest import DTYPES, FORMATS, assert_close, format_id, product
 from helpers import make_weight, make_x, ref_product
+from runner import MSLRuntimeError
 
+import mlx_lowbit as lb
+from mlx_lowbit import _ext
 from mlx_lowbit.testing import metal_dequantize, metal_matmul, metal_plan
 
 # schedule, M, N, K, options. With group 32, 32 x 32 tiles: ragged M and N
 # everywhere, 3-5 K-iterations per tile, an odd number of 32-blocks (binary
 # GEMV lanes read two), tiles split across 2 (cores=2) and 3 (cores=3)
-# threadgroups with both fix-ups, more stream-K groups than tiles (streamk)
+# threadgroups, more stream-K groups than tiles (streamk)
 # and fewer (hybrid: 5 tiles, 2 groups, 2 data-parallel tiles).
 CASES = [
     ("gemv", 3, 20, 160, {}),
@@ -24,9 +29,8 @@ CASES = [
     ("dataparallel", 20, 40, 96, {}),
     ("splitk", 20, 40, 160, {"split_k": 2}),
     ("streamk", 20, 40, 160, {"gpu_cores": 3}),
-    ("streamk", 20, 40, 160, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
+    ("streamk", 20, 40, 160, {"gpu_cores": 2}),
     ("hybrid", 20, 160, 160, {"gpu_cores": 1}),
-    ("hybrid", 20, 160, 160, {"gpu_cores": 1, "streamk_fixup": "atomic"}),
 ]
 
 
@@ -67,9 +71,9 @@ def test_cases_exercise_what_they_claim():
     prm = hybrid["params"]
     assert prm["tiles_m"] * prm["tiles_n"] == 5 and prm["sk_tiles"] == 3 and prm["sk_groups"] == 2
     assert metal_plan(make_x((1, 160), mx.float16), qw)["launches"][0]["kernel"].endswith("_mr1")
-    assert metal_plan(make_x((3, 160), mx.float16), qw, "gemv")["launches"][0]["kernel"].endswith(
-        "_mr8"
-    )
+    for m, mr in [(2, 2), (3, 4)]:
+        launch = metal_plan(make_x((m, 160), mx.float16), qw, "gemv")["launches"][0]
+        assert launch["kernel"].endswith(f"_mr{mr}")
 
 
 @pytest.mark.parametrize("f", FORMATS, ids=format_id)
@@ -105,6 +109,18 @@ def test_batch_dims_and_non_contiguous_x(f):
         out = metal_matmul(x, qw, gpu_cores=2)
         assert out.shape == tuple(x.shape[:-1]) + (12,)
         assert_close(out, ref_product(x, qw), x.dtype)
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+def test_gemv_mr_variants(f):
+    """MR = 1, 2 and 4, and M = 5 (two threadgroups along y, of 4 rows and
+    1); N = 70, past one threadgroup's 32 or 64 rows; K = 1088, two x
+    staging steps, the second with 2 of 32 lanes at work."""
+    qw = make_weight(f, 70, 1088, 64)
+    for m, mr in [(1, 1), (2, 2), (4, 4), (5, 4)]:
+        x = make_x((m, 1088), mx.float16, seed=m)
+        assert metal_plan(x, qw, "gemv")["launches"][0]["kernel"].endswith(f"_mr{mr}")
+        assert_close(metal_matmul(x, qw, "gemv"), ref_product(x, qw), mx.float16, f"M={m}")
 
 
 def test_gemv_more_rows_than_one_threadgroup_takes():
@@ -165,6 +181,60 @@ def test_bad_input_is_a_value_error():
         metal_matmul(make_x((2, 64), mx.float16), qw, bm=16)
     with pytest.raises(ValueError, match="Unknown tile overrides"):
         metal_matmul(make_x((2, 64), mx.float16), qw, tm=16)
+
+
+@pytest.mark.parametrize("fmt", ["ternary", "binary"])
+def test_bfloat16_prefill_keeps_scales_exact(fmt):
+    """Regression: the GEMM's weight tile was bfloat for bfloat16 x, which
+    rounded each fp16 scale to 8 significant bits (1 + 2**-8 + 2**-9 became
+    1 + 2**-7), the same way for a whole group, while the GEMV keeps scales in
+    fp32. Two groups of opposite sign make the difference the whole result:
+    32 * (s0 - 1) = 0.1875 exactly (a bfloat16 value), 0.25 with s0 rounded."""
+    row = np.array([1.0] * 32 + [-1.0] * 32, dtype=np.float32)
+    qw = lb.quantize(mx.array(np.tile(row, (8, 1))), fmt, 32)
+    scales = np.tile(np.array([1 + 2**-8 + 2**-9, 1.0], dtype=np.float16), (8, 1))
+    qw = dataclasses.replace(qw, scales=mx.array(scales))
+    for m, schedule in [(1, "gemv"), (9, "gemv"), (9, "dataparallel"), (9, "splitk")]:
+        out = metal_matmul(
+            mx.ones((m, 64), dtype=mx.bfloat16), qw, schedule, split_k=2 * (schedule == "splitk")
+        )
+        np.testing.assert_array_equal(np.asarray(out.astype(mx.float32)), 0.1875, err_msg=schedule)
+
+
+@pytest.mark.parametrize("f", [FORMATS[0], FORMATS[2], FORMATS[3]], ids=format_id)
+def test_bfloat16_gemm_and_gemv_agree(f):
+    """Prefill (GEMM) and decode (GEMV) of the same rows in bfloat16: both
+    are fp32 sums of the same exact products rounded once, so they differ at
+    most where fp32 summation order moves a value across a bfloat16 rounding
+    boundary: by one bfloat16 ulp, and rarely."""
+    qw = make_weight(f, 40, 256, 64)
+    x = make_x((9, 256), mx.bfloat16)
+    gemv = np.asarray(metal_matmul(x, qw, "gemv").astype(mx.float32))
+    for schedule in ["dataparallel", "streamk"]:
+        gemm = np.asarray(metal_matmul(x, qw, schedule, gpu_cores=2).astype(mx.float32))
+        ulp = np.spacing(np.abs(gemv).astype(np.float32)) * 2.0**16  # bfloat16 ulp
+        assert np.all(np.abs(gemm - gemv) <= ulp), schedule
+        assert np.mean(gemm != gemv) < 0.05, schedule
+
+
+@pytest.mark.parametrize("f", [FORMATS[0], FORMATS[1]], ids=format_id)
+def test_misaligned_views_are_copied(f):
+    """MLX binds a view at its offset: packed words starting at an odd word
+    (or x at an odd element) misalign the kernels' uint2 / vector loads,
+    which Metal faults on. eval_gpu copies such an array
+    (binding_is_aligned); without the copy the emulator reports it."""
+    qw = make_weight(f, 12, 128, 32)
+    x = make_x((1, 128), mx.float16)
+    ref = ref_product(x, qw)
+    assert _ext.binding_is_aligned(0) and _ext.binding_is_aligned(32)
+    assert not _ext.binding_is_aligned(4) and not _ext.binding_is_aligned(8)
+    for offsets in [{"packed_offset": 4}, {"x_offset": 2}, {"packed_offset": 32, "x_offset": 16}]:
+        assert_close(metal_matmul(x, qw, "gemv", **offsets), ref, mx.float16, str(offsets))
+    # Ternary reads its words as uint2; binary word by word (no fault).
+    faulting = [{"x_offset": 2}] + ([{"packed_offset": 4}] if f[0] == "ternary" else [])
+    for offsets in faulting:
+        with pytest.raises(MSLRuntimeError, match="misaligned access"):
+            metal_matmul(x, qw, "gemv", copy_misaligned=False, **offsets)
 
 
 @pytest.mark.parametrize("f", FORMATS, ids=format_id)

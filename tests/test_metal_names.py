@@ -24,6 +24,7 @@ DTYPES = [mx.float16, mx.bfloat16, mx.float32]
 # (M, N, K, cores): decode, small batch, one tile, a wave, many waves.
 SHAPES = [
     (1, 64, 256, 8),
+    (2, 64, 256, 8),
     (5, 64, 256, 8),
     (40, 40, 4096, 8),
     (300, 700, 512, 4),
@@ -38,7 +39,7 @@ GRAMMAR = re.compile(
     r"_bm\d+_bn\d+_bk\d+_wm\d+_wn\d+"
     r"|fixup_(float16|bfloat16|float32)_bm\d+_bn\d+"
     r"|dequantize_(ternary|binary|codebook_v8|codebook_v16)_(float16|bfloat16|float32)"
-    r"|zero_float32)"
+    r")"
 )
 
 
@@ -47,7 +48,7 @@ def routed_names():
     names = set()
     for (fmt, v, c, bias), dtype in itertools.product(WEIGHTS, DTYPES):
         for schedule, fixup, (bm, bn, bk), (m, n, k, cores) in itertools.product(
-            SCHEDULES, ["deterministic", "atomic"], TILES, SHAPES
+            SCHEDULES, ["deterministic"], TILES, SHAPES
         ):
             p = _ext.metal_plan(
                 fmt,

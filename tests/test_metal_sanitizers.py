@@ -12,17 +12,18 @@ import reference
 from conftest import FORMATS, assert_close, format_id
 
 import mlx_lowbit as lb
-from mlx_lowbit.testing import metal_dequantize, metal_matmul
+from mlx_lowbit.testing import metal_dequantize, metal_gather_matmul, metal_matmul
 
-# (schedule, M, options): GEMV with one row and with several; the GEMM and
-# fix-up kernels with both fix-ups and the zero fill; split-K.
+# (schedule, M, options): GEMV with MR = 1, 2 and 4 (M = 5: a partial
+# second threadgroup of rows); the GEMM and
+# fix-up kernels; split-K.
 FAMILIES = [
     ("gemv", 1, {}),
+    ("gemv", 2, {}),
     ("gemv", 5, {}),
     ("dataparallel", 20, {}),
     ("splitk", 20, {"split_k": 2}),
     ("streamk", 20, {"gpu_cores": 3}),
-    ("streamk", 20, {"gpu_cores": 2, "streamk_fixup": "atomic"}),
 ]
 
 
@@ -61,3 +62,26 @@ def test_address_sanitizer(f, dtype):
 
 def test_thread_sanitizer():
     run_families(FORMATS[4], mx.float16, "thread")
+
+
+@pytest.mark.parametrize("sanitizer", ["address", "thread"])
+@pytest.mark.parametrize("f", [FORMATS[2], FORMATS[4]], ids=format_id)
+def test_gather_kernel(f, sanitizer):
+    """The MoE gather (metal/gather.h): decode rows, batch rows whose expert
+    changes mid-tile, and the grouped GEMM, on the last expert's last row
+    (N ragged)."""
+    from test_gather import make_experts, ref_gather
+
+    qe = make_experts(f, 3, 21, 160, 32)
+    x = (mx.random.normal((4, 3, 160), key=mx.random.key(1)) / np.sqrt(160)).astype(mx.float16)
+    for lhs, rhs in [
+        (np.array([0]), np.array([2, 0, 1])),
+        (np.array([3, 0, 2]), np.array([2, 2, 1])),
+    ]:
+        out = metal_gather_matmul(x, qe, mx.array(lhs), mx.array(rhs), sanitizer=sanitizer)
+        assert_close(out, ref_gather(x, qe, lhs, rhs), mx.float16, sanitizer)
+    # The grouped GEMM: sorted rows whose runs cross the 32-row tiles.
+    rhs = np.repeat([0, 1, 2], [20, 17, 3])
+    x = (mx.random.normal((40, 1, 160), key=mx.random.key(2)) / np.sqrt(160)).astype(mx.float16)
+    out = metal_gather_matmul(x, qe, None, mx.array(rhs), sorted_indices=True, sanitizer=sanitizer)
+    assert_close(out, ref_gather(x, qe, None, rhs), mx.float16, f"gemm under {sanitizer}")

@@ -157,7 +157,7 @@ def test_embedding_matches_reference(fmt):
     w = reference.dequantize(layer.qweight)
     ids = mx.array([[0, 5, 36], [7, 7, 1]])
     out = layer(ids)
-    assert out.shape == (2, 3, 64) and out.dtype == mx.float16
+    assert out.shape == (2, 3, 64) and out.dtype == mx.float32  # the source's dtype
     np.testing.assert_allclose(
         np.asarray(out.astype(mx.float32)), w[np.asarray(ids)], rtol=1e-3, atol=1e-3
     )
@@ -284,3 +284,26 @@ def test_set_dtype_keeps_low_bit_scales():
         np.abs(np.asarray(out.astype(mx.float32)) - np.asarray(before)).max()
         < 0.1 * np.abs(np.asarray(before)).max()
     )
+
+
+@pytest.mark.parametrize("source", [mx.bfloat16, mx.float32, mx.float16])
+def test_embedding_lookups_keep_the_source_dtype(source, tmp_path):
+    """Quantizing an embedding does not change the dtype the model's
+    activations start in (as MLX's quantized embedding), whatever dtype the
+    scales are; the entry records it and both loaders rebuild it."""
+    emb = nn.Embedding(64, 128)
+    emb.set_dtype(source)
+    for scale_dtype in (mx.float16, mx.float32):
+        layer = lb.nn.LowBitEmbedding.from_embedding(emb, "binary", 64, scale_dtype=scale_dtype)
+        out = layer(mx.array([[1, 2, 3]]))
+        assert out.dtype == source and out.shape == (1, 3, 128)
+        ref = lb.dequantize(layer.qweight, mx.float32)[mx.array([1, 2, 3])]
+        assert mx.array_equal(out[0].astype(mx.float32), ref.astype(source).astype(mx.float32))
+        entry = layer.quantization_config()
+        assert entry.get("output_dtype") == (
+            None
+            if source == scale_dtype
+            else {mx.bfloat16: "bfloat16", mx.float32: "float32", mx.float16: "float16"}[source]
+        )
+    with pytest.raises(ValueError, match="output_dtype must be one of"):
+        lb.nn.LowBitEmbedding(64, 128, "binary", 64, output_dtype="int8")

@@ -66,7 +66,7 @@ def test_load_rejects_corrupt_bytes(tmp_path):
     with pytest.raises(ValueError, match="does not match its recorded checksum"):
         lb.QuantizedWeight.load(path)
     path.write_bytes(bytes(data[: len(data) // 2]))
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
+    with pytest.raises(ValueError, match="w.safetensors: .* the file is truncated or damaged"):
         lb.QuantizedWeight.load(path)
 
 
@@ -93,7 +93,7 @@ def test_load_rejects_missing_tensor_and_foreign_files(tmp_path):
     arrays, metadata = mx.load(str(path), return_metadata=True)
     del arrays["codebook"]
     mx.save_safetensors(str(path), arrays, metadata=metadata)
-    with pytest.raises(ValueError, match="needs its codebook array"):
+    with pytest.raises(ValueError, match=r"records tensor\(s\) \['codebook'\] that the file lacks"):
         lb.QuantizedWeight.load(path)
     mx.save_safetensors(str(path), {"weight": mx.zeros((2, 2))})
     with pytest.raises(ValueError, match="not an mlx-lowbit weight file"):
@@ -105,10 +105,10 @@ def test_load_rejects_invalid_ternary_code(tmp_path):
     qw = quantized(FORMATS[0])
     packed = np.asarray(qw.packed).copy()
     packed[3, 1] |= np.uint32(3 << 6)  # code 3 at weight 3 of that word
-    bad = lb.QuantizedWeight(
-        fmt="ternary", group_size=64, packed=mx.array(packed), scales=qw.scales
-    )
-    bad.save(path)  # checksums match: only the code check can catch it
+    bad = dict(fmt="ternary", group_size=64, packed=mx.array(packed), scales=qw.scales)
+    with pytest.raises(ValueError, match=r"invalid code 3 \(first in row 3\)"):
+        lb.QuantizedWeight(**bad)
+    lb.QuantizedWeight(**bad, check=False).save(path)  # checksums match
     with pytest.raises(ValueError, match="invalid code 3"):
         lb.QuantizedWeight.load(path)
 

@@ -87,7 +87,12 @@ def test_signs_are_deterministic_and_packed_one_bit_each():
     a, b = Rotation.random(320, seed=5), Rotation.random(320, seed=5)
     assert mx.array_equal(a.sign_bits, b.sign_bits)
     assert not mx.array_equal(a.sign_bits, Rotation.random(320, seed=6).sign_bits)
-    assert a.sign_bits.dtype == mx.uint32 and a.nbytes == 320 // 8
+    # Drawn from a seed, a rotation stores the seed and the block (8 bytes);
+    # given as signs, one bit per input feature.
+    assert a.sign_bits.dtype == mx.uint32 and a.nbytes == 8
+    assert a.seed_tensor().tolist() == [5, 64] and Rotation(a.sign_bits).nbytes == 320 // 8
+    again = Rotation.from_seed_tensor(a.seed_tensor(), 320)
+    assert again.seed == 5 and mx.array_equal(again.sign_bits, a.sign_bits)
     signs = 1 - 2 * np.random.default_rng(1).integers(0, 2, size=64)
     packed = pack_signs(signs, 32)
     assert packed.shape == (2, 1)  # one row per block
@@ -169,15 +174,24 @@ def test_layer_metadata_bits_and_reloading():
     rotation = Rotation.random(k, seed=9, max_block=64)
     layer = LowBitLinear.from_linear(_linear(n, k, True), "ternary", 32, rotation=rotation)
     entry = layer.quantization_config()
-    assert entry["rotation"] == {"kind": "hadamard", "block": 64}
-    # One sign bit per input feature is part of the stored weight.
-    assert layer.nbytes == layer.qweight.nbytes + k // 8
-    assert layer.bits_per_weight == 8 * (layer.qweight.nbytes + k // 8) / (n * k)
+    assert entry["rotation"] == {"kind": "hadamard", "block": 64, "seeded": True}
+    # The seed and block (two uint32) are part of the stored weight.
+    assert layer.nbytes == layer.qweight.nbytes + 8
+    assert layer.bits_per_weight == 8 * (layer.qweight.nbytes + 8) / (n * k)
     assert "rotation=hadamard(block=64)" in repr(layer)
-    shell = LowBitLinear(k, n, True, "ternary", 32, rotation_block=64)
+    shell = LowBitLinear(k, n, True, "ternary", 32, rotation_block=64, rotation_seeded=True)
     shell.load_weights(list(tree_flatten(layer.parameters())))
     x = mx.random.normal((3, k), key=mx.random.key(1))
-    assert mx.array_equal(shell(x), layer(x))
+    assert shell.rotation.seed == 9 and mx.array_equal(shell(x), layer(x))
+    # Signs that come from no seed are stored packed, one bit per input feature.
+    packed = LowBitLinear.from_linear(
+        _linear(n, k, True), "ternary", 32, rotation=Rotation(rotation.sign_bits)
+    )
+    assert packed.quantization_config()["rotation"] == {"kind": "hadamard", "block": 64}
+    assert packed.nbytes == packed.qweight.nbytes + k // 8
+    shell = LowBitLinear(k, n, True, "ternary", 32, rotation_block=64)
+    shell.load_weights(list(tree_flatten(packed.parameters())))
+    assert shell.rotation.seed is None and mx.array_equal(shell(x), packed(x))
     # Re-quantizing reads the unrotated weight.
     assert LowBitLinear.from_linear(layer, "ternary", 32).rotation is None
     affine = layer.to_quantized(32, 8)
@@ -200,6 +214,28 @@ def test_rotated_layer_under_compile_and_gradients():
     grad = mx.grad(lambda x: layer(x).sum())(x)
     expected = mx.ones((2, 16)) @ dense_weight(layer)
     assert mx.allclose(grad, expected, atol=1e-4).item()
+
+
+def test_missing_or_malformed_seed_raises():
+    layer = LowBitLinear(64, 8, False, "ternary", 32, rotation_block=32, rotation_seeded=True)
+    assert layer.rotation.block == 32
+    layer.rotation_seed = mx.array([3, 64], mx.uint32)
+    with pytest.raises(
+        ValueError, match="rotation_seed names block 64; the layer's config says 32"
+    ):
+        layer(mx.zeros((1, 64)))
+    layer.rotation_seed = mx.array([3, 48], mx.uint32)
+    with pytest.raises(ValueError, match="block 48, not a power of two"):
+        layer(mx.zeros((1, 64)))
+    layer.rotation_seed = mx.array([3, 32, 0], mx.uint32)
+    with pytest.raises(
+        ValueError, match=r"2 uint32 values \(seed, block\), got .*uint32 of shape \(3,\)"
+    ):
+        layer(mx.zeros((1, 64)))
+    with pytest.raises(ValueError, match="seed must be an integer in 0..2\\*\\*32 - 1"):
+        Rotation.random(64, seed=2**32)
+    with pytest.raises(ValueError, match="'seeded' must be true or false"):
+        Rotation.from_config({"kind": "hadamard", "block": 32, "seeded": "yes"}, 64)
 
 
 def test_missing_or_malformed_signs_raise():
@@ -336,11 +372,12 @@ def test_convert_records_the_rotation(rotated_dir):
     config = json.loads((out / "config.json").read_text())
     assert config["mlx_lowbit"] == {"method": "rtn", "rotation": "hadamard"}
     q = config["quantization"]
-    assert q[LAYER]["rotation"] == {"kind": "hadamard", "block": 64}
-    assert q["model.layers.1.mlp.down_proj"]["rotation"] == {"kind": "hadamard", "block": 64}
+    entry = {"kind": "hadamard", "block": 64, "seeded": True}
+    assert q[LAYER]["rotation"] == entry
+    assert q["model.layers.1.mlp.down_proj"]["rotation"] == entry
     weights = mx.load(str(out / "model.safetensors"))
-    assert weights[f"{LAYER}.rotation_signs"].dtype == mx.uint32
-    assert weights[f"{LAYER}.rotation_signs"].shape == (1, 64 // 32)  # (blocks, words per block)
+    assert weights[f"{LAYER}.rotation_seed"].tolist() == [0, 64]  # (seed, block)
+    assert not any(k.endswith("rotation_signs") for k in weights)
 
 
 @pytest.mark.parametrize("loader", ["mlx_lm.load", "mlx_lowbit.lm.load"])
@@ -356,20 +393,25 @@ def test_load_gives_identical_logits(rotated_dir, loader):
     assert mx.array_equal(loaded(x), model(x)).item()
 
 
+@pytest.mark.parametrize("stored", ["seed", "signs"])
 @pytest.mark.parametrize("loader", ["mlx_lm.load", "mlx_lowbit.lm.load"])
-def test_loaded_signs_come_from_the_checkpoint(rotated_dir, tmp_path, loader):
+def test_loaded_signs_come_from_the_checkpoint(rotated_dir, tmp_path, loader, stored):
     # Other seeds than the loader's placeholder signs: equal logits mean the
-    # stored signs were used.
+    # stored seeds (or packed signs, as checkpoints before seeds) were used.
     from mlx_lowbit.lm.convert import load_source, save_model_dir
 
     src, _ = rotated_dir
     model, tokenizer, config = load_source(src)
     layers = tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+
+    def _stored(r):
+        return r if stored == "seed" else Rotation(r.sign_bits)
+
     seeded = [
         (
             path,
             LowBitLinear.from_linear(
-                m, "ternary", 32, rotation=Rotation.random(m.weight.shape[1], seed=i + 1)
+                m, "ternary", 32, rotation=_stored(Rotation.random(m.weight.shape[1], seed=i + 1))
             ),
         )
         for i, (path, m) in enumerate(layers)
@@ -377,9 +419,17 @@ def test_loaded_signs_come_from_the_checkpoint(rotated_dir, tmp_path, loader):
     ]
     model.update_modules(tree_unflatten(seeded))
     out = save_model_dir(tmp_path / "seeded", model, tokenizer, config)
+    weights = mx.load(str(out / "model.safetensors"))
+    assert f"{LAYER}.rotation_{'seed' if stored == 'seed' else 'signs'}" in weights
     loaded, _ = _loaders()[loader](str(out))
     x = tokens()
     assert mx.array_equal(loaded(x), model(x)).item()
+
+
+def mlx_lm_load(path):
+    import mlx_lm
+
+    return mlx_lm.load(path)
 
 
 def _tampered(out, dst, edit_weights=None, edit_entry=None):
@@ -398,19 +448,24 @@ def _tampered(out, dst, edit_weights=None, edit_entry=None):
     return dst
 
 
-SIGNS = f"{LAYER}.rotation_signs"
+SEED = f"{LAYER}.rotation_seed"
 TAMPERED = {
-    "missing signs": (lambda w: w.pop(SIGNS), None, r"rotation_signs"),
+    "missing seed": (lambda w: w.pop(SEED), None, r"rotation_seed"),
     "wrong shape": (
-        lambda w: w.update({SIGNS: mx.zeros((3,), mx.uint32)}),
+        lambda w: w.update({SEED: mx.zeros((3,), mx.uint32)}),
         None,
-        r"rotation_signs",
+        r"rotation_seed",
     ),
-    "config without rotation": (None, lambda e: e.pop("rotation"), r"rotation_signs"),
+    "config without rotation": (None, lambda e: e.pop("rotation"), r"rotation_seed"),
     "config with another block": (
         None,
-        lambda e: e.update(rotation={"kind": "hadamard", "block": 32}),
-        r"rotation_signs",  # the shape holds the block
+        lambda e: e.update(rotation={"kind": "hadamard", "block": 32, "seeded": True}),
+        r"rotation_seed",  # the tensor holds the block
+    ),
+    "config with stored signs": (
+        None,
+        lambda e: e.update(rotation={"kind": "hadamard", "block": 64}),
+        r"rotation_s",
     ),
 }
 
@@ -421,6 +476,13 @@ def test_tampered_rotation_raises(rotated_dir, tmp_path, case, loader):
     _, out = rotated_dir
     edit_weights, edit_entry, message = TAMPERED[case]
     bad = _tampered(out, tmp_path / "bad", edit_weights, edit_entry)
+    if (case, loader) == ("config with another block", "mlx_lm.load"):
+        # The tensor's shape agrees; mlx-lm's loader checks no values, so
+        # the first call refuses.
+        model, _ = mlx_lm_load(str(bad))
+        with pytest.raises(ValueError, match=message):
+            model(tokens())
+        return
     with pytest.raises(ValueError, match="(?s)" + message):
         _loaders()[loader](str(bad))
 
@@ -429,7 +491,7 @@ def test_signs_of_the_wrong_dtype_raise_at_load_and_call(rotated_dir, tmp_path):
     import mlx_lm
 
     _, out = rotated_dir
-    bad = _tampered(out, tmp_path / "bad", lambda w: w.update({SIGNS: w[SIGNS].astype(mx.int32)}))
+    bad = _tampered(out, tmp_path / "bad", lambda w: w.update({SEED: w[SEED].astype(mx.int32)}))
     with pytest.raises(ValueError, match="(?s)q_proj.*uint32"):
         lb.lm.load(str(bad))
     model, _ = mlx_lm.load(str(bad))  # no dtype check there, so the call refuses

@@ -6,7 +6,14 @@ if [ ! -f /root/site/.installed ]; then
   mkdir -p /root/stage
   # The parts may end inside the model file (a probe with the wheels only).
   cat /root/parts/stage.part.* | tar xf - -C /root/stage 2>/dev/null || true
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site /root/stage/*.whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /root/site /root/stage/*.whl \
+    /root/parts/gguf-*.whl
+  # gguf imports yaml; the mirror has no cp312 PyYAML wheel, and PyYAML runs
+  # without its C extension, so its Python package alone is unpacked.
+  python3 -c "import yaml" 2>/dev/null || python3 -c "
+import glob, zipfile
+z = zipfile.ZipFile(glob.glob('/root/parts/pyyaml-*.whl')[0])
+z.extractall('/root/site', [n for n in z.namelist() if n.startswith('yaml/') and n.endswith('.py')])"
   touch /root/site/.installed
 fi
 export PYTHONPATH=/root/site:$PWD/python PYTHONUNBUFFERED=1

@@ -3,12 +3,18 @@
 # Usage: bash benchmarks/gpu/wait.sh OUT SECONDS DEST
 out=$1; limit=$2; dest=$3
 start=$SECONDS
+n=0
 while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limit)); do
-  sleep 60
+  sleep 10
+  ((++n % 6)) && continue
   for f in "$out"/*.log; do echo "== $(basename "$f"): $(grep -E '^\[|ppl |error' "$f" | tail -1)"; done
 done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
 runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done
-python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
+if ((${#runs[@]})); then
+  python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
+else
+  echo "no run finished"
+fi
 mkdir -p "$dest/quality"
 for f in "$out"/*.log; do echo "== $(basename "$f")"; tail -n 80 "$f"; done >"$dest/quality/logs.txt"

@@ -10,6 +10,7 @@ COMMANDS = {
     "convert": "mlx_lowbit.lm.convert",
     "demo": "mlx_lowbit.demo",
     "bench": "mlx_lowbit.bench",
+    "verify-metal": "mlx_lowbit.verify_metal",
 }
 
 
@@ -19,7 +20,7 @@ def main(argv=None) -> None:
         print("usage: mlx-lowbit <command> [options]\n\ncommands:")
         for name, module in COMMANDS.items():
             doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()[0]
-            print(f"  {name:<10} {doc}")
+            print(f"  {name:<13} {doc}")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
 

@@ -7,11 +7,16 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ._checks import check_activation_bits
+from .experts import QuantizedExperts, dequantize_experts, gather_matmul, quantize_experts
 from .ops import dequantize, matmul
 from .ops import quantize as quantize_weight
 from .quantized_weight import QuantizedWeight
 from .rotation import DEFAULT_MAX_BLOCK, Rotation
 from .rotation import KIND as ROTATION_KIND
+
+# The stored forms of a layer's rotation (rotation.py): a seed or packed signs.
+_ROTATION_TENSORS = ("rotation_seed", "rotation_signs")
 
 # The ``mode`` under which mlx-lm's per-layer quantization entries name our
 # layers (see mlx_lowbit.lm.hook).
@@ -22,6 +27,9 @@ SCALE_DTYPES = {"float16": mx.float16, "float32": mx.float32}
 # Layers that nn.quantize leaves alone unless the predicate asks for them:
 # the output head is as sensitive as the embedding it is often tied to.
 OUTPUT_HEADS = ("lm_head",)
+# MoE routers (mlx-lm names them so in every MoE architecture): they pick the
+# experts, are tiny, and stay in float (or MLX 8-bit) unless asked for.
+ROUTERS = ("gate", "router", "shared_expert_gate")
 
 Predicate = Callable[[str, nn.Module], Union[bool, Dict[str, Any]]]
 
@@ -31,6 +39,22 @@ def _dtype_name(dtype: mx.Dtype) -> str:
         if d == dtype:
             return name
     raise ValueError(f"[mlx_lowbit.nn] Scales must be float16 or float32, not {dtype}.")
+
+
+# The dtypes an embedding's lookups may come out in (``output_dtype``).
+OUTPUT_DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
+
+
+def _output_dtype(value: Union[None, str, mx.Dtype]) -> Optional[mx.Dtype]:
+    if value is None:
+        return None
+    for name, d in OUTPUT_DTYPES.items():
+        if value == name or value == d:
+            return d
+    raise ValueError(
+        f"[mlx_lowbit.nn] output_dtype must be one of {', '.join(OUTPUT_DTYPES)} or None, "
+        f"got {value!r}."
+    )
 
 
 def _scale_dtype(value: Union[str, mx.Dtype]) -> mx.Dtype:
@@ -80,6 +104,9 @@ class LowBitLayer(nn.Module):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            # Rebuilt at every call: the values were checked when the layer
+            # got them (lm.load's check_layers for a model directory).
+            check=False,
         )
 
     @property
@@ -152,6 +179,7 @@ def _shell(
         codebook=row.codebook,
         vector_size=row.vector_size,
         index_bits=row.index_bits,
+        check=False,  # zeros, replaced by the checkpoint's arrays
         **arrays,
     )
 
@@ -169,6 +197,17 @@ def quantizer_options(fmt: str, **options: Any) -> Dict[str, Any]:
             if options.get(name, 0) in (0, None):
                 options.pop(name, None)
     return options
+
+
+def _lookup_dtype(embedding: nn.Module) -> Optional[mx.Dtype]:
+    """The dtype an embedding's lookups come out in: its weight's, or for
+    MLX's quantized embedding its scales'; None for one of ours (keep)."""
+    if isinstance(embedding, LowBitEmbedding):
+        return embedding.output_dtype
+    if isinstance(embedding, nn.QuantizedEmbedding):
+        return embedding.scales.dtype
+    dtype = embedding.weight.dtype
+    return dtype if dtype in OUTPUT_DTYPES.values() else None
 
 
 def dense_weight(module: nn.Module) -> mx.array:
@@ -220,7 +259,9 @@ class LowBitLinear(LowBitLayer):
           BitNet b1.58 was trained; see :func:`mlx_lowbit.matmul`).
         rotation_block (int): 0 (default): none. Otherwise the block of a
           Hadamard rotation of the input (:mod:`mlx_lowbit.rotation`) whose
-          signs ``load_weights`` fills in as the ``rotation_signs`` tensor.
+          signs ``load_weights`` fills in: drawn from the ``rotation_seed``
+          tensor with ``rotation_seeded``, else the ``rotation_signs`` tensor.
+        rotation_seeded (bool): See ``rotation_block``. Default: ``False``.
 
     With a rotation R the stored weight is ``W @ R``, and the layer computes
     ``(x @ R) @ (W @ R).T``; :func:`dense_weight` and :meth:`to_linear` give
@@ -241,18 +282,16 @@ class LowBitLinear(LowBitLayer):
         index_bits: int = 12,
         activation_bits: int = 0,
         rotation_block: int = 0,
+        rotation_seeded: bool = False,
     ):
         super().__init__()
         qw = _shell(
             output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
-        self.activation_bits = activation_bits
-        self._set_rotation(
-            Rotation.from_config({"kind": ROTATION_KIND, "block": rotation_block}, input_dims)
-            if rotation_block
-            else None
-        )
+        self.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
+        entry = {"kind": ROTATION_KIND, "block": rotation_block, "seeded": rotation_seeded}
+        self._set_rotation(Rotation.from_config(entry, input_dims) if rotation_block else None)
         if bias:
             self.bias = mx.zeros((output_dims,), _scale_dtype(scale_dtype))
         self.freeze()
@@ -270,7 +309,7 @@ class LowBitLinear(LowBitLayer):
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
-        layer.activation_bits = activation_bits
+        layer.activation_bits = check_activation_bits(activation_bits, "LowBitLinear")
         layer._set_rotation(rotation)
         if bias is not None:
             layer.bias = bias
@@ -327,11 +366,18 @@ class LowBitLinear(LowBitLayer):
                 f"[LowBitLinear] The rotation is over K={rotation.k}; the weight has K={k}."
             )
         self.rotation_block = rotation.block
-        self.rotation_signs = rotation.sign_bits
+        for key in _ROTATION_TENSORS:
+            if key in self:
+                del self[key]
+        # A seeded rotation stores its seed (8 bytes), any other its signs.
+        if rotation.seed is not None:
+            self.rotation_seed = rotation.seed_tensor()
+        else:
+            self.rotation_signs = rotation.sign_bits
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
-        if key == "rotation_signs":  # load_weights / update set parameters this way
+        if key in _ROTATION_TENSORS:  # load_weights / update set parameters this way
             self._cache_rotation()
 
     def _cache_rotation(self) -> None:
@@ -356,9 +402,22 @@ class LowBitLinear(LowBitLayer):
         if not self.rotation_block:
             return None
         cached = self.__dict__.get("_rotation")
+        k = self.qweight.shape[1]
+        if "rotation_seed" in self:
+            # The cache is rebuilt whenever the tensor is set (__setitem__),
+            # so it is the current one; reading the seed needs an eval, which
+            # a traced call (mx.compile of the model state) cannot do.
+            if cached is not None and cached.seed is not None:
+                return cached
+            rotation = Rotation.from_seed_tensor(self.rotation_seed, k)
+            if rotation.block != self.rotation_block:
+                raise ValueError(
+                    f"[LowBitLinear] rotation_seed names block {rotation.block}; the layer's "
+                    f"config says {self.rotation_block}."
+                )
+            return rotation
         if cached is not None and cached.sign_bits is self.get("rotation_signs"):
             return cached
-        k = self.qweight.shape[1]
         if "rotation_signs" not in self:
             raise ValueError(
                 f"[LowBitLinear] The layer is rotated (block {self.rotation_block}) but has no "
@@ -445,13 +504,16 @@ class LowBitLinear(LowBitLayer):
 class LowBitEmbedding(LowBitLayer):
     """An embedding table in a low-bit format: a lookup dequantizes only the
     rows it gathers, and :meth:`as_linear` (a tied output head) runs on the
-    low-bit kernels. Outputs are in the scales' dtype.
+    low-bit kernels.
 
     Args:
         num_embeddings (int): Rows (vocabulary size).
         dims (int): Columns, a multiple of 32.
         fmt, group_size, scale_dtype, biases, vector_size, index_bits: As in
           :class:`LowBitLinear`.
+        output_dtype (str or mx.Dtype, optional): The dtype of lookups (the
+          model's activations start here): ``"float16"``, ``"bfloat16"`` or
+          ``"float32"``. Default: the scales' dtype.
     """
 
     def __init__(
@@ -465,19 +527,24 @@ class LowBitEmbedding(LowBitLayer):
         biases: bool = False,
         vector_size: int = 16,
         index_bits: int = 12,
+        output_dtype: Union[None, str, mx.Dtype] = None,
     ):
         super().__init__()
         qw = _shell(
             num_embeddings, dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
         )
         self._set_qweight(qw)
+        self.output_dtype = _output_dtype(output_dtype)
         self.freeze()
 
     @classmethod
-    def from_qweight(cls, qw: QuantizedWeight) -> "LowBitEmbedding":
+    def from_qweight(
+        cls, qw: QuantizedWeight, output_dtype: Union[None, str, mx.Dtype] = None
+    ) -> "LowBitEmbedding":
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         layer._set_qweight(qw)
+        layer.output_dtype = _output_dtype(output_dtype)
         layer.freeze()
         return layer
 
@@ -490,10 +557,17 @@ class LowBitEmbedding(LowBitLayer):
         *,
         scale_dtype: Union[str, mx.Dtype] = mx.float16,
         lazy: bool = False,
+        output_dtype: Union[None, str, mx.Dtype] = "source",
         **fmt_options: Any,
     ) -> "LowBitEmbedding":
         """Quantize an ``nn.Embedding`` or ``nn.QuantizedEmbedding`` (options
-        as :meth:`LowBitLinear.from_linear`)."""
+        as :meth:`LowBitLinear.from_linear`). Lookups come out in the dtype
+        the embedding's own lookups had (``output_dtype="source"``, as MLX's
+        quantized embedding keeps it), so quantizing a bfloat16 model leaves
+        its activations bfloat16; or in ``output_dtype``."""
+        if isinstance(output_dtype, str) and output_dtype == "source":
+            output_dtype = _lookup_dtype(embedding)
+        out = _output_dtype(output_dtype)
         qw = quantize_weight(
             dense_weight(embedding),
             fmt,
@@ -502,7 +576,7 @@ class LowBitEmbedding(LowBitLayer):
             lazy=lazy,
             **fmt_options,
         )
-        return cls.from_qweight(qw)
+        return cls.from_qweight(qw, None if out == qw.scales.dtype else out)
 
     def to_embedding(self, dtype: Optional[mx.Dtype] = None) -> nn.Embedding:
         """An ``nn.Embedding`` holding the dequantized table."""
@@ -535,16 +609,194 @@ class LowBitEmbedding(LowBitLayer):
             codebook=self.get("codebook"),
             vector_size=self.vector_size,
             index_bits=self.index_bits,
+            check=False,  # rows of the layer's checked weight, at every lookup
         )
 
     def __call__(self, x: mx.array) -> mx.array:
         qw = self._rows(x.reshape(-1))
-        out = dequantize(qw, qw.scales.dtype)
+        out = dequantize(qw, self.output_dtype or qw.scales.dtype)
         return out.reshape(*x.shape, out.shape[-1])
+
+    def quantization_config(self) -> Dict[str, Any]:
+        entry = super().quantization_config()
+        if self.output_dtype is not None:
+            entry["output_dtype"] = next(
+                n for n, d in OUTPUT_DTYPES.items() if d == self.output_dtype
+            )
+        return entry
 
     def as_linear(self, x: mx.array) -> mx.array:
         """``x @ W.T``: the tied output head."""
         return matmul(x, self.qweight)
+
+
+def switch_classes() -> tuple:
+    """mlx-lm's ``SwitchLinear`` and ``QuantizedSwitchLinear``, or ``()`` when
+    mlx-lm has not loaded them (then no model holds one): mlx_lowbit does not
+    import mlx-lm itself."""
+    import sys
+
+    layers = sys.modules.get("mlx_lm.models.switch_layers")
+    return (layers.SwitchLinear, layers.QuantizedSwitchLinear) if layers else ()
+
+
+def dense_experts(module: nn.Module) -> mx.array:
+    """The (E, out, in) float32 weights of a switch layer: mlx-lm's
+    ``SwitchLinear``, ``QuantizedSwitchLinear`` (dequantized) or ours."""
+    if isinstance(module, LowBitSwitchLinear):
+        return dequantize_experts(module.qweight)
+    if "scales" in module:  # QuantizedSwitchLinear
+        if module.get("global_scale") is not None:
+            raise ValueError("nvfp4 experts with a global scale cannot be dequantized here.")
+        return mx.dequantize(
+            module.weight,
+            module.scales,
+            module.get("biases"),
+            group_size=module.group_size,
+            bits=module.bits,
+            mode=module.mode,
+        ).astype(mx.float32)
+    return module.weight.astype(mx.float32)
+
+
+class LowBitSwitchLinear(LowBitLayer):
+    """mlx-lm's ``SwitchLinear`` (the experts of a mixture-of-experts layer)
+    with each expert's (out, in) weight in a low-bit format, computed by
+    :func:`mlx_lowbit.experts.gather_matmul`. Called as mlx-lm calls its
+    switch layers: ``layer(x, indices, sorted_indices=False)``.
+
+    Args:
+        input_dims (int): K, a multiple of 32.
+        output_dims (int): N.
+        num_experts (int): E.
+        bias (bool): A bias vector per expert. Default: ``True`` (as mlx-lm).
+        fmt, group_size, scale_dtype, biases, vector_size, index_bits: As in
+          :class:`LowBitLinear`; a codebook is clustered per expert.
+    """
+
+    def __init__(
+        self,
+        input_dims: int,
+        output_dims: int,
+        num_experts: int,
+        bias: bool = True,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        biases: bool = False,
+        vector_size: int = 16,
+        index_bits: int = 12,
+    ):
+        super().__init__()
+        one = _shell(
+            output_dims, input_dims, fmt, group_size, scale_dtype, biases, vector_size, index_bits
+        )
+        self._set_qweight(QuantizedExperts.stack([one] * num_experts))
+        if bias:
+            self.bias = mx.zeros((num_experts, output_dims), _scale_dtype(scale_dtype))
+        self.freeze()
+
+    @classmethod
+    def from_qweight(
+        cls, qe: QuantizedExperts, bias: Optional[mx.array] = None
+    ) -> "LowBitSwitchLinear":
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._set_qweight(qe)
+        if bias is not None:
+            layer.bias = bias
+        layer.freeze()
+        return layer
+
+    @classmethod
+    def from_switch_linear(
+        cls,
+        switch: nn.Module,
+        fmt: str = "ternary",
+        group_size: int = 128,
+        *,
+        scale_dtype: Union[str, mx.Dtype] = mx.float16,
+        lazy: bool = False,
+        **fmt_options: Any,
+    ) -> "LowBitSwitchLinear":
+        """Quantize a switch layer expert by expert (round to nearest; options
+        as :meth:`LowBitLinear.from_linear`)."""
+        qe = quantize_experts(
+            dense_experts(switch),
+            fmt,
+            group_size,
+            scale_dtype=_scale_dtype(scale_dtype),
+            lazy=lazy,
+            **fmt_options,
+        )
+        return cls.from_qweight(qe, switch.get("bias"))
+
+    @property
+    def qweight(self) -> QuantizedExperts:
+        """The experts as a QuantizedExperts (checked against the metadata)."""
+        return QuantizedExperts(
+            fmt=self.fmt,
+            group_size=self.group_size,
+            packed=self.packed,
+            scales=self.group_scales,
+            biases=self.get("group_biases"),
+            codebook=self.get("codebook"),
+            vector_size=self.vector_size,
+            index_bits=self.index_bits,
+        )
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.qweight.bits_per_weight
+
+    @property
+    def input_dims(self) -> int:
+        return self.qweight.shape[2]
+
+    @property
+    def output_dims(self) -> int:
+        return self.qweight.shape[1]
+
+    @property
+    def num_experts(self) -> int:
+        return self.qweight.shape[0]
+
+    def to_switch_linear(self, dtype: Optional[mx.Dtype] = None) -> nn.Module:
+        """mlx-lm's ``SwitchLinear`` holding the dequantized experts, in
+        ``dtype`` (default: the scales' dtype)."""
+        from mlx_lm.models.switch_layers import SwitchLinear
+
+        e, n, k = self.qweight.shape
+        switch = SwitchLinear(k, n, e, bias="bias" in self)
+        switch.weight = dequantize_experts(self.qweight, dtype or self.group_scales.dtype)
+        if "bias" in self:
+            switch.bias = self.bias
+        return switch
+
+    def to_quantized(
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs,
+    ) -> nn.Module:
+        """Re-quantize from the dequantized experts (any MLX mode, or
+        ``mode="lowbit"``), as ``SwitchLinear.to_quantized`` does."""
+        return self.to_switch_linear().to_quantized(group_size, bits, mode=mode, **kwargs)
+
+    def _extra_repr(self) -> str:
+        e, n, k = self.qweight.shape
+        return (
+            f"input_dims={k}, output_dims={n}, num_experts={e}, bias={'bias' in self}, "
+            + self._weight_repr()
+        )
+
+    def __call__(self, x: mx.array, indices: mx.array, sorted_indices: bool = False) -> mx.array:
+        y = gather_matmul(x, self.qweight, rhs_indices=indices, sorted_indices=sorted_indices)
+        if "bias" in self:
+            y = y + mx.expand_dims(self.bias[indices], -2).astype(y.dtype)
+        return y
 
 
 def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
@@ -561,9 +813,11 @@ def set_dtype(model: nn.Module, dtype: mx.Dtype) -> None:
 
 def _default_predicate(path: str, module: nn.Module) -> bool:
     # Layers that are already low-bit (e.g. a repacked BitNet checkpoint)
-    # are kept as they are.
+    # are kept as they are; so are output heads and MoE routers.
+    if isinstance(module, switch_classes()):
+        return True
     return isinstance(module, (nn.Linear, nn.QuantizedLinear)) and (
-        path.rsplit(".", 1)[-1] not in OUTPUT_HEADS
+        path.rsplit(".", 1)[-1] not in OUTPUT_HEADS + ROUTERS
     )
 
 
@@ -609,14 +863,17 @@ def quantize(
           ``activation_bits``, ``rotate``, ``rotation_block`` and the format's
           quantizer options), so mixed recipes are one call. Linear layers (``nn.Linear``,
           ``nn.QuantizedLinear``, ``LowBitLinear``) become :class:`LowBitLinear`,
-          embeddings :class:`LowBitEmbedding`. Default: every ``nn.Linear``
-          and ``nn.QuantizedLinear`` except the output head (``lm_head``);
-          embeddings and layers that are already low-bit stay as they are.
+          embeddings :class:`LowBitEmbedding`, mlx-lm's ``SwitchLinear`` /
+          ``QuantizedSwitchLinear`` (MoE experts) :class:`LowBitSwitchLinear`.
+          Default: every ``nn.Linear``, ``nn.QuantizedLinear`` and switch
+          layer except the output head (``lm_head``) and MoE routers
+          (:data:`ROUTERS`); embeddings and layers that are already low-bit
+          stay as they are.
         scale_dtype: ``mx.float16`` (default) or ``mx.float32``.
         progress (bool): Show a tqdm progress bar over the layers.
         rotate (bool): Give every linear layer a randomized Hadamard rotation
           of its input (:mod:`mlx_lowbit.rotation`) and quantize the rotated
-          weight. Default: ``False``.
+          weight; switch (expert) layers are not rotated. Default: ``False``.
         rotation_block (int): The largest Hadamard block; each layer uses the
           largest power of two up to this that divides its K. Default: ``256``.
         **fmt_options: The format's quantizer options, as in
@@ -661,6 +918,11 @@ def _quantize_module(
         if activation_bits or rotate:
             raise ValueError("Embeddings take no activation_bits and no rotation.")
         return LowBitEmbedding.from_embedding(module, fmt, group_size, **options)
+    if isinstance(module, (LowBitSwitchLinear, *switch_classes())):
+        # rotate (a whole-model setting) applies to linear layers only.
+        if activation_bits:
+            raise ValueError("Switch (expert) layers take no activation_bits.")
+        return LowBitSwitchLinear.from_switch_linear(module, fmt, group_size, **options)
     if isinstance(module, (nn.Linear, nn.QuantizedLinear, LowBitLinear)):
         rotation = None
         if rotate:
@@ -671,5 +933,5 @@ def _quantize_module(
         )
     raise ValueError(
         f"A {type(module).__name__} cannot be quantized; the predicate may select "
-        "linear layers and embeddings."
+        "linear layers, embeddings and mlx-lm's switch (expert) layers."
     )

@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import mlx.core as mx
 
 from . import _ext
+from ._checks import UINT64_MAX, check_bool, check_int, check_str
 from .quantized_weight import QuantizedWeight
 
 # Per-format options of quantize() and their defaults.
@@ -60,6 +61,13 @@ def quantize(
     Raises:
         ValueError: unknown format or option, bad group size, non-finite weight.
     """
+    if not isinstance(w, mx.array):
+        raise ValueError(f"[quantize] w must be an mlx.core.array, got {type(w).__name__}.")
+    check_str(fmt, "fmt", "quantize")
+    check_int(group_size, "group_size", "quantize")
+    check_bool(lazy, "lazy", "quantize")
+    if not isinstance(scale_dtype, mx.Dtype):
+        raise ValueError(f"[quantize] scale_dtype must be an mlx.core.Dtype, got {scale_dtype!r}.")
     if fmt not in FORMAT_OPTIONS:
         raise ValueError(
             f"[quantize] Unknown format {fmt!r}; supported formats are {', '.join(_ext.formats())}."
@@ -72,13 +80,18 @@ def quantize(
             f"{fmt!r}; accepted: {accepted}."
         )
     opts = {**FORMAT_OPTIONS[fmt], **fmt_options}
+    for name, value in opts.items():
+        if name == "biases":
+            check_bool(value, name, "quantize")
+        else:
+            check_int(value, name, "quantize", *((0, UINT64_MAX) if name == "seed" else ()))
     packed, scales, biases, codebook = _ext.quantize(
         w,
         fmt,
         group_size,
         scale_dtype=scale_dtype,
         lazy=lazy,
-        **{k: (bool(v) if k == "biases" else v) for k, v in opts.items()},
+        **opts,
     )
     return QuantizedWeight(
         fmt=fmt,
@@ -89,6 +102,7 @@ def quantize(
         codebook=codebook,
         vector_size=opts.get("vector_size", 0),
         index_bits=opts.get("index_bits", 0),
+        check=not lazy,
     )
 
 
@@ -96,6 +110,9 @@ def dequantize(
     qw: QuantizedWeight, dtype: mx.Dtype = mx.float32, *, stream: StreamOrDevice = None
 ) -> mx.array:
     """The (N, K) weight: exactly the values the kernels multiply with."""
+    if not isinstance(qw, QuantizedWeight):
+        raise ValueError(f"[dequantize] qw must be a QuantizedWeight, got {type(qw).__name__}.")
+    qw.check_pending()
     return _ext.dequantize(
         qw.packed,
         qw.scales,
@@ -127,7 +144,8 @@ def matmul(
         schedule (str): ``"auto"``, ``"gemv"``, ``"dataparallel"``, ``"splitk"``,
           ``"streamk"`` or ``"hybrid"`` (see docs/KERNELS.md). All give the same
           result within fp32 rounding.
-        streamk_fixup (str): ``"deterministic"`` (default) or ``"atomic"``.
+        streamk_fixup (str): ``"deterministic"``, the only fix-up (the atomic
+          one was removed; docs/KERNELS.md says why).
         split_k (int): K splits for ``splitk``; 0 lets the planner choose.
         tile (tuple, optional): ``(bm, bn, bk)`` GPU tile override for
           ablations; ``None`` lets the planner choose.
@@ -139,7 +157,19 @@ def matmul(
         stream: Stream or device. Default: the default stream (the CPU on a
           GPU without Metal, such as MLX's CUDA build).
     """
-    bm, bn, bk = tile or (0, 0, 0)
+    if not isinstance(x, mx.array):
+        raise ValueError(f"[matmul] x must be an mlx.core.array, got {type(x).__name__}.")
+    if not isinstance(qw, QuantizedWeight):
+        raise ValueError(f"[matmul] qw must be a QuantizedWeight, got {type(qw).__name__}.")
+    qw.check_pending()
+    check_str(schedule, "schedule", "matmul")
+    check_str(streamk_fixup, "streamk_fixup", "matmul")
+    check_int(split_k, "split_k", "matmul")
+    check_int(activation_bits, "activation_bits", "matmul")
+    check_bool(transpose, "transpose", "matmul")
+    if tile is not None and (not isinstance(tile, (tuple, list)) or len(tile) != 3):
+        raise ValueError(f"[matmul] tile must be a (bm, bn, bk) tuple or None, got {tile!r}.")
+    bm, bn, bk = (check_int(t, "tile", "matmul") for t in tile or (0, 0, 0))
     return _ext.lowbit_matmul(
         x,
         qw.packed,
@@ -157,3 +187,17 @@ def matmul(
         activation_bits=activation_bits,
         stream=_stream(stream),
     )
+
+
+def set_num_threads(n: int) -> None:
+    """Set the worker threads of the CPU kernels, at most
+    ``8 * os.cpu_count()`` (default: ``MLX_LOWBIT_NUM_THREADS`` or all
+    cores).
+
+    Raises:
+        ValueError: ``n`` is not an integer in that range.
+        RuntimeError: the threads could not be created; the old ones are
+          kept, and :func:`num_threads` still says how many.
+    """
+    check_int(n, "n", "set_num_threads", 1, _ext.max_threads())
+    _ext.set_num_threads(n)

@@ -8,14 +8,19 @@ Sylvester Hadamard matrix of size b), a weight with a few large input
 columns is spread evenly over its row, so it quantizes with less error;
 the layer then rotates its input the same way at run time.
 
-The signs are stored packed, one bit per input feature (bit set: -1), as
-uint32 words of shape (K / b, b / 32): one row per block, so the block size
-is part of the tensor's shape and a checkpoint whose config names another
-block fails the shape check of ``load_weights``.
+Signs drawn from a seed (:meth:`Rotation.random`, what every quantizer
+here makes) are stored as the seed: a ``rotation_seed`` tensor of two uint32
+values (seed, block), 8 bytes per layer, from which every loader draws them
+again; the config entry says ``"seeded": true``. Signs given otherwise (and
+checkpoints written before seeds were stored) are stored packed, one bit per
+input feature (bit set: -1), as a ``rotation_signs`` tensor of uint32 words
+of shape (K / b, b / 32): one row per block. Either way the tensor holds the
+block, so a checkpoint whose config names another block, or the other kind
+of signs, fails at load.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import mlx.core as mx
 import numpy as np
@@ -24,6 +29,7 @@ KIND = "hadamard"
 DEFAULT_MAX_BLOCK = 256
 DEFAULT_SEED = 0
 _WORD_BITS = 32
+SEED_WORDS = 2  # a stored seed tensor: (seed, block)
 # Blocks hold whole sign words; mx.hadamard_transform's largest power-of-two
 # size in float32 is 8192.
 MIN_BLOCK, MAX_BLOCK = _WORD_BITS, 8192
@@ -40,6 +46,12 @@ def check_max_block(max_block: int) -> None:
             f"[rotation] The block size limit must be a power of two in {MIN_BLOCK}..{MAX_BLOCK}, "
             f"got {max_block!r}."
         )
+
+
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that does not fit the stored uint32."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"[rotation] The seed must be an integer in 0..2**32 - 1, got {seed!r}.")
 
 
 def block_size(k: int, max_block: int = DEFAULT_MAX_BLOCK) -> int:
@@ -80,13 +92,18 @@ class Rotation:
     Args:
         sign_bits (mx.array): The signs of D, (K / b, b / 32) uint32 (see
           :func:`pack_signs`); b is a power of two in 32..8192.
+        seed (int, optional): The seed the signs were drawn from
+          (:meth:`random`); then the layer stores the seed, not the signs.
 
     Construction checks the array and raises ``ValueError`` naming the problem.
     """
 
     sign_bits: mx.array
+    seed: Optional[int] = None
 
     def __post_init__(self):
+        if self.seed is not None:
+            check_seed(self.seed)
         bits = self.sign_bits
         if not isinstance(bits, mx.array) or bits.ndim != 2 or bits.dtype != mx.uint32:
             got = (
@@ -111,15 +128,16 @@ class Rotation:
         """Signs drawn from ``numpy.random.default_rng(seed)``, block
         :func:`block_size` ``(k, max_block)``: the same rotation for the same
         arguments on every machine."""
+        check_seed(seed)
         block = block_size(k, max_block)
         signs = 1 - 2 * np.random.default_rng(seed).integers(0, 2, size=k)
-        return cls(pack_signs(signs, block))
+        return cls(pack_signs(signs, block), seed)
 
     @classmethod
     def from_config(cls, config: Any, k: int) -> "Rotation":
-        """A rotation of the kind and block a checkpoint's config records
-        (:meth:`config`), with the signs of :meth:`random`: a placeholder
-        until the stored signs are loaded over it.
+        """The rotation a checkpoint's config records (:meth:`config`), with
+        the signs of :meth:`random` as a placeholder until the stored seed
+        (``"seeded": true``) or signs are loaded over it.
 
         Raises:
             ValueError: an unknown kind, or a block that does not fit ``k``.
@@ -135,7 +153,14 @@ class Rotation:
                 f"[rotation] Block {block!r} is not a power of two in {MIN_BLOCK}..{MAX_BLOCK} "
                 f"that divides K={k}."
             )
-        return cls.random(k, max_block=block)
+        if not isinstance(config.get("seeded", False), bool):
+            raise ValueError(
+                f"[rotation] 'seeded' must be true or false, got {config['seeded']!r}."
+            )
+        placeholder = cls.random(k, max_block=block)
+        if config.get("seeded", False) is True:
+            return placeholder
+        return cls(placeholder.sign_bits)
 
     @property
     def block(self) -> int:
@@ -147,11 +172,42 @@ class Rotation:
 
     @property
     def nbytes(self) -> int:
-        return self.sign_bits.nbytes
+        """Bytes stored with the layer: the seed tensor or the packed signs."""
+        return SEED_WORDS * 4 if self.seed is not None else self.sign_bits.nbytes
 
     def config(self) -> Dict[str, Any]:
-        """The entry a checkpoint's config records (the signs are a tensor)."""
-        return {"kind": KIND, "block": self.block}
+        """The entry a checkpoint's config records (the seed or the signs
+        are a tensor, :meth:`seed_tensor` or :attr:`sign_bits`)."""
+        entry = {"kind": KIND, "block": self.block}
+        if self.seed is not None:
+            entry["seeded"] = True
+        return entry
+
+    def seed_tensor(self) -> mx.array:
+        """(seed, block) as uint32: what a seeded rotation stores."""
+        if self.seed is None:
+            raise ValueError("[rotation] These signs were not drawn from a seed.")
+        return mx.array([self.seed, self.block], mx.uint32)
+
+    @classmethod
+    def from_seed_tensor(cls, t: Any, k: int) -> "Rotation":
+        """The rotation a stored :meth:`seed_tensor` names, over K=k.
+
+        Raises:
+            ValueError: not a (2,) uint32 array, or a block that does not fit ``k``.
+        """
+        if not isinstance(t, mx.array) or t.shape != (SEED_WORDS,) or t.dtype != mx.uint32:
+            got = f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, mx.array) else t
+            raise ValueError(
+                f"[rotation] rotation_seed must be 2 uint32 values (seed, block), got {got}."
+            )
+        seed, block = (int(v) for v in t.tolist())
+        if not _is_block(block) or k % block:
+            raise ValueError(
+                f"[rotation] rotation_seed names block {block}, not a power of two in "
+                f"{MIN_BLOCK}..{MAX_BLOCK} that divides K={k}."
+            )
+        return cls.random(k, seed, block)
 
     def signs(self) -> mx.array:
         """D's diagonal, (K,) float32 of +1/-1; unpacked once per Rotation

@@ -21,7 +21,8 @@ def weight_shape(module: nn.Module) -> Tuple[int, int]:
     """The (out, in) shape of the matrix a quantized layer represents. MLX's
     quantized layers pack ``32 // bits`` weights per uint32 word along ``in``."""
     if isinstance(module, LowBitLayer):
-        return module.qweight.shape
+        *experts, n, k = module.qweight.shape
+        return n * (experts[0] if experts else 1), k  # experts stacked along out
     n, words = module.weight.shape
     return n, words * 32 // module.bits
 

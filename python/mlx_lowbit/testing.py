@@ -164,7 +164,17 @@ def _source(plan_dtype: mx.Dtype, qw: QuantizedWeight, sanitizer: Optional[str])
     return text, f"lowbit_{fmt}_{dtype}.metal"
 
 
-def _run(plan, buffers, outputs, source, name, sanitizer, order, seed):
+def _binding_offsets(offsets: Dict[str, int], copy_misaligned: bool) -> Dict[str, int]:
+    # eval_gpu binds an array at its offset, and copies one whose offset the
+    # kernels' vector loads cannot take (the copy starts at 0).
+    return {
+        key: off
+        for key, off in offsets.items()
+        if off and (_ext.binding_is_aligned(off) or not copy_misaligned)
+    }
+
+
+def _run(plan, buffers, outputs, source, name, sanitizer, order, seed, offsets=None, profile=None):
     runner = _runner()
     return runner.run_sequence(
         source,
@@ -176,6 +186,8 @@ def _run(plan, buffers, outputs, source, name, sanitizer, order, seed):
         order=order,
         seed=seed,
         name=name,
+        buffer_offsets=offsets,
+        profile=profile,
     )
 
 
@@ -190,6 +202,9 @@ def metal_matmul(
     sanitizer: Optional[str] = None,
     order: str = "shuffled",
     seed: int = 0,
+    x_offset: int = 0,
+    packed_offset: int = 0,
+    copy_misaligned: bool = True,
     **tile_overrides: int,
 ) -> mx.array:
     """``x @ dequantize(qw).T`` computed by the Metal kernels in the emulator.
@@ -198,16 +213,22 @@ def metal_matmul(
         x (mx.array): Shape (..., K); float16, bfloat16 or float32; any strides.
         qw (QuantizedWeight): The weight.
         schedule (str): As for ``mlx_lowbit.matmul``.
-        streamk_fixup (str): ``"deterministic"`` or ``"atomic"``.
+        streamk_fixup (str): ``"deterministic"`` (the only fix-up).
         split_k (int): K splits for ``splitk`` (0: the planner's choice).
         gpu_cores (int, optional): GPU cores the persistent grid is sized for.
-          Default: C++'s ``PlannerConstants::kDefaultGpuCores``, the count
-          eval_gpu assumes when it cannot read the device's.
+          Default: C++'s ``PlannerConstants::kDefaultGpuCores`` (8, the
+          smallest M1); eval_gpu reads the device's and never assumes it.
         sanitizer (str, optional): ``"thread"`` or ``"address"`` to run under
           ThreadSanitizer or AddressSanitizer.
         order (str): ``"shuffled"`` (threadgroups in a random order from
           ``seed``) or ``"fixed"``.
         seed (int): Seed of the shuffled order.
+        x_offset, packed_offset (int): Bytes into its buffer at which x's (or
+          the packed array's) binding starts, as MLX binds a view at its
+          offset. eval_gpu copies an array whose offset would misalign the
+          kernels' vector loads (``_ext.binding_is_aligned``), and so does
+          this, unless ``copy_misaligned=False``: then the emulator reports
+          the misaligned access, as Metal would fault on it.
         **tile_overrides: ``bm``, ``bn``, ``bk``.
 
     Returns:
@@ -240,7 +261,8 @@ def metal_matmul(
         "workspace": np.full(max(plan["workspace_floats"], 4), np.nan, dtype=np.float32),
     }
     source, name = _source(x.dtype, qw, sanitizer)
-    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
+    offsets = _binding_offsets({"x": x_offset, "packed": packed_offset}, copy_misaligned)
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed, offsets)["out"]
     return out.reshape(out_shape)
 
 
@@ -256,3 +278,134 @@ def metal_dequantize(
     buffers = {**_weight_buffers(qw), "out": mx.full((n, k), float("nan"), dtype=dtype)}
     source, name = _source(dtype, qw, sanitizer)
     return _run(plan, buffers, ["out"], source, name, sanitizer, "shuffled", 0)["out"]
+
+
+def metal_profile(
+    x: mx.array,
+    qw: QuantizedWeight,
+    schedule: str = "auto",
+    *,
+    split_k: int = 0,
+    gpu_cores: Optional[int] = None,
+    **tile_overrides: int,
+) -> List[Dict[str, Any]]:
+    """The cost model's measurements of each launch of ``x @ qw.T``'s plan.
+
+    Runs the plan in the emulator's profile mode (tools/msl/runtime/profile.cpp:
+    every load and store of the kernel, grouped into simdgroup accesses).
+
+    Returns:
+        list: One dict per launch, as ``runner.run_sequence(profile=...)``
+        fills it (kernel, threadgroups, barriers, tg_accesses, tg_wavefronts,
+        tg_ideal, device: {slot: requested, useful, lines, accesses}).
+    """
+    plan = metal_plan(x, qw, schedule, split_k=split_k, gpu_cores=gpu_cores, **tile_overrides)
+    n, k = qw.shape
+    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    buffers = {
+        "x": mx.contiguous(x.reshape(m, k)),
+        **_weight_buffers(qw),
+        "out": mx.zeros((m, n), dtype=x.dtype),
+        "workspace": np.zeros(max(plan["workspace_floats"], 4), dtype=np.float32),
+    }
+    fmt, dtype = _ext.metal_kernel_tokens(qw.fmt, qw.vector_size, x.dtype)
+    text = (
+        '#include "metal/instantiate.h"\n'
+        f"instantiate_format_dtype({fmt}, {dtype})\n"
+        f"instantiate_fixups({dtype})\n"
+    )
+    launches: List[Dict[str, Any]] = []
+    _run(
+        plan,
+        buffers,
+        ["out"],
+        text,
+        f"lowbit_{fmt}_{dtype}.metal",
+        "profile",
+        "fixed",
+        0,
+        profile=launches,
+    )
+    return launches
+
+
+GATHER_SOURCE = Path("metal") / "gather.metal"
+
+
+def metal_gather_matmul(
+    x: mx.array,
+    qe: Any,
+    lhs_indices: Optional[mx.array] = None,
+    rhs_indices: Optional[mx.array] = None,
+    *,
+    sorted_indices: bool = False,
+    codebook: Optional[mx.array] = None,
+    sanitizer: Optional[str] = None,
+    order: str = "shuffled",
+    seed: int = 0,
+) -> mx.array:
+    """``mlx_lowbit.gather_matmul(x, qe, lhs, rhs)`` computed by the Metal
+    gather kernel (metal/gather.h) in the emulator, with the launch
+    ``LowBitGatherMatmul::eval_gpu`` encodes. ``codebook`` replaces the
+    experts' codebooks by one shared (2^index_bits,) codebook; ``sanitizer``,
+    ``order`` and ``seed`` as for :func:`metal_matmul`.
+
+    Returns:
+        mx.array: ``broadcast(lhs, rhs).shape + (M, N)`` in x's dtype; the
+        output starts as NaN, so a row the launch misses shows.
+    """
+    codebook = qe.codebook if codebook is None else codebook
+    fields = qe._format_fields()
+    # The op's own checks and output shape, without evaluating.
+    shape = _ext.gather_matmul(
+        x,
+        qe.packed,
+        qe.scales,
+        qe.biases,
+        codebook,
+        lhs_indices,
+        rhs_indices,
+        **fields,
+        stream=mx.cpu,
+    ).shape
+    e, n, k = qe.shape
+    batch = tuple(x.shape[:-2])
+    x_batches = int(np.prod(batch, dtype=np.int64))
+    lhs = np.arange(x_batches).reshape(batch) if lhs_indices is None else np.asarray(lhs_indices)
+    rhs = np.arange(e) if rhs_indices is None else np.asarray(rhs_indices)
+    lhs, rhs = (a.astype(np.uint32).ravel() for a in np.broadcast_arrays(lhs, rhs))
+    m = x.shape[-2]
+    if lhs.size * m == 0:
+        return mx.zeros(shape, dtype=x.dtype)
+    plan = _ext.metal_gather_plan(
+        **fields,
+        has_biases=qe.biases is not None,
+        scales_f32=qe.scales.dtype == mx.float32,
+        shared_codebook=codebook is not None and codebook.ndim == 1,
+        dtype=x.dtype,
+        B=int(lhs.size),
+        M=m,
+        N=n,
+        K=k,
+        experts=e,
+        x_batches=x_batches,
+        sorted=sorted_indices,
+    )
+    dummy = np.zeros(16, dtype=np.uint8)
+    buffers = {
+        "x": mx.contiguous(x.reshape(x_batches, m, k)),
+        "packed": qe.packed,
+        "scales": qe.scales,
+        "biases": qe.biases if qe.biases is not None else dummy,
+        "codebook": codebook if codebook is not None else dummy,
+        "out": mx.full((lhs.size * m, n), float("nan"), dtype=x.dtype),
+        "lhs": lhs,
+        "rhs": rhs,
+    }
+    source, name = source_root() / GATHER_SOURCE, None
+    if sanitizer is not None:  # only this format and dtype: sanitizer builds are slow
+        fmt, dtype = _ext.metal_kernel_tokens(qe.fmt, qe.vector_size, x.dtype)
+        source = f'#include "metal/gather_instantiate.h"\ninstantiate_gather_mrs({fmt}, {dtype})\n'
+        name = f"lowbit_gather_{fmt}_{dtype}.metal"
+    out = _run(plan, buffers, ["out"], source, name, sanitizer, order, seed)["out"]
+    return out.reshape(shape)

@@ -26,6 +26,7 @@ using Quantized =
 } // namespace
 
 void init_metal(nb::module_& m);
+void init_gather(nb::module_& m); // python/src/gather_bindings.cpp
 
 NB_MODULE(_ext, m) {
   void init_cpu(nb::module_&);
@@ -68,7 +69,7 @@ NB_MODULE(_ext, m) {
             index_bits (int): Codebook bits per index.
             transpose (bool): Multiply by ``w.T`` (default) or ``w``.
             schedule (str): GPU work decomposition; the CPU backend ignores it.
-            streamk_fixup (str): ``"atomic"`` or ``"deterministic"``.
+            streamk_fixup (str): ``"deterministic"`` (the only fix-up).
             split_k (int): K splits for ``splitk`` (0: chosen).
             bm, bn, bk (int): GPU tile overrides for ablations (0: chosen).
             activation_bits (int): 0 (float activations, default) or 8: each row
@@ -147,10 +148,19 @@ NB_MODULE(_ext, m) {
       "pack_codebook", &lb::pack_codebook, "indices"_a, "vector_size"_a, "index_bits"_a,
       "Pack codebook indices of shape (N, K / vector_size).");
 
+  m.def(
+      "is_evaluated", [](const mx::array& a) { return a.is_available(); }, "a"_a,
+      "Whether the array's data is there (hand-built, loaded or evaluated): QuantizedWeight "
+      "scans only such arrays, never evaluating a lazy one.");
+
   m.def("num_threads", &lb::cpu::num_threads, "Worker threads of the CPU kernels.");
+  m.def(
+      "max_threads", &lb::cpu::max_threads,
+      "The most worker threads set_num_threads accepts (8 per core).");
   m.def(
       "set_num_threads", &lb::cpu::set_num_threads, "n"_a,
       "Set the worker threads of the CPU kernels (default: MLX_LOWBIT_NUM_THREADS or all cores).");
 
   init_metal(m);
+  init_gather(m);
 }

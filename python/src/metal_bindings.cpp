@@ -165,12 +165,26 @@ void init_metal(nb::module_& m) {
       "choose_sk_groups", &lb::choose_sk_groups, "tiles"_a, "iters"_a, "max_groups"_a,
       "Stream-K threadgroups for tiles x iters K-iterations (the planner's cost model).");
   m.def(
+      "binding_is_aligned", &lb::binding_is_aligned, "byte_offset"_a,
+      "Whether eval_gpu binds an array at this byte offset as is (else it copies it): the "
+      "kernels' vector loads need kBindingAlignment-byte alignment.");
+  m.def(
       "persistent_groups", &lb::persistent_groups, "gpu_cores"_a,
       "Threadgroups of the persistent grid for a GPU with this many cores.");
   m.def(
       "gpu_cores", &lb::gpu_core_count,
-      "GPU cores the planner uses: $MLX_LOWBIT_GPU_CORES, else the device's count, else a "
-      "default.");
+      "GPU cores the planner uses: $MLX_LOWBIT_GPU_CORES, else the device's count "
+      "(RuntimeError when neither is known: there is no guessed default).");
+  m.def(
+      "gpu_core_info",
+      []() {
+        lb::GpuCores info = lb::gpu_core_info();
+        nb::dict d;
+        d["cores"] = info.cores;
+        d["source"] = info.source;
+        return d;
+      },
+      "{'cores': int, 'source': str}: the core count the planner uses and where it came from.");
   m.def(
       "gemm_tiles",
       []() {

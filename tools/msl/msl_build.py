@@ -33,6 +33,7 @@ __all__ = [
     "BUILD_FLAGS",
     "LINK_FLAGS",
     "SANITIZER_FLAGS",
+    "ALIGNMENT_FLAGS",
     "cache_dir",
     "clang",
     "preprocess",
@@ -44,7 +45,13 @@ __all__ = [
 HERE = Path(__file__).resolve().parent
 INCLUDE_DIR = HERE / "include"
 RUNTIME_DIR = HERE / "runtime"
-RUNTIME_SOURCES = ("executor.cpp", "sync.cpp", "function_constants.cpp", "driver.cpp")
+RUNTIME_SOURCES = (
+    "executor.cpp",
+    "sync.cpp",
+    "function_constants.cpp",
+    "driver.cpp",
+    "profile.cpp",
+)
 
 # What a real MSL 3.1 compile predefines (Metal 3 drivers define __METAL__, not __METAL_MACOS__).
 METAL_DEFINES = ("__METAL_VERSION__=310", "__METAL__=1", "__HAVE_BFLOAT__=1")
@@ -103,11 +110,23 @@ LINK_FLAGS = (
     if sys.platform == "darwin"
     else ("-pthread", "-rtlib=compiler-rt", "-unwindlib=libgcc", "-lm")
 )
+# Every kernel build (plain or sanitized) checks that each load and store is
+# aligned to its type, as Metal requires (x86 tolerates a misaligned uint2);
+# the first misaligned access ends the run with UBSan's report.
+ALIGNMENT_FLAGS = ("-fsanitize=alignment", "-fno-sanitize-recover=alignment")
 SANITIZER_FLAGS = {
     None: (),
     "thread": ("-fsanitize=thread",),
     "address": ("-fsanitize=address",),
+    # The cost model (runtime/profile.cpp): TSan's instrumentation in the
+    # kernel, its callbacks from our runtime instead of TSan's.
+    # At -O0 each access is as written (an optimiser splits a uint2 load it
+    # only takes .x and .y of into two loads, which a GPU would not).
+    "profile": ("-fsanitize=thread", "-O0"),
 }
+# What the runtime is compiled and the executable linked with, per sanitizer.
+RUNTIME_SANITIZER_FLAGS = {**SANITIZER_FLAGS, "profile": ("-DMSLRT_PROFILE=1",)}
+LINK_SANITIZER_FLAGS = {**SANITIZER_FLAGS, "profile": ()}
 
 
 class ToolchainError(RuntimeError):
@@ -227,11 +246,18 @@ def emit_ir(tu: str, name: str) -> tuple[str, str]:
     return proc.stdout, proc.stderr
 
 
+def optimized_ir(tu: str, name: str) -> str:
+    """LLVM IR of a rewritten translation unit at the build's -O1, not vectorised."""
+    cmd = [clang(), *BUILD_FLAGS, "-fno-vectorize", "-fno-slp-vectorize", "-S", "-emit-llvm"]
+    cmd += ["-isystem", str(INCLUDE_DIR), "-", "-o", "-"]
+    return _run(cmd, f"compiling {name} to IR", input=tu).stdout
+
+
 _runtime_lock = threading.Lock()
 
 
 def _runtime_objects(sanitizer: str | None) -> list[Path]:
-    flags = (*RUNTIME_FLAGS, *SANITIZER_FLAGS[sanitizer])
+    flags = (*RUNTIME_FLAGS, *RUNTIME_SANITIZER_FLAGS[sanitizer])
     key = _digest(
         _tree_digest(RUNTIME_DIR),
         _tree_digest(INCLUDE_DIR / "msl"),
@@ -270,8 +296,10 @@ def _runtime_objects(sanitizer: str | None) -> list[Path]:
 def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     """Compile a rewritten translation unit and link it with the runtime; returns the executable."""
     if sanitizer not in SANITIZER_FLAGS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
-    flags = (*BUILD_FLAGS, *SANITIZER_FLAGS[sanitizer])
+        raise ValueError(
+            f"sanitizer must be None, 'thread', 'address' or 'profile', not {sanitizer!r}"
+        )
+    flags = (*BUILD_FLAGS, *ALIGNMENT_FLAGS, *SANITIZER_FLAGS[sanitizer])
     key = _digest(
         tu,
         _tree_digest(INCLUDE_DIR),
@@ -300,7 +328,8 @@ def build_executable(tu: str, name: str, sanitizer: str | None) -> Path:
     _run(
         [
             clang(),
-            *SANITIZER_FLAGS[sanitizer],
+            *LINK_SANITIZER_FLAGS[sanitizer],
+            *ALIGNMENT_FLAGS,
             str(obj),
             *map(str, objects),
             "-o",

@@ -18,6 +18,7 @@ docs/METAL_ON_LINUX.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,7 @@ Array = Any  # numpy.ndarray or mlx.core.array
 BufferValue = Union[bytes, bytearray, memoryview, Array]
 Dims = Union[int, Sequence[int]]
 
-_SANITIZERS = (None, "thread", "address")
+_SANITIZERS = (None, "thread", "address", "profile")
 _DEFAULT_TIMEOUT = float(os.environ.get("MLX_LOWBIT_MSL_TIMEOUT", "60"))
 _NUMPY_DTYPES = {
     np.dtype(t)
@@ -264,7 +265,9 @@ def build(
 ) -> Path:
     """Compile a source into a runtime executable (cached); returns its path. `run` calls this."""
     if sanitizer not in _SANITIZERS:
-        raise ValueError(f"sanitizer must be None, 'thread' or 'address', not {sanitizer!r}")
+        raise ValueError(
+            f"sanitizer must be None, 'thread', 'address' or 'profile', not {sanitizer!r}"
+        )
     src = _source(source, name)
     rw = _prepare(src, include_dirs, defines)
     key = (rw.text, sanitizer)
@@ -279,6 +282,25 @@ def build(
                 f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics
             ) from None
     return _built[key]
+
+
+def optimized_ir(
+    source: str | os.PathLike,
+    include_dirs: Sequence = (),
+    defines: Sequence[str] = (),
+    *,
+    name: str | None = None,
+) -> str:
+    """LLVM IR of a source as the runtime builds it (-O1), without vectorisation, so
+    instructions can be counted as scalar work (the cost model's decode counts)."""
+    src = _source(source, name)
+    rw = _prepare(src, include_dirs, defines)
+    try:
+        return msl_build.optimized_ir(rw.text, src.name)
+    except msl_build.CompileError as e:
+        raise MSLCheckError(
+            f"{src.name} does not compile:\n{e.diagnostics}", e.diagnostics
+        ) from None
 
 
 # Buffers.
@@ -354,6 +376,8 @@ def run_sequence(
     timeout: float | None = None,
     function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
+    buffer_offsets: Mapping[Any, int] | None = None,
+    profile: list | None = None,
 ) -> dict[Any, Any]:
     """Run several launches of one source in one process; later launches see earlier writes.
 
@@ -363,7 +387,7 @@ def run_sequence(
         buffers: shared buffers by key (any hashable): numpy/mlx arrays or bytes.
         outputs: keys of `buffers` to return; default all of them.
         include_dirs, defines: as for `check`.
-        sanitizer: None, "thread" or "address".
+        sanitizer: None, "thread", "address" or "profile" (the cost model: with `profile`).
         order: "shuffled" (threadgroups in a random order from `seed`) or "fixed" (row-major).
         seed: seed of the shuffled order.
         timeout: seconds a threadgroup may take before the runtime reports a deadlock
@@ -373,6 +397,16 @@ def run_sequence(
             constant's exact type (np.float16(...), np.uint16(...)). Unset constants read as 0 and
             is_function_constant_defined() is false for them.
         name: file name shown in diagnostics for source text.
+        buffer_offsets: key of `buffers` -> bytes the binding starts into its allocation, as
+            MLX binds a view at its offset: the data follows that many zero bytes in an
+            allocation aligned to 16, so an offset that is not a multiple of a vector load's
+            size makes that load misaligned, which the run reports (as Metal faults on it).
+        profile: with sanitizer="profile", a list that receives one dict per launch: kernel,
+            threadgroups, barriers (completed threadgroup barriers, summed over threadgroups),
+            tg_accesses / tg_wavefronts / tg_ideal (simdgroup accesses to threadgroup memory,
+            the wavefronts their bank conflicts cost, the conflict-free count), and device:
+            {slot: {requested, useful, lines, accesses}} (bytes the lanes asked for, distinct
+            bytes among them, distinct 64-byte lines touched, simdgroup accesses).
 
     Returns:
         key -> the buffer's contents after the last launch, of the input's type, dtype and shape.
@@ -390,11 +424,16 @@ def run_sequence(
     blobs: list[bytes] = []
     decoders: list[Any] = []
     shared: dict[Any, int] = {}
+    offsets = dict(buffer_offsets or {})
+    for key in offsets:
+        if key not in buffers or not 0 <= int(offsets[key]) < 4096:
+            raise ValueError(f"buffer_offsets[{key!r}] must name a buffer and be 0..4095 bytes")
     for key, value in buffers.items():
         data, how = _encode(value)
         shared[key] = len(blobs)
-        blobs.append(data)
+        blobs.append(bytes(int(offsets.get(key, 0))) + data)
         decoders.append(how)
+    offset_of = {shared[k]: int(v) for k, v in offsets.items()}
     spec: list[str] = []
     for launch in launches:
         if launch.kernel not in hosts:
@@ -424,7 +463,7 @@ def run_sequence(
                 raise KeyError(
                     f"launch of {launch.kernel!r}: buffer({slot}) names {value!r}, which is not in `buffers`"
                 )
-            spec.append(f"bind {int(slot)} {index}")
+            spec.append(f"bind {int(slot)} {index} {offset_of.get(index, 0)}")
         for slot, nbytes in sorted(launch.threadgroup_buffers.items()):
             if nbytes <= 0 or nbytes % 16:
                 raise ValueError(
@@ -448,13 +487,22 @@ def run_sequence(
         (d / "spec.txt").write_text("\n".join(lines) + "\n")
         env = msl_build.sanitizer_env(sanitizer)
         env["MSL_FUNCTION_CONSTANTS"] = _encode_function_constants(function_constants or {})
+        if sanitizer == "profile":
+            env["MSL_PROFILE_OUT"] = str(d / "profile.json")
         proc = subprocess.run(
             [str(exe), "spec.txt"], cwd=d, env=env, capture_output=True, text=True
         )
         if proc.returncode != 0:
             _raise_runtime_error(src, kernels, sanitizer, proc)
+        if sanitizer == "profile" and profile is not None:
+            for launch in json.loads((d / "profile.json").read_text()):
+                launch["device"] = {int(k): v for k, v in launch["device"].items()}
+                profile.append(launch)
         return {
-            key: _decode((d / f"out{shared[key]}.bin").read_bytes(), decoders[shared[key]])
+            key: _decode(
+                (d / f"out{shared[key]}.bin").read_bytes()[offset_of.get(shared[key], 0) :],
+                decoders[shared[key]],
+            )
             for key in wanted
         }
 
@@ -492,6 +540,13 @@ def _raise_runtime_error(src: _Source, kernels: str, sanitizer: str | None, proc
                 report,
                 key,
             )
+    if "misaligned address" in report:
+        raise MSLRuntimeError(
+            f"kernel {kernels} ({src.name}) made a misaligned access ({status}); Metal needs "
+            f"every load and store aligned to its type's size (a uint2 to 8 bytes):\n{report}",
+            kernels,
+            report,
+        )
     under = f" under the {sanitizer} sanitizer" if sanitizer else ""
     raise MSLRuntimeError(
         f"kernel {kernels} ({src.name}) failed{under} ({status}):\n{report}",
@@ -518,6 +573,8 @@ def run(
     timeout: float | None = None,
     function_constants: Mapping[int, Any] | None = None,
     name: str | None = None,
+    buffer_offsets: Mapping[int, int] | None = None,
+    profile: list | None = None,
 ) -> dict[int, Any]:
     """Run one kernel launch on the CPU.
 
@@ -530,8 +587,8 @@ def run(
         threadgroup_buffers: [[threadgroup(slot)]] -> bytes of threadgroup memory.
         dispatch: "threadgroups" or "threads" (partial edge threadgroups).
         outputs: slots to return; default every slot bound to an array (bytes are constants).
-        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name: as for
-            `run_sequence`.
+        include_dirs, defines, sanitizer, order, seed, timeout, function_constants, name,
+            buffer_offsets (by slot), profile: as for `run_sequence`.
 
     Returns:
         slot -> the buffer after the launch, of the input's type, dtype and shape.
@@ -561,6 +618,8 @@ def run(
         timeout=timeout,
         function_constants=function_constants,
         name=name,
+        buffer_offsets=buffer_offsets,
+        profile=profile,
     )
 
 

@@ -303,11 +303,26 @@ void pack_codebook_rows(const uint32_t* idx, int N, int runs, int c, int words, 
 }
 
 void LowBitQuantize::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  for (auto& o : outputs) {
+    o.set_data(mx::allocator::malloc(o.nbytes()));
+  }
+  if (synchronous_) {
+    // See the class comment: the weight's producers (and any fence) are
+    // queued on this stream before us, so once it is idle the data is there.
+    mx::synchronize(stream());
+    try {
+      quantize_into(
+          inputs[0].data<float>(), inputs[0].shape(0), inputs[0].shape(1), options_, outputs);
+    } catch (const std::exception& e) {
+      // An evaluation error, as MLX reports its own (RuntimeError).
+      throw std::runtime_error(e.what());
+    }
+    return;
+  }
   auto& encoder = mx::cpu::get_command_encoder(stream());
   encoder.set_input_array(inputs[0]);
   std::vector<array> outs;
   for (auto& o : outputs) {
-    o.set_data(mx::allocator::malloc(o.nbytes()));
     encoder.set_output_array(o);
     outs.push_back(array::unsafe_weak_copy(o));
   }

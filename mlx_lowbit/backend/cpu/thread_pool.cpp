@@ -10,8 +10,11 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -19,17 +22,39 @@ namespace mlx_lowbit::cpu {
 
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("MLX_LOWBIT_NUM_THREADS")) {
-    try {
-      int n = std::stoi(env);
-      if (n > 0) {
-        return n;
-      }
-    } catch (const std::exception&) {
-    }
+constexpr int kMaxThreadsPerCore = 8;
+
+constexpr const char* kThreadsVariable = "MLX_LOWBIT_NUM_THREADS";
+
+void check_thread_count(long long n, std::string_view what) {
+  if (n < 1 || n > max_threads()) {
+    std::ostringstream os;
+    os << "[set_num_threads] " << what << " must be an integer in [1, " << max_threads() << "] ("
+       << kMaxThreadsPerCore << " per core), got " << n << ".";
+    throw std::invalid_argument(os.str());
   }
-  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// MLX_LOWBIT_NUM_THREADS must be a plain decimal count: "abc", "2.5" or
+// "1e3" (which std::stoi reads as 1) are refused rather than ignored.
+int default_threads() {
+  const char* env = std::getenv(kThreadsVariable);
+  if (!env) {
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+  std::string_view text(env);
+  bool digits = !text.empty() && text.size() <= 9 &&
+                std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) {
+    std::ostringstream os;
+    os << "[set_num_threads] The environment variable " << kThreadsVariable
+       << " must be a whole number of threads in [1, " << max_threads() << "], got '" << text
+       << "'.";
+    throw std::invalid_argument(os.str());
+  }
+  int n = std::stoi(std::string(text));
+  check_thread_count(n, std::string("The environment variable ") + kThreadsVariable);
+  return n;
 }
 
 thread_local bool in_worker = false;
@@ -89,16 +114,22 @@ class Pool {
     return nthreads_;
   }
 
+  // Replaces the workers with n - 1 new ones. If a thread cannot be created
+  // (a capped address space, a thread limit), the ones started are stopped,
+  // the old count is restored, and the error says so.
   void resize(int n) {
     std::lock_guard<std::mutex> lk(run_mutex_);
+    const int old = nthreads_;
     stop();
-    nthreads_ = n;
-    quit_ = false;
-    // The calling thread does chunk 0 itself; n - 1 helpers do the rest.
-    // New workers start at the current generation: the last region's task
-    // is finished and must not run again.
-    for (int i = 1; i < n; ++i) {
-      workers_.emplace_back([this, i, g = state_.load() >> 32] { work(i, g); });
+    try {
+      start(n);
+    } catch (const std::system_error& e) {
+      stop();
+      start(old);
+      std::ostringstream os;
+      os << "[set_num_threads] Could not start " << n << " threads (" << e.what() << "); keeping "
+         << old << ".";
+      throw std::runtime_error(os.str());
     }
   }
 
@@ -193,6 +224,18 @@ class Pool {
     }
   }
 
+  // The calling thread does chunk 0 itself; n - 1 helpers do the rest. New
+  // workers start at the current generation: the last region's task is
+  // finished and must not run again.
+  void start(int n) {
+    quit_ = false;
+    nthreads_ = 1;
+    for (int i = 1; i < n; ++i) {
+      workers_.emplace_back([this, i, g = state_.load() >> 32] { work(i, g); });
+    }
+    nthreads_ = n;
+  }
+
   void stop() {
     {
       std::lock_guard<std::mutex> lk(m_);
@@ -233,13 +276,16 @@ int num_threads() {
   return pool().size();
 }
 
-void set_num_threads(int n) {
-  if (n < 1) {
-    throw std::invalid_argument(
-        "[set_num_threads] The number of threads must be at least 1, got " + std::to_string(n) +
-        ".");
-  }
-  pool().resize(n);
+// More workers than this only oversubscribe the cores (each region waits for
+// its slowest chunk), and a huge count exhausts the address space creating
+// threads: counts above it are refused.
+int max_threads() {
+  return kMaxThreadsPerCore * int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void set_num_threads(long long n) {
+  check_thread_count(n, "The number of threads");
+  pool().resize(int(n));
 }
 
 void parallel_for(int n, const std::function<void(int, int)>& fn) {

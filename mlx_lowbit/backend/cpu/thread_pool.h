@@ -9,8 +9,12 @@
 namespace mlx_lowbit::cpu {
 
 // Workers used by parallel_for (default: MLX_LOWBIT_NUM_THREADS or all cores).
+// Both throw std::invalid_argument for a count outside [1, 8 x cores] or a
+// malformed MLX_LOWBIT_NUM_THREADS; set_num_threads keeps the old workers
+// (and throws std::runtime_error) when the new threads cannot be created.
 int num_threads();
-void set_num_threads(int n);
+int max_threads();
+void set_num_threads(long long n);
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n), one chunk per
 // worker, and returns when all are done. Nested calls run inline.

@@ -3,11 +3,13 @@
 #include "mlx_lowbit/backend/metal/gpu_cores.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include "mlx_lowbit/errors.h"
-#include "mlx_lowbit/planner.h"
 
 #ifdef __APPLE__
 #include <CoreFoundation/CoreFoundation.h>
@@ -56,12 +58,32 @@ int parse_gpu_cores(std::string_view text) {
   return cores;
 }
 
-int gpu_core_count() {
+GpuCores gpu_core_info() {
+  GpuCores info;
   if (const char* env = std::getenv("MLX_LOWBIT_GPU_CORES"); env && *env) {
-    return parse_gpu_cores(env);
+    info = {parse_gpu_cores(env), "MLX_LOWBIT_GPU_CORES"};
+  } else {
+    static const int device = device_gpu_cores();
+    if (device < 1) {
+      throw std::runtime_error(
+          "[mlx_lowbit] Cannot read the GPU core count (IORegistry AGXAccelerator "
+          "'gpu-core-count'); the stream-K and split-K grids are sized by it. Set "
+          "MLX_LOWBIT_GPU_CORES to the GPU's core count (System Information > Graphics).");
+    }
+    info = {device, "IORegistry gpu-core-count"};
   }
-  static const int device = device_gpu_cores();
-  return device > 0 ? device : PlannerConstants::kDefaultGpuCores;
+  static std::once_flag logged;
+  std::call_once(logged, [&info]() {
+    if (const char* v = std::getenv("MLX_LOWBIT_VERBOSE"); v && std::string_view(v) == "1") {
+      std::fprintf(
+          stderr, "[mlx_lowbit] planning for %d GPU cores (%s)\n", info.cores, info.source.c_str());
+    }
+  });
+  return info;
+}
+
+int gpu_core_count() {
+  return gpu_core_info().cores;
 }
 
 } // namespace mlx_lowbit

@@ -19,6 +19,7 @@
 #include <filesystem>
 
 #include "mlx/allocator.h"
+#include "mlx/backend/gpu/copy.h"
 #include "mlx/backend/metal/device.h"
 #endif
 
@@ -60,6 +61,18 @@ const std::string& library_dir() {
     return std::filesystem::path(info.dli_fname).parent_path().string();
   }();
   return dir;
+}
+
+// `a`, or where its binding would make the kernels' vector loads misaligned
+// (a view that starts at an odd word, say), an aligned copy that lives as a
+// temporary of the command buffer.
+const array& aligned(const array& a, const mx::Stream& s, std::optional<array>& copy) {
+  if (binding_is_aligned(a.offset())) {
+    return a;
+  }
+  copy = mx::contiguous_copy_gpu(a, s);
+  mx::metal::get_command_encoder(s).add_temporary(*copy);
+  return *copy;
 }
 
 void encode(const DispatchPlan& plan, Operands o, const mx::Stream& s) {
@@ -126,8 +139,10 @@ void LowBitMatmul::eval_gpu(const std::vector<array>& inputs, array& out) {
   }
   const array& x = inputs[0];
   std::vector<array> weight(inputs.begin() + 1, inputs.end());
+  std::optional<array> x_copy, packed_copy;
+  weight[0] = aligned(weight[0], stream(), packed_copy);
   Operands o = weight_operands(spec_, has_bias_, weight);
-  o.x = &x;
+  o.x = &aligned(x, stream(), x_copy);
   o.out = &out;
   MatmulProblem problem;
   problem.spec = spec_;
@@ -163,7 +178,10 @@ void LowBitDequantize::eval_gpu(const std::vector<array>& inputs, array& out) {
   if (out.size() == 0) {
     return;
   }
-  Operands o = weight_operands(spec_, has_bias_, inputs);
+  std::vector<array> weight = inputs;
+  std::optional<array> packed_copy;
+  weight[0] = aligned(weight[0], stream(), packed_copy);
+  Operands o = weight_operands(spec_, has_bias_, weight);
   o.out = &out;
   DispatchPlan plan = plan_dequantize(
       spec_, has_bias_, o.scales->dtype() == mx::float32, out.dtype(), out.shape(0), out.shape(1));

@@ -239,7 +239,7 @@ def ablation_schedule(plan: Plan, stream, on_gpu: bool) -> List[Dict[str, Any]]:
     w = random_layer(n, k)
     configs = [(s, "deterministic", 0, None) for s in SCHEDULES]
     configs += [("splitk", "deterministic", sk, None) for sk in (2, 4, 8)]
-    configs += [("streamk", fix, 0, None) for fix in ("atomic", "deterministic")]
+    configs += [("streamk", "deterministic", 0, None)]
     configs += [("dataparallel", "deterministic", 0, tile) for tile in ((32, 32, 32), (64, 64, 16))]
     ms = (1, 16, 128, 512) if on_gpu else (16,)
     rows = []

@@ -77,6 +77,11 @@ class Plan:
     e2e_decode: int = 32
     e2e_formats: int = len(FORMATS)  # how many of FORMATS run end to end
     e2e_dense: bool = True  # also the dense float16 model (slow on MLX's CPU)
+    # The MoE gather (bench/moe.py): (experts, N, K), top-k, tokens, formats.
+    moe_shape: Tuple[int, int, int] = (128, 768, 2048)  # Qwen3-30B-A3B's gate/up
+    moe_top_k: int = 8
+    moe_ms: List[int] = field(default_factory=lambda: [1, 16, 128])
+    moe_formats: int = 3  # how many of FORMATS
 
 
 QUICK = Plan(
@@ -97,6 +102,10 @@ QUICK = Plan(
     e2e_decode=4,
     e2e_formats=1,
     e2e_dense=False,
+    moe_shape=(16, 256, 512),
+    moe_top_k=4,
+    moe_ms=[1, 16],
+    moe_formats=1,
 )
 
 FULL = Plan(

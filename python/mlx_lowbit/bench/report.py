@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .kernels import OPENBLAS_DENSE, peak_figures
+from .moe import moe_section
 
 # ---------------------------------------------------------------- reports
 
@@ -382,6 +383,7 @@ def markdown(results: Dict[str, Any]) -> str:
         ("accumulation", _accumulation_section),
         ("schedule", lambda rows: _schedule_section(rows, results.get("schedule_note", ""))),
         ("e2e", _e2e_section),
+        ("moe", moe_section),
     ]
     for key, render in sections:
         if results.get(key):

@@ -23,6 +23,7 @@ from .ablations import (
 from .ggml import ggml_binary
 from .ggml import run as ggml_run
 from .kernels import FULL, QUICK, detect_device, quiet_blas_threads, run_kernels
+from .moe import run_moe
 from .report import markdown, plots, targets, write_csv
 
 # ---------------------------------------------------------------- driver
@@ -37,6 +38,7 @@ SECTIONS = [
     "accumulation",
     "schedule",
     "e2e",
+    "moe",
 ]
 
 
@@ -127,6 +129,9 @@ def bench(
         results["e2e"] = end_to_end(plan, stream)
         if results["e2e"] and results["e2e"][0].get("skipped"):
             print(f"  skipped: {results['e2e'][0]['skipped']}", flush=True)
+    if "moe" in sections:
+        print("\nMixture-of-experts gather", flush=True)
+        results["moe"] = run_moe(plan, stream, device == "gpu")
     if ggml:
         print("\nggml, same run (ggml-bench)", flush=True)
         results["ggml"] = ggml_run(ggml, outdir, quick, ggml_bench)
@@ -168,7 +173,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="mlx_lowbit_bench", help="Output directory.")
     p.add_argument(
-        "--device", choices=["cpu", "gpu"], default="cpu", help="Where the products run."
+        "--device",
+        choices=["cpu", "gpu", "metal-model"],
+        default="cpu",
+        help="Where the products run; metal-model prints the emulator's cost model of the "
+        "Metal kernels (coalescing, x traffic, bank conflicts, barriers, decode ops per "
+        "weight; needs the source checkout and clang 19) instead.",
     )
     p.add_argument(
         "--sections",
@@ -197,6 +207,10 @@ def main(argv=None) -> None:
 
         return quality_main(argv[1:])
     args = setup_arg_parser().parse_args(argv)
+    if args.device == "metal-model":
+        from .metal_model import main as model_main
+
+        return model_main()
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -61,5 +61,8 @@ def from_affine_layer(
     MLX affine 1-bit ``QuantizedLinear`` / ``QuantizedEmbedding``."""
     qw = binary_from_affine(module.weight, module.scales, module.biases, module.group_size)
     if isinstance(module, nn.QuantizedEmbedding):
-        return LowBitEmbedding.from_qweight(qw)
+        # Lookups in the checkpoint's dtype (bfloat16 for Bonsai), whichever
+        # dtype holds the scales exactly.
+        source = module.scales.dtype
+        return LowBitEmbedding.from_qweight(qw, None if source == qw.scales.dtype else source)
     return LowBitLinear.from_qweight(qw, module.get("bias"))

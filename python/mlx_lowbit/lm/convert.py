@@ -40,6 +40,7 @@ DISTILL_DEFAULTS = {
     "train_weights": True,
     "generated": 0,  # calibration windows the float model samples (data-free)
     "micro_batch": None,  # rows per forward/backward pass (None: the whole batch)
+    "time_limit": None,  # seconds of training at most (None: all the steps)
 }
 
 _TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
@@ -99,10 +100,14 @@ def save_model_dir(
         else:
             config.pop("quantization", None)
             config.pop("quantization_config", None)
-        save_model(tmp, model)
-        _fix_parameter_count(tmp, model)
-        save_config(config, config_path=tmp / "config.json")
-        tokenizer.save_pretrained(str(tmp))
+        try:
+            save_model(tmp, model)
+            _fix_parameter_count(tmp, model)
+            save_config(config, config_path=tmp / "config.json")
+            tokenizer.save_pretrained(str(tmp))
+        except RuntimeError as e:
+            # MLX's "[write] ..." (a full or read-only disk) names no file.
+            raise OSError(f"[mlx_lowbit.lm.convert] writing {out_dir} failed ({e}).") from e
         os.replace(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -154,6 +159,11 @@ def check_method(
 
     settings = {**DISTILL_DEFAULTS, **(distill or {})}
     check_micro_batch(settings["micro_batch"], settings["batch_size"])
+    limit = settings["time_limit"]
+    if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] distill time_limit must be > 0 seconds, got {limit!r}."
+        )
 
 
 def check_damp(damp: float, method: str) -> None:
@@ -340,6 +350,7 @@ def _distill(
         temperature=settings["temperature"],
         train_weights=settings["train_weights"],
         micro_batch=settings["micro_batch"],
+        time_limit=settings["time_limit"],
         progress=report,
     )
     if bar:
@@ -353,6 +364,7 @@ def _distill(
         "temperature": settings["temperature"],
         "train_weights": settings["train_weights"],
         "micro_batch": settings["micro_batch"],
+        "steps_asked": settings["steps"],
         **result.record(),
         "loss_curve": [round(x, 5) for x in result.losses[:: max(1, len(result.losses) // 50)]],
     }
@@ -491,6 +503,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         help="Rows per forward/backward pass (less memory, the same steps). Default: the batch.",
     )
     d.add_argument(
+        "--time-limit",
+        type=float,
+        help="Seconds of training at most (stops early; the steps done are recorded).",
+    )
+    d.add_argument(
         "--generated",
         type=int,
         help="Extra windows sampled from the float model (data-free).",
@@ -599,6 +616,7 @@ def _distill_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
         "train_weights": False if args.scales_only else None,
         "generated": args.generated,
         "micro_batch": args.micro_batch,
+        "time_limit": args.time_limit,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if given and args.method != "distill":

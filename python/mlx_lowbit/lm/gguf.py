@@ -1,6 +1,7 @@
 # Copyright © 2026 mlx-lowbit contributors.
-"""Build a dense mlx-lm llama model and its tokenizer from a GGUF file."""
+"""Build an mlx-lm model (llama, qwen2, qwen3) and its tokenizer from a GGUF file."""
 
+import importlib
 import importlib.util
 import re
 from pathlib import Path
@@ -11,9 +12,15 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from ..nn import LowBitEmbedding, LowBitLinear
-from .gguf_read import dense_tensor, gguf_metadata, is_ternary, open_gguf, ternary_weight
+from .gguf_read import dense_tensor, gguf_metadata, is_low_bit, low_bit_weight, open_gguf
 
-# GGUF tensor name (inside a block) -> mlx-lm llama module path.
+# general.architecture -> (mlx-lm model_type, rope_traditional). llama.cpp's
+# converter permutes the query and key rows of llama models only, so that
+# rotary embedding rotates adjacent pairs: mlx-lm's traditional rope.
+ARCHITECTURES = {"llama": ("llama", True), "qwen2": ("qwen2", False), "qwen3": ("qwen3", False)}
+
+# GGUF tensor name (inside a block) -> mlx-lm module path (the same in the
+# three architectures; qwen2 adds q/k/v biases, qwen3 the q/k norms).
 _BLOCK_NAMES = {
     "attn_q": "self_attn.q_proj",
     "attn_k": "self_attn.k_proj",
@@ -24,6 +31,8 @@ _BLOCK_NAMES = {
     "ffn_down": "mlp.down_proj",
     "attn_norm": "input_layernorm",
     "ffn_norm": "post_attention_layernorm",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
 }
 _TOP_NAMES = {
     "token_embd": "model.embed_tokens",
@@ -59,23 +68,26 @@ def smollm2_path() -> Path:
 def from_gguf(
     path: Union[str, Path], dtype: Optional[mx.Dtype] = mx.float16
 ) -> Tuple[nn.Module, Any, Dict[str, Any]]:
-    """An mlx-lm llama model, its tokenizer and its config from a GGUF file.
+    """An mlx-lm model, its tokenizer and its config from a GGUF file of
+    architecture llama, qwen2 or qwen3.
 
     TQ1_0 and TQ2_0 matrices become ternary ``LowBitLinear`` (or, for the
     embedding, ``LowBitEmbedding``) layers with group_size 256 and float16
-    scales: the file's values exactly. Every other tensor is dense: F32, F16
+    scales, Q1_0 matrices binary ones with group_size 128: the file's values
+    exactly. Every other tensor is dense: F32, F16
     and BF16 as stored, every type the ``gguf`` package dequantizes (Q4_0,
     Q4_1, Q5_0, Q8_0, the K-quants, ...) in float32, then cast to ``dtype``.
 
     Args:
         path (str or Path): The ``.gguf`` file (architecture ``llama``,
-          byte-level BPE tokenizer).
+          ``qwen2`` or ``qwen3``; byte-level BPE tokenizer).
         dtype (mx.Dtype or None): Dtype of the dense weights; ``None`` keeps
           each tensor's own (float32 for dequantized ones). Default:
           ``mx.float16``.
 
     Returns:
-        tuple: ``(model, tokenizer, config)``: an ``mlx_lm.models.llama.Model``,
+        tuple: ``(model, tokenizer, config)``: an mlx-lm ``Model`` of the
+        architecture,
         an mlx-lm ``TokenizerWrapper`` (so ``mlx_lm.generate`` works) and the
         mlx-lm config (what ``config.json`` would hold).
 
@@ -84,15 +96,14 @@ def from_gguf(
           or tensor this reader does not handle (naming the tensor and its
           GGUF type).
     """
-    from mlx_lm.models import llama
-
     where = f"[from_gguf] {path}"
     reader = open_gguf(path, where)
     metadata = gguf_metadata(reader)
     weights, layers = _read_tensors(reader, dtype, where)
     tied = "lm_head.weight" not in weights and "lm_head" not in layers
     config = gguf_config(metadata, tie_word_embeddings=tied, where=where)
-    model = llama.Model(llama.ModelArgs.from_dict(config))
+    arch = importlib.import_module(f"mlx_lm.models.{config['model_type']}")
+    model = arch.Model(arch.ModelArgs.from_dict(config))
     if layers:
         model.update_modules(tree_unflatten(list(layers.items())))
     # The low-bit layers' own arrays go through load_weights too, so that
@@ -114,8 +125,8 @@ def _read_tensors(
     for tensor in reader.tensors:
         base, _, leaf = tensor.name.rpartition(".")
         module_path = _module_path(base, where)
-        if leaf == "weight" and is_ternary(tensor):
-            qw = ternary_weight(tensor, where)
+        if leaf == "weight" and is_low_bit(tensor):
+            qw = low_bit_weight(tensor, where)
             is_embedding = base == "token_embd"
             layers[module_path] = (
                 LowBitEmbedding.from_qweight(qw) if is_embedding else LowBitLinear.from_qweight(qw)
@@ -123,26 +134,29 @@ def _read_tensors(
             continue
         value = dense_tensor(tensor, where)
         weights[f"{module_path}.{leaf}"] = value if dtype is None else value.astype(dtype)
+    # A ternary projection's bias (qwen2's q/k/v) belongs to its layer.
+    for module_path, layer in layers.items():
+        bias = weights.pop(f"{module_path}.bias", None)
+        if bias is not None:
+            layer.bias = bias
     return weights, layers
 
 
 def gguf_config(
     metadata: Dict[str, Any], tie_word_embeddings: bool, where: str = "[from_gguf]"
 ) -> Dict[str, Any]:
-    """The mlx-lm llama config from GGUF metadata.
-
-    llama.cpp's converter permutes the rows of the query and key projections
-    so that rotary embedding rotates adjacent pairs: in mlx-lm that is
-    ``rope_traditional=True``.
-    """
+    """The mlx-lm config (llama, qwen2 or qwen3) from GGUF metadata."""
     arch = metadata.get("general.architecture")
-    if arch != "llama":
-        raise ValueError(f"{where}: architecture {arch!r} is not supported; only 'llama' is.")
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"{where}: architecture {arch!r} is not supported; {sorted(ARCHITECTURES)} are."
+        )
+    model_type, rope_traditional = ARCHITECTURES[arch]
 
     def get(key: str, default: Optional[Any] = None) -> Any:
-        value = metadata.get(f"llama.{key}", default)
+        value = metadata.get(f"{arch}.{key}", default)
         if value is None:
-            raise ValueError(f"{where}: the metadata lacks 'llama.{key}'.")
+            raise ValueError(f"{where}: the metadata lacks '{arch}.{key}'.")
         return value.item() if isinstance(value, mx.array) else value
 
     n_heads = int(get("attention.head_count"))
@@ -150,10 +164,12 @@ def gguf_config(
     head_dim = int(get("attention.key_length", hidden // n_heads))
     if int(get("rope.dimension_count", head_dim)) != head_dim:
         raise ValueError(f"{where}: partial rotary embeddings are not supported.")
-    if "llama.rope.scaling.type" in metadata:
+    if f"{arch}.rope.scaling.type" in metadata:
         raise ValueError(f"{where}: rotary scaling is not supported.")
+    if model_type == "qwen2" and head_dim != hidden // n_heads:
+        raise ValueError(f"{where}: qwen2 with head_dim != hidden / heads is not supported.")
     return {
-        "model_type": "llama",
+        "model_type": model_type,
         "hidden_size": hidden,
         "num_hidden_layers": int(get("block_count")),
         "intermediate_size": int(get("feed_forward_length")),
@@ -164,7 +180,7 @@ def gguf_config(
         "vocab_size": int(get("vocab_size", len(metadata["tokenizer.ggml.tokens"]))),
         "max_position_embeddings": int(get("context_length")),
         "rope_theta": float(get("rope.freq_base", 10000.0)),
-        "rope_traditional": True,
+        "rope_traditional": rope_traditional,
         "tie_word_embeddings": tie_word_embeddings,
         "bos_token_id": _int(metadata.get("tokenizer.ggml.bos_token_id")),
         "eos_token_id": _int(metadata.get("tokenizer.ggml.eos_token_id")),
@@ -180,51 +196,47 @@ def _module_path(gguf_name: str, where: str) -> str:
         return _TOP_NAMES[gguf_name]
     m = re.fullmatch(r"blk\.(\d+)\.(\w+)", gguf_name)
     if m is None or m.group(2) not in _BLOCK_NAMES:
-        raise ValueError(f"{where}: tensor {gguf_name!r} has no llama counterpart.")
+        raise ValueError(f"{where}: tensor {gguf_name!r} has no mlx-lm counterpart.")
     return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}"
 
 
-# tokenizer.ggml.pre -> the pre-tokenizer (the regex split before BPE).
+# Qwen2's split (its tokenizer.json; Qwen3 uses it too): GPT-2's with
+# case-insensitive contractions, one digit at a time, and newlines apart.
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# tokenizer.ggml.pre -> (splits before the byte-level step, whether that step
+# applies GPT-2's own split as well).
 _PRE_TOKENIZERS = {
     # Digits one by one, then GPT-2's split (llama.cpp's "smollm" rule).
-    "smollm": [{"type": "Digits", "individual_digits": True}],
-    "gpt2": [],
-    "default": [],
+    "smollm": ([{"type": "Digits", "individual_digits": True}], True),
+    "gpt2": ([], True),
+    "default": ([], True),
+    "qwen2": ([{"type": "Split", "pattern": _QWEN2_SPLIT, "behavior": "isolated"}], False),
 }
 
 
 def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
-    """An mlx-lm ``TokenizerWrapper`` around the byte-level BPE tokenizer and
-    chat template stored in GGUF metadata."""
-    from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """An mlx-lm ``TokenizerWrapper`` around the tokenizer and chat template
+    stored in GGUF metadata: byte-level BPE with the pre-tokenizers of
+    :data:`_PRE_TOKENIZERS` built here, every other vocabulary (SentencePiece ``llama``, byte-level
+    BPE with llama.cpp's other pre-tokenizers such as ``llama-bpe``) by
+    transformers' GGUF tokenizer converter."""
+    from mlx_lm.tokenizer_utils import (
+        BPEStreamingDetokenizer,
+        SPMStreamingDetokenizer,
+        TokenizerWrapper,
+    )
     from transformers import PreTrainedTokenizerFast
 
     model_kind = metadata.get("tokenizer.ggml.model")
     pre = metadata.get("tokenizer.ggml.pre", "default")
-    if model_kind != "gpt2" or pre not in _PRE_TOKENIZERS:
-        raise ValueError(
-            f"{where}: tokenizer {model_kind!r} with pre-tokenizer {pre!r} is not "
-            f"supported; byte-level BPE ('gpt2') with {sorted(_PRE_TOKENIZERS)} is."
-        )
-    if _int(metadata.get("tokenizer.ggml.add_space_prefix")):
-        raise ValueError(f"{where}: a space prefix is not supported.")
     tokens = metadata["tokenizer.ggml.tokens"]
-    merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]
-    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
-    tokenizer = Tokenizer(bpe)
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    extra = [
-        getattr(pre_tokenizers, d["type"])(**{k: v for k, v in d.items() if k != "type"})
-        for d in _PRE_TOKENIZERS[pre]
-    ]
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([*extra, byte_level])
-    tokenizer.decoder = decoders.ByteLevel()
-    # Control tokens (GGUF token type 3) are matched whole, never split.
-    token_types = metadata.get("tokenizer.ggml.token_type")
-    if token_types is not None:
-        special = [tokens[i] for i, t in enumerate(token_types.tolist()) if t == 3]
-        tokenizer.add_special_tokens(special)
+    if model_kind == "gpt2" and pre in _PRE_TOKENIZERS:
+        tokenizer = _byte_level_bpe(metadata, pre, where)
+    else:
+        tokenizer = _converted_tokenizer(metadata, where)
 
     def token(key: str) -> Optional[str]:
         i = _int(metadata.get(f"tokenizer.ggml.{key}_token_id"))
@@ -239,4 +251,98 @@ def gguf_tokenizer(metadata: Dict[str, Any], where: str = "[from_gguf]") -> Any:
         chat_template=metadata.get("tokenizer.chat_template"),
         clean_up_tokenization_spaces=False,
     )
-    return TokenizerWrapper(hf, detokenizer_class=BPEStreamingDetokenizer)
+    spm = model_kind == "llama"
+    detokenizer = SPMStreamingDetokenizer if spm else BPEStreamingDetokenizer
+    return TokenizerWrapper(hf, detokenizer_class=detokenizer)
+
+
+def _byte_level_bpe(metadata: Dict[str, Any], pre: str, where: str) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    if _int(metadata.get("tokenizer.ggml.add_space_prefix")):
+        raise ValueError(f"{where}: a space prefix is not supported.")
+    tokens = metadata["tokenizer.ggml.tokens"]
+    merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]
+    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
+    tokenizer = Tokenizer(bpe)
+    splits, gpt2_split = _PRE_TOKENIZERS[pre]
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=gpt2_split)
+    extra = [_pre_tokenizer(pre_tokenizers, d) for d in splits]
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([*extra, byte_level])
+    tokenizer.decoder = decoders.ByteLevel()
+    # Control tokens (GGUF token type 3) are matched whole, never split.
+    token_types = metadata.get("tokenizer.ggml.token_type")
+    if token_types is not None:
+        special = [tokens[i] for i, t in enumerate(token_types.tolist()) if t == 3]
+        tokenizer.add_special_tokens(special)
+    return tokenizer
+
+
+# GGUF metadata key -> the key of transformers' GGUF tokenizer dict.
+_CONVERTER_KEYS = {
+    "model": "tokenizer_type",
+    "pre": "pre_tokenizer_type",
+    "tokens": "tokens",
+    "scores": "scores",
+    "token_type": "token_type",
+    "merges": "merges",
+    "precompiled_charsmap": "precompiled_charsmap",
+    "bos_token_id": "bos_token_id",
+    "eos_token_id": "eos_token_id",
+    "unknown_token_id": "unk_token_id",
+    "padding_token_id": "pad_token_id",
+    "add_space_prefix": "add_prefix_space",
+}
+
+
+def _converted_tokenizer(metadata: Dict[str, Any], where: str) -> Any:
+    """transformers' own GGUF tokenizer converter (what
+    ``from_pretrained(gguf_file=...)`` uses) on the file's metadata."""
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+    except ImportError:  # transformers 4.x kept it here
+        try:
+            from transformers.integrations.ggml import convert_gguf_tokenizer
+        except ImportError as e:
+            raise ValueError(
+                f"{where}: tokenizer {metadata.get('tokenizer.ggml.model')!r} needs transformers' "
+                "GGUF tokenizer converter, which this transformers lacks."
+            ) from e
+    table = {}
+    for key, name in _CONVERTER_KEYS.items():
+        value = metadata.get(f"tokenizer.ggml.{key}")
+        if isinstance(value, mx.array):
+            value = value.tolist() if value.ndim else value.item()
+        if value is not None:
+            table[name] = value
+    arch = metadata.get("general.architecture")
+    try:
+        tokenizer, _ = convert_gguf_tokenizer(arch, table)
+    except (KeyError, ValueError) as e:
+        raise ValueError(
+            f"{where}: tokenizer {table.get('tokenizer_type')!r} with pre-tokenizer "
+            f"{table.get('pre_tokenizer_type')!r} could not be built: {e}"
+        ) from e
+    # BOS as llama.cpp adds it: where the file says so, and by default for a
+    # SentencePiece vocabulary (the converter leaves it to the tokenizer class).
+    add_bos = _int(metadata.get("tokenizer.ggml.add_bos_token"))
+    if add_bos is None:
+        add_bos = table.get("tokenizer_type") == "llama"
+    bos = table.get("bos_token_id")
+    if add_bos and bos is not None:
+        from tokenizers import processors
+
+        name = table["tokens"][bos]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{name} $A", pair=f"{name} $A {name} $B", special_tokens=[(name, bos)]
+        )
+    return tokenizer
+
+
+def _pre_tokenizer(pre_tokenizers: Any, spec: Dict[str, Any]) -> Any:
+    args = {k: v for k, v in spec.items() if k != "type"}
+    if spec["type"] == "Split":
+        from tokenizers import Regex
+
+        args["pattern"] = Regex(args["pattern"])
+    return getattr(pre_tokenizers, spec["type"])(**args)

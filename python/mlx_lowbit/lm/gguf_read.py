@@ -68,6 +68,39 @@ def is_ternary(tensor: Any) -> bool:
     return tensor.tensor_type in (T.TQ1_0, T.TQ2_0) and len(tensor.shape) == 2
 
 
+def is_low_bit(tensor: Any) -> bool:
+    """A matrix stored in a GGUF type that has an exact format of ours."""
+    from gguf import GGMLQuantizationType as T
+
+    return is_ternary(tensor) or (tensor.tensor_type == T.Q1_0 and len(tensor.shape) == 2)
+
+
+def low_bit_weight(tensor: Any, where: str) -> QuantizedWeight:
+    """TQ1_0 / TQ2_0 as ternary (:func:`ternary_weight`), Q1_0 as binary."""
+    return ternary_weight(tensor, where) if is_ternary(tensor) else binary_weight(tensor)
+
+
+def binary_weight(tensor: Any) -> QuantizedWeight:
+    """A Q1_0 tensor as our binary format with group_size 128 and float16
+    scales equal to each block's d: the same values, bit for bit.
+
+    Q1_0 (18 bytes per 128 weights): d (float16), then 16 bytes whose bit
+    j % 8 of byte j // 8 is set where weight j is +d (clear: -d). Read as
+    little-endian uint32 words that is our binary bit order (docs/FORMATS.md).
+    """
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    block, size = GGML_QUANT_SIZES[T.Q1_0]
+    n, k = numpy_shape(tensor)
+    blocks = np.ascontiguousarray(tensor.data).reshape(n, k // block, size)
+    scales = blocks[..., :2].copy().view(np.float16).reshape(n, k // block)
+    words = blocks[..., 2:].copy().view("<u4").reshape(n, k // 32).astype(np.uint32)
+    return QuantizedWeight(
+        fmt="binary", group_size=block, packed=mx.array(words), scales=mx.array(scales)
+    )
+
+
 def dense_tensor(tensor: Any, where: str) -> mx.array:
     """F32 and F16 as stored, BF16 as bfloat16, every type the ``gguf``
     package dequantizes in float32; others raise ValueError naming the tensor."""

@@ -7,9 +7,12 @@ the layer's ``to_quantized``. After :func:`install` (run by
 ``import mlx_lowbit``):
 
 ``mode="lowbit"`` (the entries :func:`mlx_lowbit.lm.convert` writes) gives
-a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding``, quantized from
+a :class:`~mlx_lowbit.nn.LowBitLinear` / ``LowBitEmbedding`` (and, once
+mlx-lm has loaded its switch layers, a ``LowBitSwitchLinear`` for a
+``SwitchLinear``), quantized from
 the layer's weight (an entry's ``rotation`` gives it a rotation whose signs
-the checkpoint's ``rotation_signs`` tensor fills in); every other mode goes
+the checkpoint's ``rotation_seed`` or ``rotation_signs`` tensor fills in);
+every other mode goes
 to MLX's own method unchanged.
 The quantization is lazy, as MLX's own ``to_quantized`` is: a loader that
 replaces the arrays with a checkpoint's before using them (mlx-lm's
@@ -22,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import mlx.nn as nn
 
-from ..nn import MODE, LowBitEmbedding, LowBitLinear, quantizer_options
+from ..nn import MODE, LowBitEmbedding, LowBitLinear, LowBitSwitchLinear, quantizer_options
 from ..rotation import Rotation
 
 _ORIGINAL = "_mlx_lowbit_original"
@@ -67,8 +70,8 @@ def _linear_to_quantized(original: Callable) -> Callable:
 
 def _rotation(kwargs: dict, k: int) -> Optional[Rotation]:
     """The entry's ``rotation`` (taken out of ``kwargs``), with placeholder
-    signs: the checkpoint's ``rotation_signs`` replace them, and a strict
-    ``load_weights`` refuses a checkpoint that lacks them."""
+    signs: the checkpoint's ``rotation_seed`` (or ``rotation_signs``) replace
+    them, and a strict ``load_weights`` refuses a checkpoint that lacks it."""
     config = kwargs.pop("rotation", None)
     return None if config is None else Rotation.from_config(config, k)
 
@@ -84,8 +87,16 @@ def _embedding_to_quantized(original: Callable) -> Callable:
     ):
         if mode == MODE:
             fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+            # The entry says the lookups' dtype (absent: the scales'); the
+            # placeholder embedding mlx-lm builds says nothing.
+            output_dtype = kwargs.pop("output_dtype", None)
             return LowBitEmbedding.from_embedding(
-                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
+                self,
+                fmt,
+                group_size,
+                lazy=True,
+                output_dtype=output_dtype,
+                **quantizer_options(fmt, **kwargs),
             )
         return original(self, group_size, bits, mode=mode, **kwargs)
 
@@ -118,6 +129,30 @@ def _bitlinear_to_quantized(
     )
 
 
+def _switch_to_quantized(original: Callable) -> Callable:
+    """mlx-lm's ``SwitchLinear.to_quantized`` (MoE experts), taught
+    ``mode="lowbit"``."""
+
+    @functools.wraps(original)
+    def to_quantized(
+        self,
+        group_size: Optional[int] = None,
+        bits: Optional[int] = None,
+        mode: str = "affine",
+        **kwargs: Any,
+    ):
+        if mode == MODE:
+            fmt, group_size = _lowbit_args(group_size, bits, kwargs)
+            return LowBitSwitchLinear.from_switch_linear(
+                self, fmt, group_size, lazy=True, **quantizer_options(fmt, **kwargs)
+            )
+        # mlx-lm's own signature has explicit defaults (group_size=64, bits=4).
+        args = {k: v for k, v in (("group_size", group_size), ("bits", bits)) if v is not None}
+        return original(self, mode=mode, **args, **kwargs)
+
+    return to_quantized
+
+
 def _dequantize_model(original: Callable) -> Callable:
     """mlx-lm's ``dequantize_model`` (``mlx_lm convert --dequantize``) knows
     MLX's quantized layers only: ours become ``nn.Linear`` / ``nn.Embedding``
@@ -133,6 +168,8 @@ def _dequantize_model(original: Callable) -> Callable:
                 dense.append((path, module.to_linear()))
             elif isinstance(module, LowBitEmbedding):
                 dense.append((path, module.to_embedding()))
+            elif isinstance(module, LowBitSwitchLinear):
+                dense.append((path, module.to_switch_linear()))
         if dense:
             model.update_modules(tree_unflatten(dense))
         return original(model)
@@ -149,6 +186,14 @@ def install() -> None:
             wrapped = wrap(cls.to_quantized)
             setattr(wrapped, _ORIGINAL, cls.to_quantized)
             cls.to_quantized = wrapped
+    from .. import distributed
+
+    distributed.install()  # shard_linear / shard_inplace learn our layers
+    switch = sys.modules.get("mlx_lm.models.switch_layers")
+    if switch is not None and not hasattr(switch.SwitchLinear.to_quantized, _ORIGINAL):
+        wrapped = _switch_to_quantized(switch.SwitchLinear.to_quantized)
+        setattr(wrapped, _ORIGINAL, switch.SwitchLinear.to_quantized)
+        switch.SwitchLinear.to_quantized = wrapped
     bitlinear = sys.modules.get("mlx_lm.models.bitlinear_layers")
     if bitlinear is not None:
         bitlinear.BitLinear.to_quantized = _bitlinear_to_quantized
@@ -160,7 +205,9 @@ def install() -> None:
 
 
 def install_bitlinear() -> None:
-    """Give mlx-lm's BitLinear a ``to_quantized`` (imports mlx-lm)."""
+    """Give mlx-lm's BitLinear a ``to_quantized`` and teach its switch
+    (expert) layers ours (imports mlx-lm)."""
     import mlx_lm.models.bitlinear_layers  # noqa: F401
+    import mlx_lm.models.switch_layers  # noqa: F401
 
     install()

@@ -316,6 +316,7 @@ def distill_model(
     seed: int = 0,
     compile: bool = True,
     micro_batch: Optional[int] = None,
+    time_limit: Optional[float] = None,
     progress: Optional[Callable[[int, float], None]] = None,
 ) -> DistillResult:
     """Train a quantized ``model`` (its low-bit linear layers in place) to
@@ -341,6 +342,10 @@ def distill_model(
           mean over its micro-batches (the same step, in less memory: at
           32 x 256 tokens and SmolLM2's 49k vocabulary one pass holds ~30 GB).
           Must divide ``batch_size``. Default: ``batch_size``.
+        time_limit: Seconds of training (after setup) at most: training stops
+          after the step that reaches it, and the result records the steps
+          done (the learning-rate schedule still spans ``steps``). For runs
+          that must end by a deadline. Default: no limit.
         progress: Called with ``(step, loss)`` after every step.
 
     Returns:
@@ -353,6 +358,8 @@ def distill_model(
     if not learning_rate > 0 or not temperature > 0:
         raise ValueError("[distill] learning_rate and temperature must be > 0.")
     micro = check_micro_batch(micro_batch, batch_size)
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"[distill] time_limit must be > 0 seconds, got {time_limit!r}.")
     start = time.perf_counter()
     dtypes = _float_dtypes(model)
     _swap_in(model)
@@ -405,6 +412,7 @@ def distill_model(
 
     rng = np.random.default_rng(seed)
     parts = batch_size // micro
+    train_start = time.perf_counter()
     for i in range(steps):
         rows = mx.array(rng.integers(0, batches.shape[0], size=batch_size))
         x = batches[rows]
@@ -425,7 +433,11 @@ def distill_model(
         result.losses.append(loss.item())
         if progress:
             progress(i + 1, result.losses[-1])
+        if time_limit is not None and time.perf_counter() - train_start >= time_limit:
+            break
 
+    done = len(result.losses)
+    result.steps, result.tokens = done, done * batch_size * batches.shape[1]
     result.kl_after = held_kl()
     model.unfreeze()  # the packed layers freeze themselves
     _swap_out(model)

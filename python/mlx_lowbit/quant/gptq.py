@@ -356,8 +356,10 @@ def gptq_model(
                 f"[gptq] Layer {path!r}: activation_bits=8 is not calibrated; GPTQ's Hessian "
                 "is of float activations (quantize it with mlx_lowbit.nn.quantize)."
             )
-        if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)):
-            embeddings.append((path, module, opts))  # a lookup has no input Hessian: RTN
+        if isinstance(module, (nn.Embedding, nn.QuantizedEmbedding, *lbnn.switch_classes())):
+            # RTN: a lookup has no input Hessian, and the per-expert Hessians
+            # of MoE experts are not captured (yet).
+            embeddings.append((path, module, opts))
             continue
         if not isinstance(module, (nn.Linear, nn.QuantizedLinear, lbnn.LowBitLinear)):
             raise ValueError(

@@ -6,7 +6,7 @@
 //   kernel.exe SPEC            run SPEC, whose lines are
 //     buffer ID BYTES PATH|-   a buffer, filled from PATH (or zeros)
 //     launch NAME threadgroups|threads GX GY GZ TX TY TZ fixed|shuffle SEED TIMEOUT_S
-//     bind SLOT ID             [[buffer(SLOT)]] of the last launch is buffer ID
+//     bind SLOT ID [OFFSET]    [[buffer(SLOT)]] of the last launch is buffer ID, from byte OFFSET
 //     tgmem SLOT BYTES         [[threadgroup(SLOT)]] of the last launch holds BYTES
 //     output ID PATH           write buffer ID to PATH after all launches
 #include <cstdio>
@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "executor.h"
+#include "profile.h"
 
 using namespace mslrt;
 
@@ -75,7 +76,12 @@ int main(int argc, char** argv) {
         bad();
       Buffer b;
       b.size = size;
-      b.data = static_cast<unsigned char*>(std::malloc(size ? size : 1));
+      // 64-byte aligned as Metal's page-aligned buffers are at least, so
+      // the cost model counts the cache lines a GPU would touch.
+      void* data = nullptr;
+      if (posix_memalign(&data, 64, size ? size : 1) != 0)
+        data = nullptr;
+      b.data = static_cast<unsigned char*>(data);
       if (!b.data)
         die("out of memory");
       if (path == "-")
@@ -102,9 +108,13 @@ int main(int argc, char** argv) {
       if (launches.empty() || !(in >> slot >> value) || slot < 0 || slot >= __MSL_MAX_BINDINGS)
         bad();
       if (op == "bind") {
+        unsigned long offset = 0;
         if (value >= buffers.size())
           bad();
+        if (in >> offset && offset > buffers[value].size)
+          bad();
         launches.back().buffer_of_slot[slot] = int(value);
+        launches.back().buffer_offset[slot] = offset;
       } else {
         launches.back().threadgroup_bytes[slot] = value;
       }
@@ -122,6 +132,8 @@ int main(int argc, char** argv) {
   for (const Launch& l : launches)
     run_launch(l, buffers);
   shutdown_pool();
+  if (const char* path = std::getenv("MSL_PROFILE_OUT"))
+    profile_write(path);
   for (auto& o : outputs)
     write_file(o.second, buffers[o.first]);
   for (Buffer& b : buffers)

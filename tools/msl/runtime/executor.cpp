@@ -17,6 +17,8 @@
 #include <map>
 #include <numeric>
 
+#include "profile.h"
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define MSLRT_SANITIZED 1
@@ -319,10 +321,11 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
     int b = launch.buffer_of_slot[slot];
     if (b < 0)
       continue;
-    bindings.buffers[slot] = buffers[size_t(b)].data;
-    bindings.buffer_sizes[slot] = buffers[size_t(b)].size;
+    bindings.buffers[slot] = buffers[size_t(b)].data + launch.buffer_offset[slot];
+    bindings.buffer_sizes[slot] = buffers[size_t(b)].size - launch.buffer_offset[slot];
     bindings.buffer_bound[slot] = 1;
   }
+  profile_begin_launch(launch.kernel, bindings);
   unsigned long dynamic_bytes = 0;
   for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot) {
     bindings.threadgroup_sizes[slot] = launch.threadgroup_bytes[slot];
@@ -411,6 +414,7 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
       lane_exit();
       t_lane = nullptr;
     };
+    profile_begin_threadgroup(n);
     if (!pool().run(n, job, launch.timeout_s)) {
       char secs[32];
       std::snprintf(secs, sizeof secs, "%g", launch.timeout_s);
@@ -420,6 +424,13 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
                   threadgroup_state(tg));
     }
 
+    std::vector<std::pair<const void*, unsigned long>> tg_memory;
+    for (auto& a : g_tg_static)
+      tg_memory.push_back({a.ptr, a.size});
+    for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot)
+      if (tg_buffers[slot])
+        tg_memory.push_back({tg_buffers[slot], launch.threadgroup_bytes[slot]});
+    profile_end_threadgroup(tg, tg_memory);
     for (auto& a : g_tg_static)
       std::free(a.ptr);
     for (void* p : g_tg_dynamic)

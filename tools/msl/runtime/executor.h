@@ -20,6 +20,9 @@ struct Launch {
   unsigned grid[3] = {1, 1, 1};
   unsigned threadgroup[3] = {1, 1, 1};
   int buffer_of_slot[__MSL_MAX_BINDINGS];
+  // Bytes into the buffer where the binding starts (MLX binds an array at
+  // its offset, so a view can start at any element).
+  unsigned long buffer_offset[__MSL_MAX_BINDINGS] = {};
   unsigned long threadgroup_bytes[__MSL_MAX_BINDINGS] = {};
   bool shuffle = true;
   unsigned long seed = 0;
