@@ -203,13 +203,15 @@ def test_batch_dims_and_strides(isa, path, fi):
             assert_close(out, expected(x, qw, bits), x.dtype, f"{x.shape} a{bits}")
 
 
-# The table-lookup GEMV (kernels_avx512_lut.cpp): ternary, int8 x with M <= 4,
-# groups of at most 256 that are multiples of 4, on AVX-512 CPUs with VBMI.
+# The table-lookup GEMV (kernels_avx512_lut.cpp): ternary and binary (with and
+# without biases), int8 x with M <= 4, groups of at most 256, on AVX-512 CPUs
+# with VBMI.
 # Rows of W off its 64-row block (65, 130), groups of 32 to 256 (512 falls
 # back to the vpdpbusd kernel), with it on and off (MLX_LOWBIT_CPU_LUT=0).
 @pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", [0, 1, 2], ids=F_IDS[:3])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_ternary_table_lookup_gemv(isa, path, dtype, monkeypatch):
+def test_table_lookup_gemv(isa, path, fi, dtype, monkeypatch):
     lb.set_cpu_isa(path)
     k = 512
     xs = (
@@ -220,7 +222,7 @@ def test_ternary_table_lookup_gemv(isa, path, dtype, monkeypatch):
         make_x((5, k), dtype, seed=7),  # M = 5: the vpdpbusd GEMM
     )
     for gs, n in [(32, 65), (128, 130), (256, 64), (512, 3)]:
-        qw = weight(0, n, k, gs, seed=gs)
+        qw = weight(fi, n, k, gs, seed=gs)
         for lut in ("1", "0"):
             monkeypatch.setenv("MLX_LOWBIT_CPU_LUT", lut)
             for x in xs:

@@ -177,7 +177,7 @@ void check(
 }
 
 // The avx512 table's table-lookup GEMV, where this CPU can run it.
-const TernaryLutKernels* lut = nullptr;
+const LutKernels* lut = nullptr;
 
 void run(const KernelTable& t, const Case& c, int M) {
   Weight w = make(c);
@@ -225,12 +225,13 @@ void run(const KernelTable& t, const Case& c, int M) {
     }
   t.matmul_nt_int8(a);
   check("nt_int8", c, M, out, ref);
-  if (lut && c.format == 0 && c.gs % 4 == 0 && c.gs <= kLutMaxGroup) {
+  if (lut && c.format < 2 && c.gs % lut_weights_per_byte(c.format) == 0 && c.gs <= kLutMaxGroup) {
     // The table-lookup GEMV, one row of x at a time, over its repacked copy.
-    std::vector<uint8_t> idx(lut_index_bytes(c.N, c.K));
-    std::vector<float> sc(lut_scale_count(c.N, c.K, c.gs));
-    lut->repack(w.view, idx.data(), sc.data());
-    const TernaryLut tl{c.N, c.K, c.gs, idx.data(), sc.data()};
+    std::vector<uint8_t> idx(lut_index_bytes(c.N, c.K, c.format));
+    std::vector<float> sc(lut_scale_count(c.N, c.K, c.gs)), bi(c.bias ? sc.size() : 0);
+    lut->repack(w.view, idx.data(), sc.data(), c.bias ? bi.data() : nullptr);
+    const LutWeight tl{
+        c.format, c.N, c.K, c.gs, idx.data(), sc.data(), c.bias ? bi.data() : nullptr};
     std::fill(out.begin(), out.end(), -1.0f);
     for (int m = 0; m < M; ++m)
       lut->gemv(

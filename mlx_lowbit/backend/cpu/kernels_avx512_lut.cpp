@@ -38,7 +38,7 @@ constexpr int kRowsPerBlock = 64;
 constexpr int kTableBytes = 256; // per quad: low plane, high plane
 constexpr int kOffset = 508;     // 4 * 127: makes every entry non-negative
 
-void repack(const PackedWeight& w, uint8_t* idx, float* scales) {
+void repack_ternary(const PackedWeight& w, uint8_t* idx, float* scales) {
   const int G = w.K / w.group_size, Q = w.group_size / 4;
   const int blocks = lut_row_blocks(w.N);
   std::memset(idx, 40, size_t(G) * blocks * Q * kRowsPerBlock); // 40: t = 0 0 0 0
@@ -98,18 +98,111 @@ void build_tables(const int8_t* x, int K, uint8_t* tables) {
   }
 }
 
+// Binary: one table per 8 activations (an "octet") over its 256 sign
+// patterns, e(i) = 1016 + sum_b s_b x_b in [0, 2032]: low bytes and high bits
+// (0..7) in two 256-byte planes. The index of 8 weights is a byte of the
+// packed word as it is (bit b = weight b), repacked into the same 64-row
+// vectors as ternary; a lookup is two vpermi2b (7 index bits) blended by the
+// index's top bit. Groups of at most 32 octets: 32 * 255 + 256 * 32 * 7 < 2^16.
+constexpr int kOctetTableBytes = 512;
+constexpr int kOctetOffset = 1016; // 8 * 127
+
+void repack_binary(const PackedWeight& w, uint8_t* idx, float* scales, float* biases) {
+  const int G = w.K / w.group_size, Q = w.group_size / 8;
+  const int blocks = lut_row_blocks(w.N);
+  std::memset(idx, 0, size_t(G) * blocks * Q * kRowsPerBlock);
+  std::memset(scales, 0, sizeof(float) * size_t(G) * blocks * kRowsPerBlock);
+  if (biases) {
+    std::memset(biases, 0, sizeof(float) * size_t(G) * blocks * kRowsPerBlock);
+  }
+  for (int n = 0; n < w.N; ++n) {
+    const int b = n / kRowsPerBlock, i = n % kRowsPerBlock;
+    const int pos = i < 32 ? 2 * i : 2 * (i - 32) + 1;
+    const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
+    for (int g = 0; g < G; ++g) {
+      const size_t s = size_t(n) * G + g, d = (size_t(g) * blocks + b) * kRowsPerBlock + i;
+      scales[d] = w.scales_f32 ? static_cast<const float*>(w.scales)[s]
+                               : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      if (biases) {
+        biases[d] = w.biases == nullptr ? 0.0f
+                    : w.scales_f32      ? static_cast<const float*>(w.biases)[s]
+                                        : _cvtsh_ss(static_cast<const uint16_t*>(w.biases)[s]);
+      }
+      uint8_t* dst = idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock + pos;
+      for (int q = 0; q < Q; ++q) {
+        const int k = g * w.group_size + 8 * q;
+        dst[size_t(q) * kRowsPerBlock] = uint8_t(row[k / 32] >> (k % 32));
+      }
+    }
+  }
+}
+
+void build_tables_binary(const int8_t* x, int K, uint8_t* tables) {
+  const __m512i lane = _mm512_set_epi16(
+      31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
+      7, 6, 5, 4, 3, 2, 1, 0);
+  for (int q = 0; q < K / 8; ++q) {
+    const int8_t* xo = x + 8 * q;
+    int sum = 0;
+    for (int b = 0; b < 8; ++b) {
+      sum += xo[b];
+    }
+    uint8_t* dst = tables + size_t(q) * kOctetTableBytes;
+    for (int v = 0; v < 8; ++v) {
+      // Entries 32v .. 32v + 31: index = 32v + lane.
+      const __m512i index = _mm512_add_epi16(lane, _mm512_set1_epi16(int16_t(32 * v)));
+      __m512i e = _mm512_set1_epi16(int16_t(kOctetOffset - sum));
+      for (int b = 0; b < 8; ++b) {
+        const __mmask32 set = _mm512_test_epi16_mask(index, _mm512_set1_epi16(int16_t(1 << b)));
+        e = _mm512_mask_add_epi16(e, set, e, _mm512_set1_epi16(int16_t(2 * xo[b])));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * v), _mm512_cvtepi16_epi8(e));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(dst + 256 + 32 * v),
+          _mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8)));
+    }
+  }
+}
+
 struct Job {
-  const TernaryLut* w;
+  const LutWeight* w;
   const uint8_t* tables;
-  float* acc; // (row blocks * 64)
+  const float* xsum; // (G), binary with biases only
+  float* acc;        // (row blocks * 64)
 };
 
-void row_blocks(void* ctx, int b0, int b1) {
+// Group g's exact integer sums of 64 rows (even halves rows 0..31, odd
+// halves rows 32..63, both < 2^16, offset by `offset`) into acc, scaled.
+inline void flush(
+    const Job& job, int g, int b, __m512i even, __m512i odd, __m512i high, int offset) {
+  const LutWeight& w = *job.w;
+  const int blocks = lut_row_blocks(w.N);
+  const __m512i low = _mm512_set1_epi16(0xFF);
+  const __m512i s0 = _mm512_add_epi16(even, _mm512_slli_epi16(_mm512_and_si512(high, low), 8));
+  const __m512i s1 = _mm512_add_epi16(odd, _mm512_and_si512(high, _mm512_set1_epi16(-256)));
+  const __m512i s[4] = {
+      _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s0)),
+      _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s0, 1)),
+      _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s1)),
+      _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s1, 1))};
+  float* acc = job.acc + size_t(b) * kRowsPerBlock;
+  const size_t at = (size_t(g) * blocks + b) * kRowsPerBlock;
+  for (int v = 0; v < 4; ++v) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[v], _mm512_set1_epi32(offset)));
+    __m512 a =
+        _mm512_fmadd_ps(f, _mm512_loadu_ps(w.scales + at + 16 * v), _mm512_loadu_ps(acc + 16 * v));
+    if (job.xsum) { // binary bias: bias * sum x of the group
+      a = _mm512_fmadd_ps(_mm512_loadu_ps(w.biases + at + 16 * v), _mm512_set1_ps(job.xsum[g]), a);
+    }
+    _mm512_storeu_ps(acc + 16 * v, a);
+  }
+}
+
+void ternary_blocks(void* ctx, int b0, int b1) {
   const Job& job = *static_cast<const Job*>(ctx);
-  const TernaryLut& w = *job.w;
+  const LutWeight& w = *job.w;
   const int G = w.K / w.group_size, Q = w.group_size / 4, blocks = lut_row_blocks(w.N);
   const __m512i low = _mm512_set1_epi16(0xFF);
-  const __m512i offset = _mm512_set1_epi32(kOffset * Q);
   for (int b = b0; b < b1; ++b) {
     std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
   }
@@ -130,38 +223,83 @@ void row_blocks(void* ctx, int b0, int b1) {
         odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
         high = _mm512_add_epi8(high, hi);
       }
-      // Rows 0..31 in the even halves, 32..63 in the odd ones; both < 2^16.
-      const __m512i s0 = _mm512_add_epi16(even, _mm512_slli_epi16(_mm512_and_si512(high, low), 8));
-      const __m512i s1 = _mm512_add_epi16(odd, _mm512_and_si512(high, _mm512_set1_epi16(-256)));
-      const __m512i s[4] = {
-          _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s0)),
-          _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s0, 1)),
-          _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s1)),
-          _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s1, 1))};
-      float* acc = job.acc + size_t(b) * kRowsPerBlock;
-      const float* sc = w.scales + (size_t(g) * blocks + b) * kRowsPerBlock;
-      for (int v = 0; v < 4; ++v) {
-        const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[v], offset));
-        _mm512_storeu_ps(
-            acc + 16 * v,
-            _mm512_fmadd_ps(f, _mm512_loadu_ps(sc + 16 * v), _mm512_loadu_ps(acc + 16 * v)));
-      }
+      flush(job, g, b, even, odd, high, kOffset * Q);
     }
   }
 }
 
-bool gemv(const TernaryLut& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel) {
-  const int blocks = lut_row_blocks(w.N);
-  auto* tables = static_cast<uint8_t*>(std::malloc(size_t(w.K / 4) * kTableBytes));
-  auto* acc = static_cast<float*>(std::malloc(sizeof(float) * size_t(blocks) * kRowsPerBlock));
+void binary_blocks(void* ctx, int b0, int b1) {
+  const Job& job = *static_cast<const Job*>(ctx);
+  const LutWeight& w = *job.w;
+  const int G = w.K / w.group_size, Q = w.group_size / 8, blocks = lut_row_blocks(w.N);
+  const __m512i low = _mm512_set1_epi16(0xFF);
+  for (int b = b0; b < b1; ++b) {
+    std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
+  }
+  for (int g = 0; g < G; ++g) {
+    const uint8_t* tg = job.tables + size_t(g) * Q * kOctetTableBytes;
+    for (int b = b0; b < b1; ++b) {
+      const uint8_t* ib = w.idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock;
+      __m512i even = _mm512_setzero_si512(), odd = even, high = even;
+      for (int q = 0; q < Q; ++q) {
+        const __m512i i = _mm512_loadu_si512(ib + size_t(q) * kRowsPerBlock);
+        const __mmask64 top = _mm512_movepi8_mask(i); // entries 128..255
+        const uint8_t* t = tg + size_t(q) * kOctetTableBytes;
+        const __m512i lo = _mm512_mask_blend_epi8(
+            top, _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64)),
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192)));
+        const __m512i hi = _mm512_mask_blend_epi8(
+            top,
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 256), i, _mm512_loadu_si512(t + 320)),
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 384), i, _mm512_loadu_si512(t + 448)));
+        even = _mm512_add_epi16(even, _mm512_and_si512(lo, low));
+        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
+        high = _mm512_add_epi8(high, hi);
+      }
+      flush(job, g, b, even, odd, high, kOctetOffset * Q);
+    }
+  }
+}
+
+void repack(const PackedWeight& w, uint8_t* idx, float* scales, float* biases) {
+  if (w.format == int(lowbit::Format::Binary)) {
+    repack_binary(w, idx, scales, biases);
+  } else {
+    repack_ternary(w, idx, scales);
+  }
+}
+
+bool gemv(const LutWeight& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel) {
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  const int blocks = lut_row_blocks(w.N), G = w.K / w.group_size;
+  const size_t table_bytes =
+      binary ? size_t(w.K / 8) * kOctetTableBytes : size_t(w.K / 4) * kTableBytes;
+  auto* tables = static_cast<uint8_t*>(std::malloc(table_bytes));
+  auto* acc =
+      static_cast<float*>(std::malloc(sizeof(float) * (size_t(blocks) * kRowsPerBlock + G)));
   if (!tables || !acc) {
     std::free(tables);
     std::free(acc);
     return false;
   }
-  build_tables(xq, w.K, tables);
-  Job job{&w, tables, acc};
-  parallel(blocks, &row_blocks, &job);
+  float* xsum = acc + size_t(blocks) * kRowsPerBlock;
+  if (binary && w.biases) {
+    for (int g = 0; g < G; ++g) {
+      int sum = 0;
+      for (int k = g * w.group_size; k < (g + 1) * w.group_size; ++k) {
+        sum += xq[k];
+      }
+      xsum[g] = float(sum);
+    }
+  }
+  Job job{&w, tables, binary && w.biases ? xsum : nullptr, acc};
+  if (binary) {
+    build_tables_binary(xq, w.K, tables);
+    parallel(blocks, &binary_blocks, &job);
+  } else {
+    build_tables(xq, w.K, tables);
+    parallel(blocks, &ternary_blocks, &job);
+  }
   for (int n = 0; n < w.N; ++n) {
     out[n] = xscale * acc[n];
   }
@@ -172,8 +310,8 @@ bool gemv(const TernaryLut& w, const int8_t* xq, float xscale, float* out, Paral
 
 } // namespace
 
-const TernaryLutKernels* avx512_lut_kernels() {
-  static const TernaryLutKernels table{&repack, &gemv};
+const LutKernels* avx512_lut_kernels() {
+  static const LutKernels table{&repack, &gemv};
   return &table;
 }
 
