@@ -250,3 +250,21 @@ def test_bfloat16_model_keeps_bfloat16_activations_through_a_saved_embedding(tmp
         emb = model.model.embed_tokens
         assert isinstance(emb, LowBitEmbedding), load
         assert emb(mx.array([[1, 2]])).dtype == mx.bfloat16, load
+
+
+def test_cli_convert_sequential_gptq_is_recorded(tmp_path):
+    from mlx_lowbit.cli import main
+
+    src = dense_model_dir(tmp_path / "dense", llama_config())
+    out = tmp_path / "out"
+    args = ["convert", str(src), str(out), "--fmt", "ternary", "--group-size", "32"]
+    main(
+        args + ["--method", "gptq", "--sequential", "--calib-samples", "4", "--calib-length", "32"]
+    )
+    assert json.loads((out / "config.json").read_text())["mlx_lowbit"]["sequential"] is True
+    ours, _ = lm.load(str(out))
+    theirs, _ = mlx_lm.load(str(out))
+    assert mx.array_equal(ours(tokens()), theirs(tokens()))
+    with pytest.raises(ValueError, match="sequential applies to method='gptq' or 'distill'"):
+        lm.convert(src, tmp_path / "o2", "ternary", 32, sequential=True)
+    assert not (tmp_path / "o2").exists()

@@ -174,6 +174,14 @@ def check_damp(damp: float, method: str) -> None:
         raise ValueError("[mlx_lowbit.lm.convert] damp applies to method='gptq' or 'distill'.")
 
 
+def check_sequential(sequential: bool, method: str) -> None:
+    """Sequential calibration is GPTQ's (and distill's GPTQ start)."""
+    if sequential and method == "rtn":
+        raise ValueError(
+            "[mlx_lowbit.lm.convert] sequential applies to method='gptq' or 'distill'."
+        )
+
+
 def quantize_model(
     model: nn.Module,
     tokenizer: Any,
@@ -191,6 +199,7 @@ def quantize_model(
     rotate: bool = False,
     rotation_block: int = DEFAULT_MAX_BLOCK,
     damp: float = GPTQ_DAMP,
+    sequential: bool = False,
     **fmt_options: Any,
 ) -> Dict[str, Any]:
     """Quantize ``model``'s layers in place with one of :data:`METHODS`
@@ -204,6 +213,7 @@ def quantize_model(
     """
     check_method(method, calib, fmt_options, distill)
     check_damp(damp, method)
+    check_sequential(sequential, method)
     rotation = {"rotate": rotate, "rotation_block": rotation_block}
     done = {"rotation": ROTATION_KIND} if rotate else {}
     if method == "rtn":
@@ -237,6 +247,8 @@ def quantize_model(
     }
     if damp != GPTQ_DAMP:
         record["damp"] = damp
+    if sequential:
+        record["sequential"] = True
     if method == "distill":
         settings = {**DISTILL_DEFAULTS, **(distill or {})}
         init = settings["init"] or ("gptq" if fmt in GPTQ_FORMATS else "rtn")
@@ -244,6 +256,7 @@ def quantize_model(
             "class_predicate": class_predicate,
             "scale_dtype": scale_dtype,
             "damp": damp,
+            "sequential": sequential,
             **rotation,
         }
         record.update(
@@ -270,6 +283,7 @@ def quantize_model(
         scale_dtype=lbnn._scale_dtype(scale_dtype),
         progress=progress,
         damp=damp,
+        sequential=sequential,
         **rotation,
         **fmt_options,
     )
@@ -307,10 +321,11 @@ def _distill(
             rotate=options["rotate"],
             rotation_block=options["rotation_block"],
             damp=options["damp"],
+            sequential=options["sequential"],
             **fmt_options,
         )
     else:
-        rtn = {k: v for k, v in options.items() if k != "damp"}
+        rtn = {k: v for k, v in options.items() if k not in ("damp", "sequential")}
         lbnn.quantize(model, fmt, group_size, progress=progress, **rtn, **fmt_options)
     # An eighth of the windows (at least one) is held out for the KL before / after.
     n_held = max(1, batches.shape[0] // 8)
@@ -387,6 +402,7 @@ def convert(
     rotate: bool = False,
     rotation_block: int = DEFAULT_MAX_BLOCK,
     damp: float = GPTQ_DAMP,
+    sequential: bool = False,
     **fmt_options: Any,
 ) -> Path:
     """Quantize a model with :func:`quantize_model` and save it as an
@@ -418,6 +434,9 @@ def convert(
         damp (float): GPTQ's damping, relative to the Hessian's mean diagonal
           (``gptq`` and ``distill``'s gptq start; docs/QUANTIZERS.md measures
           it). Default: ``0.01``.
+        sequential (bool): GPTQ calibrates each block on the blocks before it
+          already quantized (:func:`mlx_lowbit.quant.gptq_model`). Recorded.
+          Default: ``False``.
 
     Returns:
         Path: ``out_dir``.
@@ -427,6 +446,7 @@ def convert(
         raise FileExistsError(f"[mlx_lowbit.lm.convert] {out_dir} already exists.")
     check_method(method, calib, fmt_options, distill)  # before the (slow) load
     check_damp(damp, method)
+    check_sequential(sequential, method)
     if rotate:
         check_max_block(rotation_block)
     model, tokenizer, config = load_source(source, dtype)
@@ -446,6 +466,7 @@ def convert(
         rotate=rotate,
         rotation_block=rotation_block,
         damp=damp,
+        sequential=sequential,
         **fmt_options,
     )
     save_model_dir(out_dir, model, tokenizer, config)
@@ -520,6 +541,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         type=float,
         default=GPTQ_DAMP,
         help=f"GPTQ's damping, relative to the Hessian's mean diagonal. Default: {GPTQ_DAMP}.",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="GPTQ: calibrate each block on the quantized blocks before it.",
     )
     p.add_argument(
         "--recipe",
@@ -601,6 +627,7 @@ def main(argv=None) -> None:
         rotation_block=args.rotation_block,
         class_predicate=recipe_predicate(args.recipe) if args.recipe else None,
         damp=args.damp,
+        sequential=args.sequential,
         **options,
     )
 

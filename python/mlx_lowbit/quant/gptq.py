@@ -16,7 +16,7 @@ Conversion-time code: float64 numpy linear algebra, loops over columns
 (vectorised over rows), never over weights.
 """
 
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import mlx.core as mx
 import numpy as np
@@ -299,12 +299,15 @@ def gptq_model(
     progress: bool = False,
     rotate: bool = False,
     rotation_block: int = DEFAULT_MAX_BLOCK,
+    sequential: bool = False,
     **codebook_options,
 ) -> None:
     """Replace a model's linear layers in place by GPTQ-quantized ones.
 
     Every chosen layer's input Hessian comes from one pass of the float model
-    over ``batches`` (B, L) token ids (see :mod:`mlx_lowbit.quant.calib`).
+    over ``batches`` (B, L) token ids (see :mod:`mlx_lowbit.quant.calib`),
+    or with ``sequential`` block by block from the model whose earlier
+    blocks are already quantized (the inputs the layer will see).
 
     Args:
         class_predicate: ``(path, module) -> bool | dict``; default: the layers
@@ -319,6 +322,9 @@ def gptq_model(
           Default: ``False``.
         rotation_block (int): The largest Hadamard block, as in
           :func:`mlx_lowbit.nn.quantize`. Default: ``256``.
+        sequential (bool): Calibrate each transformer block (layers under
+          ``...layers.N.``) after the blocks before it are quantized, each
+          pass stopped after the block. Default: ``False``.
         Others: as in :func:`gptq_quantize`.
     """
     import mlx.nn as nn
@@ -369,19 +375,54 @@ def gptq_model(
             check_max_block(opts["rotation_block"])
         opts["scale_dtype"] = lbnn._scale_dtype(opts["scale_dtype"])
         settings[path] = opts
+    chosen = list(settings)
+    stages = _blocks(chosen) if sequential else [chosen]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=batches.shape[0], desc="calibrating", unit="seq")
-    chosen = list(settings)
-    hessians = input_hessians(model, batches, chosen, progress=bar.update if bar else None)
+        total = batches.shape[0] * len(stages)
+        bar = tqdm(total=total, desc="calibrating" + " by block" * sequential, unit="seq")
+    replaced = []
+    for stage in stages:
+        hessians = input_hessians(
+            model, batches, stage, progress=bar.update if bar else None, stop_early=sequential
+        )
+        done = _gptq_layers(model, stage, hessians, settings, damp)
+        if sequential:  # the next block calibrates on this one's quantized outputs
+            model.update_modules(tree_unflatten(done))
+        replaced += done
     if bar:
         bar.close()
+    for path, module, opts in embeddings:
+        try:
+            replaced.append((path, lbnn._quantize_module(module, **opts)))
+        except ValueError as e:
+            raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
+    model.update_modules(tree_unflatten(replaced))
+
+
+def _blocks(paths: List[str]) -> List[List[str]]:
+    """The layer paths grouped by transformer block (``...layers.N``), in
+    model order; a path outside any block is a group of its own."""
+    import re
+
+    groups: Dict[str, List[str]] = {}
+    for p in paths:
+        m = re.match(r"(.*\.layers\.\d+)\.", p)
+        groups.setdefault(m.group(1) if m else p, []).append(p)
+    return list(groups.values())
+
+
+def _gptq_layers(model, paths, hessians, settings, damp) -> List[Tuple[str, Any]]:
+    """(path, LowBitLinear) for each layer at ``paths``, GPTQ-quantized
+    against its Hessian with its settings."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from .. import nn as lbnn
+
     modules = dict(tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module))
-    paths = chosen
-    if progress:
-        paths = tqdm(chosen, desc=f"gptq {fmt}", unit="layer")
     replaced = []
     for path in paths:
         module = modules[path]
@@ -399,9 +440,4 @@ def gptq_model(
             raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
         bias = module.get("bias")
         replaced.append((path, lbnn.LowBitLinear.from_qweight(qw, bias, rotation=rotation)))
-    for path, module, opts in embeddings:
-        try:
-            replaced.append((path, lbnn._quantize_module(module, **opts)))
-        except ValueError as e:
-            raise ValueError(f"[gptq] Layer {path!r}: {e}") from e
-    model.update_modules(tree_unflatten(replaced))
+    return replaced
