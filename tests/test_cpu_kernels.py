@@ -203,6 +203,51 @@ def test_batch_dims_and_strides(isa, path, fi):
             assert_close(out, expected(x, qw, bits), x.dtype, f"{x.shape} a{bits}")
 
 
+# The table-lookup GEMV (kernels_avx512_lut.cpp): ternary and binary (with and
+# without biases), int8 x with M <= 4, groups of at most 256, on AVX-512 CPUs
+# with VBMI.
+# Rows of W off its 64-row block (65, 130), groups of 32 to 256 (512 falls
+# back to the vpdpbusd kernel), with it on and off (MLX_LOWBIT_CPU_LUT=0).
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("fi", [0, 1, 2], ids=F_IDS[:3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_table_lookup_gemv(isa, path, fi, dtype, monkeypatch):
+    lb.set_cpu_isa(path)
+    k = 512
+    xs = (
+        make_x((1, k), dtype, seed=3),
+        make_x((1, 1, k), dtype, seed=4),  # batch dimensions
+        make_x((k, 2), dtype, seed=5).T[:1],  # a transposed row: strided
+        make_x((2, 2, k), dtype, seed=6),  # M = 4, one row at a time
+        make_x((5, k), dtype, seed=7),  # M = 5: the vpdpbusd GEMM
+    )
+    for gs, n in [(32, 65), (128, 130), (256, 64), (512, 3)]:
+        qw = weight(fi, n, k, gs, seed=gs)
+        for lut in ("1", "0"):
+            monkeypatch.setenv("MLX_LOWBIT_CPU_LUT", lut)
+            for x in xs:
+                out = lb.matmul(x, qw, activation_bits=8)
+                assert out.shape == x.shape[:-1] + (n,)
+                what = f"{path} g{gs} N{n} lut={lut} {x.shape}"
+                assert_close(out, expected(x, qw, 8), dtype, what)
+
+
+def test_table_lookup_copy_follows_the_weight(isa):
+    """The repacked copy is cached per weight: a new weight of the same shape
+    (possibly in the memory of a freed one) must not find the old copy, and
+    a NaN row still comes back all NaN."""
+    k = 256
+    x = make_x((1, k), mx.float32)
+    for seed in range(3):
+        qw = lb.quantize(mx.random.normal((70, k), key=mx.random.key(seed)), "ternary", 128)
+        for _ in range(2):  # the first call repacks, the second reads the copy
+            assert_close(lb.matmul(x, qw, activation_bits=8), expected(x, qw, 8), mx.float32)
+        del qw
+    qw = weight(0, 70, k, 128)
+    nan_row = mx.concatenate([mx.array([float("nan")]), x[0, 1:]])[None]
+    assert np.isnan(np.asarray(lb.matmul(nan_row, qw, activation_bits=8))).all()
+
+
 def hostile_rows(k: int, dtype) -> tuple[mx.array, dict]:
     """Rows of x that int8 rounding must not quantize: NaN, +-Inf, zero,
     subnormal (float32 only: float16 has no such tiny values, and bfloat16's
@@ -371,10 +416,11 @@ def test_x86_kernels_in_the_cpp_harness(tmp_path):
     if compiler is None:
         pytest.skip("no C++ compiler")
     flags = (
-        "-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni".split()
-    )
+        "-mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni "
+        "-mavx512vbmi"
+    ).split()
     sources = HARNESS + [
-        ROOT / f"mlx_lowbit/backend/cpu/kernels_{i}.cpp" for i in ("avx2", "avx512")
+        ROOT / f"mlx_lowbit/backend/cpu/kernels_{i}.cpp" for i in ("avx2", "avx512", "avx512_lut")
     ]
     for name in SIMD_ISAS:
         _build_and_run(compiler, flags, sources, [], name, tmp_path)

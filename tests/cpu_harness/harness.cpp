@@ -176,6 +176,9 @@ void check(
   }
 }
 
+// The avx512 table's table-lookup GEMV, where this CPU can run it.
+const LutKernels* lut = nullptr;
+
 void run(const KernelTable& t, const Case& c, int M) {
   Weight w = make(c);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -222,6 +225,19 @@ void run(const KernelTable& t, const Case& c, int M) {
     }
   t.matmul_nt_int8(a);
   check("nt_int8", c, M, out, ref);
+  if (lut && c.format < 2 && c.gs % lut_weights_per_byte(c.format) == 0 && c.gs <= kLutMaxGroup) {
+    // The table-lookup GEMV, one row of x at a time, over its repacked copy.
+    std::vector<uint8_t> idx(lut_index_bytes(c.N, c.K, c.format));
+    std::vector<float> sc(lut_scale_count(c.N, c.K, c.gs)), bi(c.bias ? sc.size() : 0);
+    lut->repack(w.view, idx.data(), sc.data(), c.bias ? bi.data() : nullptr);
+    const LutWeight tl{
+        c.format, c.N, c.K, c.gs, idx.data(), sc.data(), c.bias ? bi.data() : nullptr};
+    std::fill(out.begin(), out.end(), -1.0f);
+    for (int m = 0; m < M; ++m)
+      lut->gemv(
+          tl, xq.data() + size_t(m) * c.K, xscale[m], out.data() + size_t(m) * c.N, &two_chunks);
+    check("nt_int8_lut", c, M, out, ref);
+  }
   // x @ W
   std::vector<float> out_nn(size_t(M) * c.K);
   std::vector<double> ref_nn(out_nn.size());
@@ -304,6 +320,8 @@ int main(int argc, char** argv) {
     t = avx2_kernels();
   if (name == "avx512")
     t = avx512_kernels();
+  if (name == "avx512" && __builtin_cpu_supports("avx512vbmi"))
+    lut = avx512_lut_kernels();
 #endif
   if (!t) {
     std::printf("usage: harness <neon|avx2|avx512> (for this architecture)\n");
@@ -314,8 +332,8 @@ int main(int argc, char** argv) {
   const int Ms[] = {1, 2, 3, 4, 5, 9, 13, 25};
   std::vector<Case> cases;
   for (int f = 0; f < 3; ++f) {
-    const int shapes[][3] = {
-        {1, 64, 64}, {7, 192, 32}, {33, 192, 64}, {9, 1152, 384}, {20, 1152, 128}};
+    const int shapes[][3] = {{1, 64, 64},     {7, 192, 32},    {33, 192, 64}, {9, 1152, 384},
+                             {20, 1152, 128}, {130, 512, 256}, {65, 256, 32}};
     for (const auto& shape : shapes) {
       const int N = shape[0], K = shape[1], gs = shape[2];
       if (f == 2) {

@@ -132,4 +132,14 @@ const KernelTable* kernels_for(Isa isa) {
   }
 }
 
+const LutKernels* lut_kernels_for(Isa isa) {
+#if defined(MLX_LOWBIT_X86_KERNELS)
+  if (isa == Isa::Avx512 && __builtin_cpu_supports("avx512vbmi")) {
+    return avx512_lut_kernels();
+  }
+#endif
+  (void)isa;
+  return nullptr;
+}
+
 } // namespace mlx_lowbit::cpu

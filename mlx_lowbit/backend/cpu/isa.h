@@ -31,4 +31,8 @@ void set_isa(const std::string& name);
 // The kernels of a SIMD path; null for Isa::Portable.
 const KernelTable* kernels_for(Isa isa);
 
+// The table-lookup GEMV (ternary, binary) that goes with a path, or null: only the
+// avx512 path has one, and only on CPUs with AVX-512 VBMI (vpermi2b).
+const LutKernels* lut_kernels_for(Isa isa);
+
 } // namespace mlx_lowbit::cpu

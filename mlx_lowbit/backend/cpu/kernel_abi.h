@@ -71,10 +71,50 @@ struct KernelTable {
   float (*quantize_int8)(const float* x, int K, int8_t* q);
 };
 
+// The int8 GEMV by table lookup for ternary and binary weights
+// (kernels_avx512_lut.cpp): a copy of the weight repacked once into one byte
+// per 4 ternary weights (their base-3 index) or per 8 binary weights (their
+// sign bits), 64 rows per block, with its scales (and biases) as float32.
+// Used where group_size is at most kLutMaxGroup (a group's 16-bit sums cannot
+// overflow) and a multiple of 4 (ternary) or 8 (binary).
+constexpr int kLutMaxGroup = 256;
+static constexpr int lut_row_blocks(int N) {
+  return (N + 63) / 64;
+}
+static constexpr int lut_weights_per_byte(int format) {
+  return format == 1 ? 8 : 4; // lowbit::Format::Binary : Ternary
+}
+// Bytes of the repacked indices, and the float count of its scales (and of
+// its biases, for a binary weight that has them).
+static constexpr size_t lut_index_bytes(int N, int K, int format) {
+  return size_t(lut_row_blocks(N)) * 64 * size_t(K / lut_weights_per_byte(format));
+}
+static constexpr size_t lut_scale_count(int N, int K, int group_size) {
+  return size_t(lut_row_blocks(N)) * 64 * size_t(K / group_size);
+}
+
+struct LutWeight {
+  int format, N, K, group_size;
+  const uint8_t* idx;  // lut_index_bytes(N, K, format)
+  const float* scales; // lut_scale_count(N, K, group_size)
+  const float* biases; // the same, or null
+};
+
+struct LutKernels {
+  // Fills idx, scales and biases (sized as above; biases null or for a
+  // binary weight) from a ternary or binary weight.
+  void (*repack)(const PackedWeight& w, uint8_t* idx, float* scales, float* biases);
+  // out (N) = xscale * (xq @ W.T) for one int8 row; false if out of memory.
+  bool (*gemv)(
+      const LutWeight& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel);
+};
+
 // The table of each SIMD file, or null where that file was not compiled for
 // this architecture.
 const KernelTable* avx2_kernels();
 const KernelTable* avx512_kernels();
 const KernelTable* neon_kernels();
+// Null where not compiled; call only where isa.cpp's lut_kernels() returns it.
+const LutKernels* avx512_lut_kernels();
 
 } // namespace mlx_lowbit::cpu

@@ -5,7 +5,13 @@
 // inside the CPU stream's dispatch, convert back.
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <new>
+#include <tuple>
 #include <vector>
 
 #include "mlx/allocator.h"
@@ -150,9 +156,107 @@ bool float_rows_over_int8(const cpu::KernelTable& k, const cpu::MatmulArgs& args
   return true;
 }
 
+// The weight's arrays as eval_cpu saw them: the stream's task only gets weak
+// copies, whose data blocks are not the weight's own.
+struct WeightOwner {
+  std::weak_ptr<array::Data> packed, scales, biases; // biases: empty if none
+};
+
+// The repacked copy of one ternary or binary weight for the table-lookup GEMV, built at
+// its first M = 1 int8 product and kept while the weight's arrays live (the
+// file format and the QuantizedWeight stay as they are).
+struct LutCopy {
+  WeightOwner owner;
+  std::vector<uint8_t> idx;
+  std::vector<float> scales, biases;
+};
+
+// Keyed by the arrays' data blocks and the addresses read (a view may start
+// inside a block); an entry whose weight was freed is dropped, so a block
+// reused for another weight never finds a stale copy.
+using LutKey =
+    std::tuple<const void*, const void*, const void*, const void*, const void*, int, int, int>;
+
+std::shared_ptr<const LutCopy> lut_copy(
+    const cpu::LutKernels& lut, const cpu::PackedWeight& w, const WeightOwner& owner) {
+  static std::mutex mutex;
+  static std::map<LutKey, std::shared_ptr<LutCopy>> copies;
+  auto packed = owner.packed.lock(), scales = owner.scales.lock(), biases = owner.biases.lock();
+  if (!packed || !scales || (w.biases && !biases)) {
+    return nullptr;
+  }
+  const LutKey key{packed.get(), scales.get(), biases.get(), w.packed,
+                   w.scales,     w.N,          w.K,          w.group_size};
+  std::lock_guard<std::mutex> lock(mutex);
+  for (auto it = copies.begin(); it != copies.end();) {
+    const WeightOwner& o = it->second->owner;
+    const bool gone = o.packed.expired() || o.scales.expired() ||
+                      (!it->second->biases.empty() && o.biases.expired());
+    it = gone ? copies.erase(it) : std::next(it);
+  }
+  auto& copy = copies[key];
+  if (!copy) {
+    auto c = std::make_shared<LutCopy>();
+    c->owner = owner;
+    c->idx.resize(cpu::lut_index_bytes(w.N, w.K, w.format));
+    c->scales.resize(cpu::lut_scale_count(w.N, w.K, w.group_size));
+    c->biases.resize(w.biases ? c->scales.size() : 0);
+    lut.repack(w, c->idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
+    copy = std::move(c);
+  }
+  return copy;
+}
+
+// MLX_LOWBIT_CPU_LUT=0 turns the table-lookup GEMV off (to compare kernels).
+bool lut_enabled() {
+  const char* v = std::getenv("MLX_LOWBIT_CPU_LUT");
+  return !v || std::strcmp(v, "0") != 0;
+}
+
+// Up to this many rows of x the table-lookup GEMV, one row at a time, was
+// measured faster than the vpdpbusd GEMV (Zen 4, 4096 x 4096: 0.45x at M = 1,
+// 0.7x at M = 2, 0.75-0.8x at M = 3 and 4; docs/CPU_KERNELS.md).
+constexpr int kLutMaxM = 4;
+
+// The table-lookup GEMV where it applies (int8 rows of x, M <= kLutMaxM,
+// ternary or binary, groups of at most kLutMaxGroup); false where it does not, and the
+// caller runs the table's kernel.
+bool try_lut_gemv(
+    const cpu::LutKernels* lut, const cpu::MatmulArgs& args, const WeightOwner& owner) {
+  const cpu::PackedWeight& w = args.w;
+  const bool ternary = w.format == int(lowbit::Format::Ternary);
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  if (!lut || args.M > kLutMaxM || !(ternary || binary) ||
+      w.group_size % cpu::lut_weights_per_byte(w.format) != 0 || w.group_size > cpu::kLutMaxGroup ||
+      !lut_enabled()) {
+    return false;
+  }
+  auto copy = lut_copy(*lut, w, owner);
+  if (!copy) {
+    return false;
+  }
+  const cpu::LutWeight tl{
+      w.format,
+      w.N,
+      w.K,
+      w.group_size,
+      copy->idx.data(),
+      copy->scales.data(),
+      copy->biases.empty() ? nullptr : copy->biases.data()};
+  for (int m = 0; m < args.M; ++m) {
+    const size_t x0 = size_t(m) * w.K, out0 = size_t(m) * w.N;
+    if (!lut->gemv(tl, args.xq + x0, args.xscale[m], args.out + out0, args.parallel)) {
+      throw std::bad_alloc();
+    }
+  }
+  return true;
+}
+
 // A SIMD path: the same contract through kernel_abi.h.
 void matmul_simd(
     const cpu::KernelTable& k,
+    const cpu::LutKernels* lut,
+    const WeightOwner& owner,
     const cpu::WeightView& w,
     array& x,
     array& out,
@@ -208,7 +312,9 @@ void matmul_simd(
     out_storage.resize(out.size());
     args.out = out_storage.data();
   }
-  bool ok = !transpose ? k.matmul_nn(args) : int8_rows ? k.matmul_nt_int8(args) : k.matmul_nt(args);
+  bool ok = !transpose   ? k.matmul_nn(args)
+            : !int8_rows ? k.matmul_nt(args)
+                         : try_lut_gemv(lut, args, owner) || k.matmul_nt_int8(args);
   if (ok && int8_rows) {
     ok = float_rows_over_int8(k, args, int(x_cols), int(out.shape(-1)));
   }
@@ -236,16 +342,24 @@ void LowBitMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
   encoder.set_output_array(out);
   // Resolved here, on the caller's thread, so that a bad MLX_LOWBIT_CPU_ISA
   // raises at mx.eval instead of inside the stream's worker.
-  const cpu::KernelTable* kernels = cpu::kernels_for(cpu::active_isa());
+  const cpu::Isa isa = cpu::active_isa();
+  const cpu::KernelTable* kernels = cpu::kernels_for(isa);
+  const cpu::LutKernels* lut = cpu::lut_kernels_for(isa);
+  const WeightOwner owner{
+      inputs[1].data_shared_ptr(), inputs[2].data_shared_ptr(),
+      spec_.format == lowbit::Format::Binary && has_bias_
+          ? std::weak_ptr<array::Data>(inputs[3].data_shared_ptr())
+          : std::weak_ptr<array::Data>()};
   encoder.dispatch([x = array::unsafe_weak_copy(inputs[0]), weight = weak_copies(inputs, 1),
                     out = array::unsafe_weak_copy(out), spec = spec_, has_bias = has_bias_,
-                    transpose = transpose_, activation_bits = activation_bits_, kernels]() mutable {
+                    transpose = transpose_, activation_bits = activation_bits_, kernels, lut,
+                    owner]() mutable {
     if (out.size() == 0) {
       return;
     }
     cpu::WeightView w = cpu::make_view(spec, has_bias, weight);
     if (kernels) {
-      matmul_simd(*kernels, w, x, out, transpose, activation_bits);
+      matmul_simd(*kernels, lut, owner, w, x, out, transpose, activation_bits);
     } else {
       matmul_portable(w, x, out, transpose, activation_bits);
     }

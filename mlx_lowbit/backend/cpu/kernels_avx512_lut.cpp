@@ -1,0 +1,318 @@
+// Copyright © 2026 mlx-lowbit contributors.
+//
+// Ternary GEMV with int8 activations by table lookup (AVX-512 VBMI: Ice
+// Lake, Zen 4 and later), for M = 1 (decode). The vpdpbusd kernel spends one
+// dot product per 64 weights and row, which Zen 4 issues in two halves;
+// here one vpermi2b looks up the sums of 4 weights for 64 rows at once.
+//
+// Per row of x, and per 4 activations x_0..x_3 (a "quad"), the table holds
+// e(i) = 508 + sum_k t_k x_k for the 81 code quads i = sum_k 3^k (t_k + 1),
+// in [0, 1016]: its low bytes in one 128-byte plane and its high bits (0..3)
+// in another, so two vpermi2b give 64 exact sums. The weight is repacked once
+// (ternary_lut_repack, cached by the backend) into those base-3 indices, one
+// byte per quad, 64 rows per 64-byte vector: [group][row block][quad][64],
+// byte 2i for row i of the block and byte 2i + 1 for row 32 + i, so the even
+// and odd 16-bit halves of a vector are rows in order. Within a group (at
+// most 64 quads) the low bytes add into 16-bit sums and the high bits into
+// bytes without overflow (64 * 255 + 256 * 64 * 3 < 2^16); at the group's end
+// they become fp32 and take the scale (w = scale * t for ternary).
+//
+// Compiled with the AVX-512 file's flags plus -mavx512vbmi; isa.cpp hands out
+// the table only where the CPU has VBMI. As in the other ISA files nothing
+// here has external linkage but the table getter (kernel_abi.h says why).
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "mlx_lowbit/backend/cpu/kernel_abi.h"
+#include "mlx_lowbit/formats.h"
+
+namespace mlx_lowbit::cpu {
+
+namespace {
+
+constexpr int kRowsPerBlock = 64;
+constexpr int kTableBytes = 256; // per quad: low plane, high plane
+constexpr int kOffset = 508;     // 4 * 127: makes every entry non-negative
+
+void repack_ternary(const PackedWeight& w, uint8_t* idx, float* scales) {
+  const int G = w.K / w.group_size, Q = w.group_size / 4;
+  const int blocks = lut_row_blocks(w.N);
+  std::memset(idx, 40, size_t(G) * blocks * Q * kRowsPerBlock); // 40: t = 0 0 0 0
+  std::memset(scales, 0, sizeof(float) * size_t(G) * blocks * kRowsPerBlock);
+  for (int n = 0; n < w.N; ++n) {
+    const int b = n / kRowsPerBlock, i = n % kRowsPerBlock;
+    const int pos = i < 32 ? 2 * i : 2 * (i - 32) + 1;
+    const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
+    for (int g = 0; g < G; ++g) {
+      const size_t s = size_t(n) * G + g;
+      scales[(size_t(g) * blocks + b) * kRowsPerBlock + i] =
+          w.scales_f32 ? static_cast<const float*>(w.scales)[s]
+                       : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      uint8_t* dst = idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock + pos;
+      for (int q = 0; q < Q; ++q) {
+        const int k = g * w.group_size + 4 * q;
+        const uint32_t bits = row[k / lowbit::ternary::kPerWord] >> (2 * (k % 16));
+        dst[size_t(q) * kRowsPerBlock] = uint8_t(
+            (bits & 3) + 3 * ((bits >> 2) & 3) + 9 * ((bits >> 4) & 3) + 27 * ((bits >> 6) & 3));
+      }
+    }
+  }
+}
+
+// The tables of one row of x: K / 4 quads of kTableBytes.
+void build_tables(const int8_t* x, int K, uint8_t* tables) {
+  // t_k of the code quads 0..95 (entries past 80 are never looked up).
+  __m512i t[4][3];
+  for (int k = 0; k < 4; ++k) {
+    for (int v = 0; v < 3; ++v) {
+      alignas(64) int16_t lane[32];
+      for (int l = 0; l < 32; ++l) {
+        int i = 32 * v + l;
+        for (int j = 0; j < k; ++j) {
+          i /= 3;
+        }
+        lane[l] = int16_t(32 * v + l < 81 ? i % 3 - 1 : 0);
+      }
+      t[k][v] = _mm512_load_si512(lane);
+    }
+  }
+  const __m512i offset = _mm512_set1_epi16(kOffset);
+  for (int q = 0; q < K / 4; ++q) {
+    const __m512i x0 = _mm512_set1_epi16(x[4 * q]), x1 = _mm512_set1_epi16(x[4 * q + 1]);
+    const __m512i x2 = _mm512_set1_epi16(x[4 * q + 2]), x3 = _mm512_set1_epi16(x[4 * q + 3]);
+    uint8_t* dst = tables + size_t(q) * kTableBytes;
+    for (int v = 0; v < 3; ++v) {
+      __m512i e = _mm512_add_epi16(offset, _mm512_mullo_epi16(t[0][v], x0));
+      e = _mm512_add_epi16(e, _mm512_mullo_epi16(t[1][v], x1));
+      e = _mm512_add_epi16(e, _mm512_mullo_epi16(t[2][v], x2));
+      e = _mm512_add_epi16(e, _mm512_mullo_epi16(t[3][v], x3));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * v), _mm512_cvtepi16_epi8(e));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(dst + 128 + 32 * v),
+          _mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8)));
+    }
+  }
+}
+
+// Binary: one table per 8 activations (an "octet") over its 256 sign
+// patterns, e(i) = 1016 + sum_b s_b x_b in [0, 2032]: low bytes and high bits
+// (0..7) in two 256-byte planes. The index of 8 weights is a byte of the
+// packed word as it is (bit b = weight b), repacked into the same 64-row
+// vectors as ternary; a lookup is two vpermi2b (7 index bits) blended by the
+// index's top bit. Groups of at most 32 octets: 32 * 255 + 256 * 32 * 7 < 2^16.
+constexpr int kOctetTableBytes = 512;
+constexpr int kOctetOffset = 1016; // 8 * 127
+
+void repack_binary(const PackedWeight& w, uint8_t* idx, float* scales, float* biases) {
+  const int G = w.K / w.group_size, Q = w.group_size / 8;
+  const int blocks = lut_row_blocks(w.N);
+  std::memset(idx, 0, size_t(G) * blocks * Q * kRowsPerBlock);
+  std::memset(scales, 0, sizeof(float) * size_t(G) * blocks * kRowsPerBlock);
+  if (biases) {
+    std::memset(biases, 0, sizeof(float) * size_t(G) * blocks * kRowsPerBlock);
+  }
+  for (int n = 0; n < w.N; ++n) {
+    const int b = n / kRowsPerBlock, i = n % kRowsPerBlock;
+    const int pos = i < 32 ? 2 * i : 2 * (i - 32) + 1;
+    const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
+    for (int g = 0; g < G; ++g) {
+      const size_t s = size_t(n) * G + g, d = (size_t(g) * blocks + b) * kRowsPerBlock + i;
+      scales[d] = w.scales_f32 ? static_cast<const float*>(w.scales)[s]
+                               : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      if (biases) {
+        biases[d] = w.biases == nullptr ? 0.0f
+                    : w.scales_f32      ? static_cast<const float*>(w.biases)[s]
+                                        : _cvtsh_ss(static_cast<const uint16_t*>(w.biases)[s]);
+      }
+      uint8_t* dst = idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock + pos;
+      for (int q = 0; q < Q; ++q) {
+        const int k = g * w.group_size + 8 * q;
+        dst[size_t(q) * kRowsPerBlock] = uint8_t(row[k / 32] >> (k % 32));
+      }
+    }
+  }
+}
+
+void build_tables_binary(const int8_t* x, int K, uint8_t* tables) {
+  const __m512i lane = _mm512_set_epi16(
+      31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8,
+      7, 6, 5, 4, 3, 2, 1, 0);
+  for (int q = 0; q < K / 8; ++q) {
+    const int8_t* xo = x + 8 * q;
+    int sum = 0;
+    for (int b = 0; b < 8; ++b) {
+      sum += xo[b];
+    }
+    uint8_t* dst = tables + size_t(q) * kOctetTableBytes;
+    for (int v = 0; v < 8; ++v) {
+      // Entries 32v .. 32v + 31: index = 32v + lane.
+      const __m512i index = _mm512_add_epi16(lane, _mm512_set1_epi16(int16_t(32 * v)));
+      __m512i e = _mm512_set1_epi16(int16_t(kOctetOffset - sum));
+      for (int b = 0; b < 8; ++b) {
+        const __mmask32 set = _mm512_test_epi16_mask(index, _mm512_set1_epi16(int16_t(1 << b)));
+        e = _mm512_mask_add_epi16(e, set, e, _mm512_set1_epi16(int16_t(2 * xo[b])));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * v), _mm512_cvtepi16_epi8(e));
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(dst + 256 + 32 * v),
+          _mm512_cvtepi16_epi8(_mm512_srli_epi16(e, 8)));
+    }
+  }
+}
+
+struct Job {
+  const LutWeight* w;
+  const uint8_t* tables;
+  const float* xsum; // (G), binary with biases only
+  float* acc;        // (row blocks * 64)
+};
+
+// Group g's exact integer sums of 64 rows (even halves rows 0..31, odd
+// halves rows 32..63, both < 2^16, offset by `offset`) into acc, scaled.
+inline void flush(
+    const Job& job, int g, int b, __m512i even, __m512i odd, __m512i high, int offset) {
+  const LutWeight& w = *job.w;
+  const int blocks = lut_row_blocks(w.N);
+  const __m512i low = _mm512_set1_epi16(0xFF);
+  const __m512i s0 = _mm512_add_epi16(even, _mm512_slli_epi16(_mm512_and_si512(high, low), 8));
+  const __m512i s1 = _mm512_add_epi16(odd, _mm512_and_si512(high, _mm512_set1_epi16(-256)));
+  const __m512i s[4] = {
+      _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s0)),
+      _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s0, 1)),
+      _mm512_cvtepu16_epi32(_mm512_castsi512_si256(s1)),
+      _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(s1, 1))};
+  float* acc = job.acc + size_t(b) * kRowsPerBlock;
+  const size_t at = (size_t(g) * blocks + b) * kRowsPerBlock;
+  for (int v = 0; v < 4; ++v) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[v], _mm512_set1_epi32(offset)));
+    __m512 a =
+        _mm512_fmadd_ps(f, _mm512_loadu_ps(w.scales + at + 16 * v), _mm512_loadu_ps(acc + 16 * v));
+    if (job.xsum) { // binary bias: bias * sum x of the group
+      a = _mm512_fmadd_ps(_mm512_loadu_ps(w.biases + at + 16 * v), _mm512_set1_ps(job.xsum[g]), a);
+    }
+    _mm512_storeu_ps(acc + 16 * v, a);
+  }
+}
+
+void ternary_blocks(void* ctx, int b0, int b1) {
+  const Job& job = *static_cast<const Job*>(ctx);
+  const LutWeight& w = *job.w;
+  const int G = w.K / w.group_size, Q = w.group_size / 4, blocks = lut_row_blocks(w.N);
+  const __m512i low = _mm512_set1_epi16(0xFF);
+  for (int b = b0; b < b1; ++b) {
+    std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
+  }
+  // Groups outer: one group's tables (Q * 256 bytes) stay in L1 for all blocks.
+  for (int g = 0; g < G; ++g) {
+    const uint8_t* tg = job.tables + size_t(g) * Q * kTableBytes;
+    for (int b = b0; b < b1; ++b) {
+      const uint8_t* ib = w.idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock;
+      __m512i even = _mm512_setzero_si512(), odd = even, high = even;
+      for (int q = 0; q < Q; ++q) {
+        const __m512i i = _mm512_loadu_si512(ib + size_t(q) * kRowsPerBlock);
+        const uint8_t* t = tg + size_t(q) * kTableBytes;
+        const __m512i lo =
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64));
+        const __m512i hi =
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192));
+        even = _mm512_add_epi16(even, _mm512_and_si512(lo, low));
+        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
+        high = _mm512_add_epi8(high, hi);
+      }
+      flush(job, g, b, even, odd, high, kOffset * Q);
+    }
+  }
+}
+
+void binary_blocks(void* ctx, int b0, int b1) {
+  const Job& job = *static_cast<const Job*>(ctx);
+  const LutWeight& w = *job.w;
+  const int G = w.K / w.group_size, Q = w.group_size / 8, blocks = lut_row_blocks(w.N);
+  const __m512i low = _mm512_set1_epi16(0xFF);
+  for (int b = b0; b < b1; ++b) {
+    std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
+  }
+  for (int g = 0; g < G; ++g) {
+    const uint8_t* tg = job.tables + size_t(g) * Q * kOctetTableBytes;
+    for (int b = b0; b < b1; ++b) {
+      const uint8_t* ib = w.idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock;
+      __m512i even = _mm512_setzero_si512(), odd = even, high = even;
+      for (int q = 0; q < Q; ++q) {
+        const __m512i i = _mm512_loadu_si512(ib + size_t(q) * kRowsPerBlock);
+        const __mmask64 top = _mm512_movepi8_mask(i); // entries 128..255
+        const uint8_t* t = tg + size_t(q) * kOctetTableBytes;
+        const __m512i lo = _mm512_mask_blend_epi8(
+            top, _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64)),
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192)));
+        const __m512i hi = _mm512_mask_blend_epi8(
+            top,
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 256), i, _mm512_loadu_si512(t + 320)),
+            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 384), i, _mm512_loadu_si512(t + 448)));
+        even = _mm512_add_epi16(even, _mm512_and_si512(lo, low));
+        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
+        high = _mm512_add_epi8(high, hi);
+      }
+      flush(job, g, b, even, odd, high, kOctetOffset * Q);
+    }
+  }
+}
+
+void repack(const PackedWeight& w, uint8_t* idx, float* scales, float* biases) {
+  if (w.format == int(lowbit::Format::Binary)) {
+    repack_binary(w, idx, scales, biases);
+  } else {
+    repack_ternary(w, idx, scales);
+  }
+}
+
+bool gemv(const LutWeight& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel) {
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  const int blocks = lut_row_blocks(w.N), G = w.K / w.group_size;
+  const size_t table_bytes =
+      binary ? size_t(w.K / 8) * kOctetTableBytes : size_t(w.K / 4) * kTableBytes;
+  auto* tables = static_cast<uint8_t*>(std::malloc(table_bytes));
+  auto* acc =
+      static_cast<float*>(std::malloc(sizeof(float) * (size_t(blocks) * kRowsPerBlock + G)));
+  if (!tables || !acc) {
+    std::free(tables);
+    std::free(acc);
+    return false;
+  }
+  float* xsum = acc + size_t(blocks) * kRowsPerBlock;
+  if (binary && w.biases) {
+    for (int g = 0; g < G; ++g) {
+      int sum = 0;
+      for (int k = g * w.group_size; k < (g + 1) * w.group_size; ++k) {
+        sum += xq[k];
+      }
+      xsum[g] = float(sum);
+    }
+  }
+  Job job{&w, tables, binary && w.biases ? xsum : nullptr, acc};
+  if (binary) {
+    build_tables_binary(xq, w.K, tables);
+    parallel(blocks, &binary_blocks, &job);
+  } else {
+    build_tables(xq, w.K, tables);
+    parallel(blocks, &ternary_blocks, &job);
+  }
+  for (int n = 0; n < w.N; ++n) {
+    out[n] = xscale * acc[n];
+  }
+  std::free(tables);
+  std::free(acc);
+  return true;
+}
+
+} // namespace
+
+const LutKernels* avx512_lut_kernels() {
+  static const LutKernels table{&repack, &gemv};
+  return &table;
+}
+
+} // namespace mlx_lowbit::cpu
