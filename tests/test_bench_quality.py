@@ -178,6 +178,28 @@ def test_merge_runs_made_side_by_side(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_sequential_rows_record_it_and_do_not_merge_with_one_pass_runs(tmp_path):
+    common = dict(calib_samples=4, calib_length=64, eval_tokens=32, device="cpu", plots_on=False)
+    seq = quality.run_quality(
+        _source(), ["float16", "ternary-gptq"], tmp_path / "s", sequential=True, **common
+    )
+    assert seq["sequential"] is True
+    gptq = next(r for r in seq["rows"] if r["name"] == "ternary-gptq")
+    assert gptq["status"] == "ok" and gptq["settings"]["sequential"] is True
+    assert "block by block" in (tmp_path / "s" / "quality.md").read_text()
+    # A one-pass run gives a different model: its rows are not the same rows.
+    quality.run_quality(_source(), ["ternary-rtn"], tmp_path / "o", **common)
+    with pytest.raises(ValueError, match="differs from .* in 'sequential'"):
+        quality.merge([tmp_path / "s", tmp_path / "o"], tmp_path / "x")
+    # Results from before the option existed were one-pass.
+    data = json.loads((tmp_path / "o" / "quality.json").read_text())
+    data.pop("sequential")
+    (tmp_path / "o" / "quality.json").write_text(json.dumps(data))
+    quality.run_quality(_source(), ["mlx-affine-4bit"], tmp_path / "p", **common)
+    merged = quality.merge([tmp_path / "o", tmp_path / "p"], tmp_path / "m", plots_on=False)
+    assert [r["name"] for r in merged["rows"]] == ["mlx-affine-4bit", "ternary-rtn"]
+
+
 def test_targets_need_the_bits_and_the_answer():
     def row(name, family, ppl, bpw, answer=""):
         return {

@@ -306,6 +306,7 @@ def _quantize_ours(
     tokenizer: Any,
     calib: Dict[str, Any],
     distill: Optional[Dict[str, Any]] = None,
+    sequential: bool = False,
 ) -> Dict[str, Any]:
     from ..lm.convert import quantize_model
 
@@ -320,6 +321,8 @@ def _quantize_ours(
         }
     if spec.method == "distill" and distill:
         kwargs["distill"] = dict(distill)
+    if sequential and spec.calibrated:
+        kwargs["sequential"] = True
     rotate = settings.get("rotate", False)
     try:
         record = quantize_model(
@@ -393,6 +396,7 @@ def run_row(
     prompts: Dict[str, Any],
     device: mx.Device,
     distill: Optional[Dict[str, Any]] = None,
+    sequential: bool = False,
 ) -> Dict[str, Any]:
     """One row's record; a row that cannot run records why (status, reason)."""
     record: Dict[str, Any] = {
@@ -428,7 +432,7 @@ def run_row(
             elif spec.family == "mlx-lm":
                 extra = _quantize_mlx_lm(model, spec, batches, fresh, config, work_dtype)
             elif spec.family == "ours":
-                extra = _quantize_ours(model, spec, tokenizer, calib, distill)
+                extra = _quantize_ours(model, spec, tokenizer, calib, distill, sequential)
             else:
                 extra = {}
             lbnn.set_dtype(model, mx.float16)  # sizes as stored
@@ -543,7 +547,12 @@ def markdown(results: Dict[str, Any]) -> str:
         + f"; MLX {results['mlx']}, mlx-lm {results['mlx_lm']}; device {results['device']}.",
         f"Perplexity over {results['eval_tokens']} tokens of the held-out evaluation text; "
         f"calibration: {calib['source']}, {calib['samples']} x {calib['length']} = "
-        f"{calib['tokens']} tokens (the same for every calibrated row).",
+        f"{calib['tokens']} tokens (the same for every calibrated row)"
+        + (
+            "; our gptq and distill rows calibrated block by block (sequential)."
+            if results.get("sequential")
+            else "."
+        ),
         "",
         "| row | family | method | bits/w model | bits/w layers | ppl | x float16 | quantize s "
         f"| {QUESTION} | continuation | status |",
@@ -680,6 +689,7 @@ def run_quality(
     device: str = "auto",
     plots_on: bool = True,
     distill: Optional[Dict[str, Any]] = None,
+    sequential: bool = False,
 ) -> Dict[str, Any]:
     """Run the selected rows and write quality.json, quality.md and quality.png
     (quality.json also after every row, marked ``"partial"``).
@@ -696,6 +706,8 @@ def run_quality(
           one). Our rows are measured on the CPU.
         distill: Settings for the distill rows (see ``DISTILL_DEFAULTS`` in
           :mod:`mlx_lowbit.lm.convert`).
+        sequential: Our gptq and distill rows calibrate block by block
+          (``gptq_model(sequential=True)``).
 
     Returns:
         dict: Everything written to quality.json.
@@ -766,6 +778,7 @@ def run_quality(
             "new_tokens": NEW_TOKENS,
             "prompts": {"question": QUESTION, "continuation": CONTINUATION},
             "distill": {**DISTILL_DEFAULTS, **(distill or {})},
+            "sequential": sequential,
             "notes": [
                 "bpw_model: every stored byte of the whole model (embeddings included) per weight; "
                 "bpw_layers: the quantized linear layers alone.",
@@ -793,6 +806,7 @@ def run_quality(
                 prompts,
                 run_device,
                 distill,
+                sequential,
             )
             records.append(r)
             partial = {**meta(), "rows": records, "partial": True}
@@ -885,6 +899,8 @@ def merge(
                 raise ValueError(f"[bench quality] {d} differs from {head} in {key!r}.")
         if _distill_but_steps(run) != _distill_but_steps(first):
             raise ValueError(f"[bench quality] {d} differs from {head} in 'distill'.")
+        if run.get("sequential", False) != first.get("sequential", False):
+            raise ValueError(f"[bench quality] {d} differs from {head} in 'sequential'.")
     rows = [r for run in runs for r in run["rows"]]
     names = [r["name"] for r in rows]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -957,6 +973,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         help="Seconds of training at most per row (a row records the steps it did).",
     )
     p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="Our gptq and distill rows calibrate block by block on the already quantized blocks.",
+    )
+    p.add_argument(
         "--merge",
         nargs="+",
         metavar="DIR",
@@ -1001,6 +1022,7 @@ def main(argv=None) -> None:
             device=args.device,
             plots_on=not args.no_plots,
             distill=distill,
+            sequential=args.sequential,
         )
     except ValueError as e:
         raise SystemExit(f"mlx-lowbit bench quality: {e}") from None
