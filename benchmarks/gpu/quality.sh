@@ -7,14 +7,17 @@
 # hence micro-batches of 8 (the same steps). All of it fits one ten-minute call.
 out=$1
 model=${MODEL:-/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf}
-common=(--model "$model" --calib-samples 64 --calib-length 256 --no-plots
+# SEQ=0: one-pass calibration (as the 2026-12-03 results); default sequential.
+seq=(); [ "${SEQ:-1}" = 1 ] && seq=(--sequential)
+common=(--model "$model" --calib-samples 64 --calib-length 256 --no-plots "${seq[@]}"
   --distill-batch 32 --distill-micro-batch 8 --distill-lr 3e-4 --distill-generated 1024)
 mkdir -p "$out"
-# launch NAME ROWS THREADS STEPS: BLAS threads per process, so that the
-# processes together about fill the 16 cores.
+# launch NAME ROWS THREADS STEPS [SECONDS]: BLAS threads per process, so that
+# the processes together about fill the 16 cores; SECONDS of training at most.
 launch() {
+  local limit=(); [ -n "${5:-}" ] && limit=(--distill-time-limit "$5")
   OMP_NUM_THREADS=$3 OPENBLAS_NUM_THREADS=$3 setsid nohup python3 -m mlx_lowbit bench quality \
-    "${common[@]}" --distill-steps "$4" --rows "$2" --out "$out/$1" >"$out/$1.log" 2>&1 &
+    "${common[@]}" --distill-steps "$4" "${limit[@]}" --rows "$2" --out "$out/$1" >"$out/$1.log" 2>&1 &
 }
 launch float 'float16,mlx-*' 2 0
 for f in ternary binary binary+bias codebook-v8c6; do
@@ -22,9 +25,10 @@ for f in ternary binary binary+bias codebook-v8c6; do
 done
 launch codebook-v16c12 'codebook-v16c12-rtn,codebook-v16c12-rtn+rotate' 1 0
 # The distill rows start from gptq+rotate. Ternary, whose target is not met
-# yet, trains longest; three runs share the GPU (~0.7 s a step each), so the
-# steps are what finishes inside the call with the evaluation.
-launch ternary-distill 'ternary-distill+rotate' 1 "${TERNARY_STEPS:-600}"
-launch binary+bias-distill 'binary+bias-distill+rotate' 1 "${STEPS:-240}"
-launch codebook-v8c6-distill 'codebook-v8c6-distill+rotate' 1 "${STEPS:-240}"
+# yet, trains longest: TERNARY_LIMIT seconds, more than one call holds; a
+# second call made at once (wait.sh alone) finishes it: the machine and its
+# processes stay while calls follow each other within 30 s.
+launch ternary-distill 'ternary-distill+rotate' 1 "${TERNARY_STEPS:-3000}" "${TERNARY_LIMIT:-700}"
+launch binary+bias-distill 'binary+bias-distill+rotate' 1 "${STEPS:-1000}" "${LIMIT:-300}"
+launch codebook-v8c6-distill 'codebook-v8c6-distill+rotate' 1 "${STEPS:-1000}" "${LIMIT:-300}"
 echo "launched $(ls "$out"/*.log | wc -l) runs into $out"
