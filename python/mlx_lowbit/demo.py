@@ -241,12 +241,12 @@ def reference_table() -> str:
     lines = [
         f"Calibrated quantizers, NOT run by this demo: `mlx-lowbit bench quality` on {ref['host']},",
         f"{ref['date']} ({ref['eval_tokens']} tokens of the same text; {ref['source']}):",
-        f"{'row':<24}{'layers':>8}{'ppl':>12}{'x fp16':>9}{'time s':>8}  greedy answer",
+        f"{'row':<30}{'layers':>8}{'ppl':>12}{'x fp16':>9}{'time s':>8}  greedy answer",
     ]
     for r in ref["rows"]:
         answer = r["answer_question"].replace("\n", " ")
         lines.append(
-            f"{r['name']:<24}{r['bpw_layers'] or 16:>8.3f}{r['perplexity']:>12.4g}"
+            f"{r['name']:<30}{r['bpw_layers'] or 16:>8.3f}{r['perplexity']:>12.4g}"
             f"{r['ppl_ratio']:>9.3g}{r['quantize_s']:>8.0f}  {answer!r}"
         )
     return "\n".join(lines)
