@@ -198,65 +198,64 @@ inline void flush(
   }
 }
 
-void ternary_blocks(void* ctx, int b0, int b1) {
-  const Job& job = *static_cast<const Job*>(ctx);
-  const LutWeight& w = *job.w;
-  const int G = w.K / w.group_size, Q = w.group_size / 4, blocks = lut_row_blocks(w.N);
-  const __m512i low = _mm512_set1_epi16(0xFF);
-  for (int b = b0; b < b1; ++b) {
-    std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
-  }
-  // Groups outer: one group's tables (Q * 256 bytes) stay in L1 for all blocks.
-  for (int g = 0; g < G; ++g) {
-    const uint8_t* tg = job.tables + size_t(g) * Q * kTableBytes;
-    for (int b = b0; b < b1; ++b) {
-      const uint8_t* ib = w.idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock;
-      __m512i even = _mm512_setzero_si512(), odd = even, high = even;
-      for (int q = 0; q < Q; ++q) {
-        const __m512i i = _mm512_loadu_si512(ib + size_t(q) * kRowsPerBlock);
-        const uint8_t* t = tg + size_t(q) * kTableBytes;
-        const __m512i lo =
-            _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64));
-        const __m512i hi =
-            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192));
-        even = _mm512_add_epi16(even, _mm512_and_si512(lo, low));
-        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
-        high = _mm512_add_epi8(high, hi);
-      }
-      flush(job, g, b, even, odd, high, kOffset * Q);
-    }
-  }
-}
+// One table lookup: the 64 rows' (low, high) byte planes for their indices i.
+struct Planes {
+  __m512i lo, hi;
+};
 
-void binary_blocks(void* ctx, int b0, int b1) {
+// Ternary: 4 weights an index, every index in 0..255 of one 256-entry table.
+struct TernaryLookup {
+  static constexpr int kPerIndex = 4;
+  static constexpr size_t kBytes = kTableBytes;
+  static constexpr int kBias = kOffset;
+  static Planes at(const uint8_t* t, __m512i i) {
+    return {
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64)),
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192))};
+  }
+};
+
+// Binary: 8 signs an index; vpermi2b reaches 128 entries, so the index's top
+// bit picks between the two halves of each plane.
+struct BinaryLookup {
+  static constexpr int kPerIndex = 8;
+  static constexpr size_t kBytes = kOctetTableBytes;
+  static constexpr int kBias = kOctetOffset;
+  static __m512i half(const uint8_t* t, __m512i i, __mmask64 top) {
+    return _mm512_mask_blend_epi8(
+        top, _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64)),
+        _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192)));
+  }
+  static Planes at(const uint8_t* t, __m512i i) {
+    const __mmask64 top = _mm512_movepi8_mask(i); // entries 128..255
+    return {half(t, i, top), half(t + 256, i, top)};
+  }
+};
+
+template <typename Lookup>
+void lookup_blocks(void* ctx, int b0, int b1) {
   const Job& job = *static_cast<const Job*>(ctx);
   const LutWeight& w = *job.w;
-  const int G = w.K / w.group_size, Q = w.group_size / 8, blocks = lut_row_blocks(w.N);
+  const int G = w.K / w.group_size, Q = w.group_size / Lookup::kPerIndex;
+  const int blocks = lut_row_blocks(w.N);
   const __m512i low = _mm512_set1_epi16(0xFF);
   for (int b = b0; b < b1; ++b) {
     std::memset(job.acc + size_t(b) * kRowsPerBlock, 0, sizeof(float) * kRowsPerBlock);
   }
+  // Groups outer: one group's tables stay in L1 for all blocks.
   for (int g = 0; g < G; ++g) {
-    const uint8_t* tg = job.tables + size_t(g) * Q * kOctetTableBytes;
+    const uint8_t* tg = job.tables + size_t(g) * Q * Lookup::kBytes;
     for (int b = b0; b < b1; ++b) {
       const uint8_t* ib = w.idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock;
       __m512i even = _mm512_setzero_si512(), odd = even, high = even;
       for (int q = 0; q < Q; ++q) {
         const __m512i i = _mm512_loadu_si512(ib + size_t(q) * kRowsPerBlock);
-        const __mmask64 top = _mm512_movepi8_mask(i); // entries 128..255
-        const uint8_t* t = tg + size_t(q) * kOctetTableBytes;
-        const __m512i lo = _mm512_mask_blend_epi8(
-            top, _mm512_permutex2var_epi8(_mm512_loadu_si512(t), i, _mm512_loadu_si512(t + 64)),
-            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), i, _mm512_loadu_si512(t + 192)));
-        const __m512i hi = _mm512_mask_blend_epi8(
-            top,
-            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 256), i, _mm512_loadu_si512(t + 320)),
-            _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 384), i, _mm512_loadu_si512(t + 448)));
-        even = _mm512_add_epi16(even, _mm512_and_si512(lo, low));
-        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(lo, 8));
-        high = _mm512_add_epi8(high, hi);
+        const Planes p = Lookup::at(tg + size_t(q) * Lookup::kBytes, i);
+        even = _mm512_add_epi16(even, _mm512_and_si512(p.lo, low));
+        odd = _mm512_add_epi16(odd, _mm512_srli_epi16(p.lo, 8));
+        high = _mm512_add_epi8(high, p.hi);
       }
-      flush(job, g, b, even, odd, high, kOctetOffset * Q);
+      flush(job, g, b, even, odd, high, Lookup::kBias * Q);
     }
   }
 }
@@ -295,10 +294,10 @@ bool gemv(const LutWeight& w, const int8_t* xq, float xscale, float* out, Parall
   Job job{&w, tables, binary && w.biases ? xsum : nullptr, acc};
   if (binary) {
     build_tables_binary(xq, w.K, tables);
-    parallel(blocks, &binary_blocks, &job);
+    parallel(blocks, &lookup_blocks<BinaryLookup>, &job);
   } else {
     build_tables(xq, w.K, tables);
-    parallel(blocks, &ternary_blocks, &job);
+    parallel(blocks, &lookup_blocks<TernaryLookup>, &job);
   }
   for (int n = 0; n < w.N; ++n) {
     out[n] = xscale * acc[n];
