@@ -854,7 +854,9 @@ def finish(results: Dict[str, Any], outdir: Path, plots_on: bool = True) -> Dict
 # and the distill settings but for how long and in what pieces each run trains
 # (steps, time limit, micro-batches: each row records its own).
 # (A run of uncalibrated rows only read no calibration text: it agrees with any.)
-_SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts")
+_SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts", "sequential")
+# What a run from before a field existed did.
+_BEFORE = {"sequential": False}
 
 
 _PER_ROW = ("steps", "time_limit", "micro_batch")
@@ -895,12 +897,10 @@ def merge(
         for key in _SAME:
             if key == "calibration" and not run["calibration"]["tokens"]:
                 continue
-            if run.get(key) != first.get(key):
+            if run.get(key, _BEFORE.get(key)) != first.get(key, _BEFORE.get(key)):
                 raise ValueError(f"[bench quality] {d} differs from {head} in {key!r}.")
         if _distill_but_steps(run) != _distill_but_steps(first):
             raise ValueError(f"[bench quality] {d} differs from {head} in 'distill'.")
-        if run.get("sequential", False) != first.get("sequential", False):
-            raise ValueError(f"[bench quality] {d} differs from {head} in 'sequential'.")
     rows = [r for run in runs for r in run["rows"]]
     names = [r["name"] for r in rows]
     twice = sorted({n for n in names if names.count(n) > 1})
