@@ -13,7 +13,13 @@ import pytest
 from lm_models import llama_config, tiny_model, tiny_tokenizer
 
 import mlx_lowbit as lb
-from mlx_lowbit.quant.distill import FakeQuantLinear, distill_model, kl_divergence, sample_text
+from mlx_lowbit.quant.distill import (
+    FakeQuantLinear,
+    distill_model,
+    kl_divergence,
+    learning_rate_at,
+    sample_text,
+)
 
 CASES = [
     ("ternary", {}),
@@ -181,6 +187,62 @@ def test_time_limit_stops_early_and_records_the_steps_done(tiny):
     for bad in (0, -1.0):
         with pytest.raises(ValueError, match="time_limit must be > 0"):
             distill_model(copy.deepcopy(teacher), teacher, batches, time_limit=bad)
+
+
+def test_learning_rate_warms_up_then_decays_by_steps_or_by_the_clock():
+    lr = 1e-3
+    # Warmup: linear up to the full rate at the last warmup step.
+    assert learning_rate_at(0, 0.0, 100, 10, lr) == pytest.approx(lr / 10)
+    assert learning_rate_at(9, 0.0, 100, 10, lr) == pytest.approx(lr)
+    # Cosine from the full rate to a tenth over the remaining steps.
+    assert learning_rate_at(10, 0.0, 100, 10, lr) == pytest.approx(lr)
+    assert learning_rate_at(55, 0.0, 100, 10, lr) == pytest.approx(0.55 * lr)
+    assert learning_rate_at(100, 0.0, 100, 10, lr) == pytest.approx(lr / 10)
+    # With a time limit the decay follows whichever runs out first: halfway
+    # through the clock at a tenth of the steps is the halfway rate, and at
+    # the limit the rate is the low one whatever the step count.
+    assert learning_rate_at(19, 30.0, 100, 10, lr, time_limit=60.0) == pytest.approx(0.55 * lr)
+    assert learning_rate_at(20, 60.0, 100, 10, lr, time_limit=60.0) == pytest.approx(lr / 10)
+    assert (
+        learning_rate_at(20, 1.0, 100, 10, lr, time_limit=60.0)
+        > learning_rate_at(20, 1.0, 100, 10, lr) * 0.99
+    )
+    # More warmup than steps: the warmup is cut to the run.
+    assert learning_rate_at(0, 0.0, 1, 10, lr) == pytest.approx(lr)
+
+
+def test_a_run_stopped_by_the_clock_decays_by_the_clock(tiny, monkeypatch):
+    import mlx_lowbit.quant.distill as distill
+
+    teacher, batches, held = tiny
+    model = copy.deepcopy(teacher)
+    lb.nn.quantize(model, "ternary", 32)
+    calls = []
+
+    def spy(step, elapsed, *rest):
+        calls.append((elapsed, learning_rate_at(step, elapsed, *rest)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(distill, "learning_rate_at", spy)
+    limit = 0.5
+    result = distill_model(
+        model,
+        teacher,
+        batches,
+        held_out=held,
+        steps=10_000,
+        batch_size=2,
+        warmup=1,
+        learning_rate=1e-3,
+        time_limit=limit,
+    )
+    assert 2 <= result.steps < 10_000
+    # By steps alone the rate would still be ~1e-3; each step's rate is the
+    # cosine of the time fraction instead, so it has fallen with the clock.
+    for elapsed, rate in calls[2:]:
+        expect = 1e-4 + 9e-4 * 0.5 * (1 + np.cos(np.pi * min(1.0, elapsed / limit)))
+        assert rate == pytest.approx(expect, rel=1e-2)
+    assert calls[-1][1] < calls[1][1]
 
 
 def test_scales_only_keeps_the_codes(tiny):

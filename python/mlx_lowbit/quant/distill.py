@@ -290,6 +290,29 @@ def _trainable(model: nn.Module, train_weights: bool) -> None:
             module.unfreeze()
 
 
+def learning_rate_at(
+    step: int,
+    elapsed: float,
+    steps: int,
+    warmup: int,
+    learning_rate: float,
+    time_limit: Optional[float] = None,
+) -> float:
+    """The rate for ``step`` (0-based) after ``elapsed`` seconds of training:
+    a linear warmup over ``warmup`` steps, then a cosine decay to a tenth of
+    ``learning_rate`` over the larger of the step fraction and, with a
+    ``time_limit``, the time fraction."""
+    warmup = max(1, min(warmup, steps))
+    if step < warmup:
+        return learning_rate * (step + 1) / warmup
+    done = (step - warmup) / max(1, steps - warmup)
+    if time_limit is not None:
+        done = max(done, elapsed / time_limit)
+    done = min(1.0, done)
+    low = learning_rate / 10
+    return low + (learning_rate - low) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
 def check_micro_batch(micro_batch: Optional[int], batch_size: int) -> int:
     """The rows per pass (``batch_size`` for None); refuses one that is not
     >= 1 or does not divide ``batch_size``."""
@@ -344,8 +367,11 @@ def distill_model(
           Must divide ``batch_size``. Default: ``batch_size``.
         time_limit: Seconds of training (after setup) at most: training stops
           after the step that reaches it, and the result records the steps
-          done (the learning-rate schedule still spans ``steps``). For runs
-          that must end by a deadline. Default: no limit.
+          done. The cosine decay follows whichever of ``steps`` and
+          ``time_limit`` runs out first, so a run stopped by the clock still
+          ends at the low learning rate (one that stops at full rate leaves
+          the straight-through codes flipping). For runs that must end by a
+          deadline. Default: no limit.
         progress: Called with ``(step, loss)`` after every step.
 
     Returns:
@@ -378,15 +404,9 @@ def distill_model(
     result = DistillResult(steps=steps, tokens=steps * batch_size * batches.shape[1])
     result.kl_before = held_kl()
 
-    decay = max(1, steps - warmup)
-    schedule = optim.join_schedules(
-        [
-            optim.linear_schedule(learning_rate / max(1, warmup), learning_rate, max(1, warmup)),
-            optim.cosine_decay(learning_rate, decay, learning_rate / 10),
-        ],
-        [max(1, warmup)],
+    optimizer = optim.Adam(
+        learning_rate=learning_rate_at(0, 0.0, steps, warmup, learning_rate, time_limit)
     )
-    optimizer = optim.Adam(learning_rate=schedule)
 
     def loss_fn(m, x, target):
         return kl_divergence(m(x), target, temperature)
@@ -414,6 +434,10 @@ def distill_model(
     parts = batch_size // micro
     train_start = time.perf_counter()
     for i in range(steps):
+        elapsed = time.perf_counter() - train_start
+        optimizer.learning_rate = learning_rate_at(
+            i, elapsed, steps, warmup, learning_rate, time_limit
+        )
         rows = mx.array(rng.integers(0, batches.shape[0], size=batch_size))
         x = batches[rows]
         if parts == 1:
