@@ -12,13 +12,13 @@ while pgrep -f "mlx_lowbit bench quality" >/dev/null && ((SECONDS - start < limi
 done
 pgrep -f "mlx_lowbit bench quality" >/dev/null && echo "still running after $limit s"
 runs=(); for d in "$out"/*/; do [ -f "$d/quality.json" ] && runs+=("$d"); done
-if ((${#runs[@]})) && [ "${MERGE:-1}" = 0 ]; then
+if ! ((${#runs[@]})); then
+  echo "no run finished"
+elif [ "${MERGE:-1}" = 0 ]; then
   # Runs of the same rows with different settings do not merge: each comes back alone.
   for d in "${runs[@]}"; do mkdir -p "$dest/$(basename "$d")" && cp "$d"/quality.{json,md} "$dest/$(basename "$d")/"; done
-elif ((${#runs[@]})); then
-  python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
 else
-  echo "no run finished"
+  python3 -m mlx_lowbit bench quality --merge "${runs[@]}" --allow-partial --out "$dest/quality" 2>&1 | tail -40
 fi
 mkdir -p "$dest/quality"
 for f in "$out"/*.log; do echo "== $(basename "$f")"; tail -n 80 "$f"; done >"$dest/quality/logs.txt"
