@@ -135,6 +135,12 @@ def test_distill_and_rotate_rows_and_the_loss_plot(tmp_path):
     assert results["distill"]["steps"] == 3 and results["distill"]["generated"] == 0
     assert rows["ternary-rtn+rotate"]["settings"]["rotation"] == "hadamard"
     assert (tmp_path / "distill_loss.png").read_bytes()[:4] == b"\x89PNG"
+    # The table says how the distill row trained; a merge keeps that per row.
+    assert "| ternary-distill | 3 | 0.001 | 0 |" in (tmp_path / "quality.md").read_text()
+    merged = quality.merge([tmp_path], tmp_path / "m", plots_on=False)
+    assert merged["distill"]["learning_rate"] == {"ternary-distill": 1e-3}
+    assert merged["distill"]["steps"] == {"ternary-distill": 3}
+    assert merged["distill"]["generated"] == {"ternary-distill": 0}
 
 
 def test_merge_runs_made_side_by_side(tmp_path):
@@ -149,6 +155,18 @@ def test_merge_runs_made_side_by_side(tmp_path):
     assert len(merged["merged_from"]) == 2 and (tmp_path / "m" / "quality.md").is_file()
     with pytest.raises(ValueError, match="more than one run: float16"):
         quality.merge([tmp_path / "a", tmp_path / "a"], tmp_path / "x")
+    # --replace: a newer measurement of a row wins, and the result says so.
+    quality.run_quality(_source(), ["ternary-rtn"], tmp_path / "t", **common)
+    newer = json.loads((tmp_path / "t" / "quality.json").read_text())["rows"][0]
+    merged = quality.merge(
+        [tmp_path / "a", tmp_path / "t"], tmp_path / "r", plots_on=False, replace=True
+    )
+    assert [r["name"] for r in merged["rows"]] == ["float16", "ternary-rtn"]
+    assert merged["rows"][1]["quantize_s"] == newer["quantize_s"]
+    assert merged["replaced"] == [
+        {"row": "ternary-rtn", "dir": str(tmp_path / "t"), "over": str(tmp_path / "a")}
+    ]
+    assert "replacing the row of" in (tmp_path / "r" / "quality.md").read_text()
     # A run of uncalibrated rows read no calibration text and merges with one that did.
     quality.run_quality(_source(), ["ternary-gptq"], tmp_path / "g", **common)
     merged = quality.merge([tmp_path / "a", tmp_path / "g"], tmp_path / "m2", plots_on=False)
@@ -163,11 +181,13 @@ def test_merge_runs_made_side_by_side(tmp_path):
     # row records its own), nothing else.
     steps = dict(data["distill"], steps=data["distill"]["steps"] + 1, time_limit=9, micro_batch=2)
     (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": steps}))
+    # ... learning rates and sampled windows too: each distill row records its own.
+    steps.update(learning_rate=1.0, generated=7)
+    (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": steps}))
     merged = quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m", plots_on=False)
-    assert merged["distill"]["steps"] == {}
-    assert merged["distill"]["learning_rate"] == data["distill"]["learning_rate"]
-    lr = dict(data["distill"], learning_rate=1.0)
-    (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": lr}))
+    assert merged["distill"]["steps"] == {} and merged["distill"]["learning_rate"] == {}
+    temp = dict(data["distill"], temperature=3.0)
+    (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "distill": temp}))
     with pytest.raises(ValueError, match="differs from .* in 'distill'"):
         quality.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "x")
     (tmp_path / "b" / "quality.json").write_text(json.dumps({**data, "partial": True}))

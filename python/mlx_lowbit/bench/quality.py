@@ -536,6 +536,37 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _distill_lines(results: Dict[str, Any]) -> List[str]:
+    """How each distill row trained (merged runs may differ), and which rows
+    a merge took from a newer run."""
+    rows = [r for r in results["rows"] if r["method"] == "distill" and r["status"] == "ok"]
+    length = results["calibration"]["length"]
+    lines = (
+        [
+            "",
+            "| distill row | steps | peak lr | sampled windows | held-out KL before -> after | train s |",
+            "|---|--:|--:|--:|---|--:|",
+        ]
+        if rows
+        else []
+    )
+    for r in rows:
+        s = r["settings"]
+        kl = (
+            f"{s['kl_before']:.3g} -> {s['kl_after']:.3g}" if s.get("kl_after") is not None else "-"
+        )
+        lines.append(
+            f"| {r['name']} | {s.get('steps')} | {s.get('learning_rate'):g} | "
+            f"{s.get('generated_tokens', 0) // length} | {kl} | {s.get('seconds', 0):.0f} |"
+        )
+    replaced = results.get("replaced") or []
+    if replaced:
+        lines.append("")
+    for x in replaced:
+        lines.append(f"{x['row']}: from {x['dir']}, replacing the row of {x['over']}.  ")
+    return lines
+
+
 def markdown(results: Dict[str, Any]) -> str:
     """The table (sorted by whole-model bits per weight) and the targets."""
     calib = results["calibration"]
@@ -584,6 +615,7 @@ def markdown(results: Dict[str, Any]) -> str:
             )
             + " |"
         )
+    lines += _distill_lines(results)
     lines += ["", "| target | best row | x float16 | verdict |", "|---|---|--:|---|"]
     for t in results["targets"]:
         ratio = f"{t['ratio']:.3g}" if t["ratio"] is not None else "-"
@@ -859,7 +891,8 @@ _SAME = ("model", "mlx", "mlx_lm", "calibration", "eval_tokens", "prompts", "seq
 _BEFORE = {"sequential": False}
 
 
-_PER_ROW = ("steps", "time_limit", "micro_batch")
+# Settings each distill row records itself: merged runs may differ in them.
+_PER_ROW = ("steps", "time_limit", "micro_batch", "learning_rate", "generated")
 
 
 def _distill_but_steps(run: Dict[str, Any]) -> Dict[str, Any]:
@@ -871,15 +904,19 @@ def merge(
     out: Union[str, Path],
     plots_on: bool = True,
     allow_partial: bool = False,
+    replace: bool = False,
 ):
     """One table from runs made side by side (e.g. parallel processes on one
     machine, each with its own rows): their quality.json files must agree on
     the model, texts, calibration and settings; rows keep the bench's order.
     With ``allow_partial``, a run that did not finish gives the rows it
-    finished, and the result names it under ``"partial_runs"``.
+    finished, and the result names it under ``"partial_runs"``. With
+    ``replace``, a row in several runs is taken from the last of them (a
+    newer measurement of it), and the result names each under ``"replaced"``.
 
     Raises:
-        ValueError: a missing, partial or mismatched run, or a row twice.
+        ValueError: a missing, partial or mismatched run, or (without
+            ``replace``) a row twice.
     """
     runs = []
     for d in dirs:
@@ -901,24 +938,38 @@ def merge(
                 raise ValueError(f"[bench quality] {d} differs from {head} in {key!r}.")
         if _distill_but_steps(run) != _distill_but_steps(first):
             raise ValueError(f"[bench quality] {d} differs from {head} in 'distill'.")
-    rows = [r for run in runs for r in run["rows"]]
-    names = [r["name"] for r in rows]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"[bench quality] Rows in more than one run: {', '.join(twice)}.")
+    source = {}  # row name -> (dir, row), the last run's when replacing
+    replaced = []
+    for d, run in zip(dirs, runs):
+        for r in run["rows"]:
+            if r["name"] in source:
+                if not replace:
+                    raise ValueError(
+                        f"[bench quality] Rows in more than one run: {r['name']} "
+                        f"({source[r['name']][0]} and {d}); --replace takes the last run's."
+                    )
+                replaced.append(
+                    {"row": r["name"], "dir": str(d), "over": str(source[r["name"]][0])}
+                )
+            source[r["name"]] = (d, r)
     order = {s.name: i for i, s in enumerate(row_specs())}
-    rows.sort(key=lambda r: order.get(r["name"], len(order)))
+    rows = sorted((r for _, r in source.values()), key=lambda r: order.get(r["name"], len(order)))
+    distilled = [r for r in rows if r["method"] == "distill"]
+    length = first["calibration"]["length"]
     results = {
         **first,
         "date": min(run["date"] for run in runs),
         "rows": rows,
-        # Runs side by side may train for different numbers of steps.
+        # Each distill row's own training, as the row recorded it.
         "distill": {
             **_distill_but_steps(first),
-            "steps": {
-                r["name"]: r["settings"].get("steps") for r in rows if r["method"] == "distill"
+            "steps": {r["name"]: r["settings"].get("steps") for r in distilled},
+            "learning_rate": {r["name"]: r["settings"].get("learning_rate") for r in distilled},
+            "generated": {
+                r["name"]: r["settings"].get("generated_tokens", 0) // length for r in distilled
             },
         },
+        "replaced": replaced,
         "merged_from": [
             {"dir": str(d), "date": run["date"], "duration_s": run["duration_s"]}
             for d, run in zip(dirs, runs)
@@ -986,6 +1037,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-partial", action="store_true", help="--merge: take unfinished runs' rows too."
     )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="--merge: a row in several runs comes from the last run named (a newer measurement).",
+    )
     return p
 
 
@@ -1008,7 +1064,7 @@ def main(argv=None) -> None:
         if args.merge:
             if not args.out:
                 raise ValueError("--merge needs --out.")
-            merge(args.merge, args.out, not args.no_plots, args.allow_partial)
+            merge(args.merge, args.out, not args.no_plots, args.allow_partial, args.replace)
             return
         run_quality(
             args.model,
