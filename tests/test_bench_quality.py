@@ -136,7 +136,7 @@ def test_distill_and_rotate_rows_and_the_loss_plot(tmp_path):
     assert rows["ternary-rtn+rotate"]["settings"]["rotation"] == "hadamard"
     assert (tmp_path / "distill_loss.png").read_bytes()[:4] == b"\x89PNG"
     # The table says how the distill row trained; a merge keeps that per row.
-    assert "| ternary-distill | 3 | 0.001 | 0 |" in (tmp_path / "quality.md").read_text()
+    assert "| ternary-distill | 3 | 0.001 | 0 | float32 |" in (tmp_path / "quality.md").read_text()
     merged = quality.merge([tmp_path], tmp_path / "m", plots_on=False)
     assert merged["distill"]["learning_rate"] == {"ternary-distill": 1e-3}
     assert merged["distill"]["steps"] == {"ternary-distill": 3}

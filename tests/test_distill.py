@@ -11,6 +11,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from lm_models import llama_config, tiny_model, tiny_tokenizer
+from mlx.utils import tree_flatten
 
 import mlx_lowbit as lb
 from mlx_lowbit.quant.distill import (
@@ -118,6 +119,47 @@ def tiny():
 
 def _kl(model, teacher, held):
     return kl_divergence(model(held), teacher(held)).item()
+
+
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16])
+def test_trains_in_a_lower_compute_dtype_on_float32_parameters(tiny, monkeypatch, dtype):
+    teacher, batches, held = tiny
+    model = copy.deepcopy(teacher)
+    lb.nn.quantize(model, "ternary", 32)
+    before = {k: v.dtype for k, v in tree_flatten(model.parameters())}
+    seen = []
+    call = FakeQuantLinear.__call__
+
+    def spy(self, x):
+        # Each low-bit layer gets x in the compute dtype (float32 only for
+        # the held-out KL) while its own latent weight stays float32.
+        seen.append((x.dtype, self.weight.dtype, self.scales.dtype))
+        return call(self, x)
+
+    monkeypatch.setattr(FakeQuantLinear, "__call__", spy)
+    norms = []
+    result = distill_model(
+        model,
+        teacher,
+        batches,
+        held_out=held,
+        steps=30,
+        batch_size=8,
+        learning_rate=3e-4,
+        compute_dtype=dtype,
+        compile=False,
+        progress=lambda i, _: norms.append(model.model.norm.weight.dtype),
+    )
+    assert {s[0] for s in seen} == {mx.float32, dtype}
+    assert {s[1:] for s in seen} == {(mx.float32, mx.float32)}
+    # Between steps the trained parameters are float32 (the optimizer's).
+    assert set(norms) == {mx.float32}
+    assert result.kl_after < 0.8 * result.kl_before and all(np.isfinite(result.losses))
+    # Packed back, in the dtypes it started with.
+    assert {k: v.dtype for k, v in tree_flatten(model.parameters())} == before
+    assert _kl(model, teacher, held) == pytest.approx(result.kl_after, rel=0.05)
+    with pytest.raises(ValueError, match="compute_dtype must be"):
+        distill_model(model, teacher, batches, steps=1, compute_dtype=mx.int8)
 
 
 @pytest.mark.parametrize("fmt,opts", CASES[::2] + CASES[3:4], ids=IDS[::2] + IDS[3:4])
@@ -331,6 +373,8 @@ def test_convert_distill_setting_errors(tmp_path):
         lb.lm.convert(src, tmp_path / "o", method="distill", distill={"micro_batch": 3})
     with pytest.raises(ValueError, match="time_limit must be > 0 seconds"):
         lb.lm.convert(src, tmp_path / "o", method="distill", distill={"time_limit": 0})
+    with pytest.raises(ValueError, match="compute_dtype must be one of float32, bfloat16"):
+        lb.lm.convert(src, tmp_path / "o", method="distill", distill={"compute_dtype": "int8"})
     assert not (tmp_path / "o").exists()
 
 
@@ -355,10 +399,12 @@ def test_cli_convert_with_distill(tmp_path):
     out = tmp_path / "out"
     args = [str(src), str(out), "--fmt", "ternary", "--group-size", "32", "--method", "distill"]
     args += ["--calib-samples", "9", "--calib-length", "32", "--steps", "3", "--batch-size", "2"]
-    main(args + ["--init", "rtn", "--scales-only", "--micro-batch", "1", "--time-limit", "600"])
+    args += ["--init", "rtn", "--scales-only", "--micro-batch", "1", "--time-limit", "600"]
+    main(args + ["--compute-dtype", "bfloat16"])
     record = json.loads((out / "config.json").read_text())["mlx_lowbit"]
     assert record["init"] == "rtn" and record["steps"] == 3 and record["train_weights"] is False
     assert record["micro_batch"] == 1 and record["steps_asked"] == 3
+    assert record["compute_dtype"] == "bfloat16"
     with pytest.raises(SystemExit, match="need --method distill"):
         main([str(src), str(tmp_path / "o2"), "--method", "gptq", "--steps", "3"])
     assert not (tmp_path / "o2").exists()

@@ -8,7 +8,7 @@ out=$1
 model=${MODEL:-/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf}
 limit=${LIMIT:-280}
 common=(--model "$model" --calib-samples 64 --calib-length 256 --no-plots
-  --distill-batch 32 --distill-lr "${LR:-3e-4}" --distill-generated "${GEN:-1024}" --distill-time-limit "$limit" ${MB:+--distill-micro-batch "$MB"})
+  --distill-batch 32 --distill-lr "${LR:-3e-4}" --distill-generated "${GEN:-1024}" --distill-time-limit "$limit" ${MB:+--distill-micro-batch "$MB"} ${DTYPE:+--distill-dtype "$DTYPE"})
 mkdir -p "$out"
 # launch NAME ROW STEPS
 launch() {

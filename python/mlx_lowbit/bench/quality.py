@@ -544,8 +544,9 @@ def _distill_lines(results: Dict[str, Any]) -> List[str]:
     lines = (
         [
             "",
-            "| distill row | steps | peak lr | sampled windows | held-out KL before -> after | train s |",
-            "|---|--:|--:|--:|---|--:|",
+            "| distill row | steps | peak lr | sampled windows | dtype "
+            "| held-out KL before -> after | train s |",
+            "|---|--:|--:|--:|---|---|--:|",
         ]
         if rows
         else []
@@ -557,7 +558,8 @@ def _distill_lines(results: Dict[str, Any]) -> List[str]:
         )
         lines.append(
             f"| {r['name']} | {s.get('steps')} | {s.get('learning_rate'):g} | "
-            f"{s.get('generated_tokens', 0) // length} | {kl} | {s.get('seconds', 0):.0f} |"
+            f"{s.get('generated_tokens', 0) // length} | {s.get('compute_dtype', 'float32')} "
+            f"| {kl} | {s.get('seconds', 0):.0f} |"
         )
     replaced = results.get("replaced") or []
     if replaced:
@@ -892,7 +894,7 @@ _BEFORE = {"sequential": False}
 
 
 # Settings each distill row records itself: merged runs may differ in them.
-_PER_ROW = ("steps", "time_limit", "micro_batch", "learning_rate", "generated")
+_PER_ROW = ("steps", "time_limit", "micro_batch", "learning_rate", "generated", "compute_dtype")
 
 
 def _distill_but_steps(run: Dict[str, Any]) -> Dict[str, Any]:
@@ -965,6 +967,9 @@ def merge(
             **_distill_but_steps(first),
             "steps": {r["name"]: r["settings"].get("steps") for r in distilled},
             "learning_rate": {r["name"]: r["settings"].get("learning_rate") for r in distilled},
+            "compute_dtype": {
+                r["name"]: r["settings"].get("compute_dtype", "float32") for r in distilled
+            },
             "generated": {
                 r["name"]: r["settings"].get("generated_tokens", 0) // length for r in distilled
             },
@@ -1019,6 +1024,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         "--distill-micro-batch", type=int, help="Rows per forward/backward pass (less memory)."
     )
     d.add_argument(
+        "--distill-dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="Of the training passes (bfloat16: a GPU's tensor cores); parameters stay float32.",
+    )
+    d.add_argument(
         "--distill-time-limit",
         type=float,
         help="Seconds of training at most per row (a row records the steps it did).",
@@ -1058,6 +1068,7 @@ def main(argv=None) -> None:
         "generated": args.distill_generated,
         "micro_batch": args.distill_micro_batch,
         "time_limit": args.distill_time_limit,
+        "compute_dtype": args.distill_dtype,
     }
     distill = {k: v for k, v in distill.items() if v is not None}
     try:

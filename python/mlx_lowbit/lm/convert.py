@@ -41,7 +41,9 @@ DISTILL_DEFAULTS = {
     "generated": 0,  # calibration windows the float model samples (data-free)
     "micro_batch": None,  # rows per forward/backward pass (None: the whole batch)
     "time_limit": None,  # seconds of training at most (None: all the steps)
+    "compute_dtype": "float32",  # of the training passes (bfloat16: a GPU's tensor cores)
 }
+_COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 _TOP_LEVEL_QUANTIZATION = {"group_size": 64, "bits": 4, "mode": "affine"}
 
@@ -159,6 +161,11 @@ def check_method(
 
     settings = {**DISTILL_DEFAULTS, **(distill or {})}
     check_micro_batch(settings["micro_batch"], settings["batch_size"])
+    if settings["compute_dtype"] not in _COMPUTE_DTYPES:
+        raise ValueError(
+            f"[mlx_lowbit.lm.convert] distill compute_dtype must be one of "
+            f"{', '.join(_COMPUTE_DTYPES)}, got {settings['compute_dtype']!r}."
+        )
     limit = settings["time_limit"]
     if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
         raise ValueError(
@@ -366,6 +373,7 @@ def _distill(
         train_weights=settings["train_weights"],
         micro_batch=settings["micro_batch"],
         time_limit=settings["time_limit"],
+        compute_dtype=getattr(mx, settings["compute_dtype"]),
         progress=report,
     )
     if bar:
@@ -379,6 +387,7 @@ def _distill(
         "temperature": settings["temperature"],
         "train_weights": settings["train_weights"],
         "micro_batch": settings["micro_batch"],
+        "compute_dtype": settings["compute_dtype"],
         "steps_asked": settings["steps"],
         **result.record(),
         "loss_curve": [round(x, 5) for x in result.losses[:: max(1, len(result.losses) // 50)]],
@@ -533,6 +542,11 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         type=int,
         help="Extra windows sampled from the float model (data-free).",
     )
+    d.add_argument(
+        "--compute-dtype",
+        choices=_COMPUTE_DTYPES,
+        help="Of the training passes; the trained parameters stay float32. Default: float32.",
+    )
     p.add_argument(
         "--rotate", action="store_true", help="Rotate layer inputs (randomized Hadamard)."
     )
@@ -644,6 +658,7 @@ def _distill_settings(args: argparse.Namespace) -> Optional[Dict[str, Any]]:
         "generated": args.generated,
         "micro_batch": args.micro_batch,
         "time_limit": args.time_limit,
+        "compute_dtype": args.compute_dtype,
     }
     given = {k: v for k, v in given.items() if v is not None}
     if given and args.method != "distill":
