@@ -13,6 +13,10 @@
 //     -o /tmp/cpu_kernel_timer
 //   /tmp/cpu_kernel_timer avx512 ternary 1 int8 [reps N K]
 //
+// `lut` in place of the ISA times the table-lookup GEMV (int8, ternary or
+// binary, one call per row of x as the backend makes them, weight repacked
+// once outside the timing); add kernels_avx512_lut.cpp and -mavx512vbmi.
+//
 // Only run it on a CPU that has the table's ISA (isa.cpp is not linked in).
 
 #include <algorithm>
@@ -49,7 +53,8 @@ int main(int argc, char** argv) {
   const int N = argc > 6 ? std::atoi(argv[6]) : 4096, K = argc > 7 ? std::atoi(argv[7]) : 4096;
   const int gs = 128, v = 16, c = 12, G = K / gs;
   const int fmt = name == "ternary" ? 0 : name == "binary" ? 1 : 2;
-  const KernelTable* t = isa == "avx512" ? avx512_kernels() : avx2_kernels();
+  const bool lut = isa == "lut";
+  const KernelTable* t = isa == "avx2" ? avx2_kernels() : avx512_kernels();
 
   std::mt19937 rng(1);
   const int wpr = fmt == 0   ? lowbit::ternary::words_per_row(K)
@@ -83,7 +88,26 @@ int main(int argc, char** argv) {
   a.xscale = xscale.data();
   a.out = out.data();
   a.parallel = &serial;
+  std::vector<uint8_t> idx;
+  std::vector<float> lut_scales;
+  LutWeight tl{};
+  if (lut) {
+    idx.resize(lut_index_bytes(N, K, fmt));
+    lut_scales.resize(lut_scale_count(N, K, gs));
+    avx512_lut_kernels()->repack(a.w, idx.data(), lut_scales.data(), nullptr);
+    tl = LutWeight{fmt, N, K, gs, idx.data(), lut_scales.data(), nullptr};
+  }
   auto product = [&] {
+    if (lut) {
+      bool ok = true;
+      for (int m = 0; m < M; ++m) {
+        const size_t x0 = size_t(m) * K;
+        xscale[m] = t->quantize_int8(x.data() + x0, K, xq.data() + x0);
+        ok &= avx512_lut_kernels()->gemv(
+            tl, xq.data() + x0, xscale[m], out.data() + size_t(m) * N, &serial);
+      }
+      return ok;
+    }
     if (!int8) {
       return t->matmul_nt(a);
     }
