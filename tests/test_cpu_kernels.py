@@ -232,6 +232,78 @@ def test_table_lookup_gemv(isa, path, fi, dtype, monkeypatch):
                 assert_close(out, expected(x, qw, 8), dtype, what)
 
 
+def _has_vbmi() -> bool:
+    """Whether this CPU has AVX-512 VBMI (the table-lookup kernels' ISA)."""
+    try:
+        return " avx512vbmi " in open("/proc/cpuinfo").read().replace("\n", " ")
+    except OSError:
+        return False
+
+
+# The float-x ternary GEMV by pair lookup (kernels_avx512_lut.cpp): x @ W.T,
+# groups a multiple of 16, at M = 1 and, on one thread, M <= 16. Rows of W
+# off its 16-row block, groups of 32 to 512, M past each bound (the FMA
+# kernels), with it on and off (MLX_LOWBIT_CPU_LUT=0), on 1 and 2 threads.
+@pytest.mark.parametrize("path", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pair_lookup_gemv(isa, path, dtype, monkeypatch):
+    lb.set_cpu_isa(path)
+    k = 512
+    xs = (
+        make_x((1, k), dtype, seed=3),
+        make_x((1, 1, k), dtype, seed=4),  # batch dimensions
+        make_x((k, 2), dtype, seed=5).T[:1],  # a transposed row: strided
+        make_x((2, 3, k), dtype, seed=6),  # M = 6: pairs on one thread only
+        make_x((16, k), dtype, seed=7),  # the one-thread bound
+        make_x((17, k), dtype, seed=8),  # past it: the float GEMM
+    )
+    threads = lb.num_threads()
+    try:
+        for n_threads in (1, 2):
+            lb.set_num_threads(n_threads)
+            for gs, n in [(32, 17), (128, 130), (512, 65)]:
+                qw = weight(0, n, k, gs, seed=gs)
+                for lut in ("1", "0"):
+                    monkeypatch.setenv("MLX_LOWBIT_CPU_LUT", lut)
+                    for x in xs:
+                        out = lb.matmul(x, qw)
+                        assert out.shape == x.shape[:-1] + (n,) and out.dtype == dtype
+                        what = f"{path} t{n_threads} g{gs} N{n} lut={lut} {x.shape}"
+                        assert_close(out, expected(x, qw), dtype, what)
+            if path == "avx512" and _has_vbmi():
+                # The lookup ran: its fp32 sums come in another order than the
+                # FMA kernel's, so some outputs differ in their last bits.
+                x = make_x((1, k), mx.float32, seed=9)
+                monkeypatch.setenv("MLX_LOWBIT_CPU_LUT", "1")
+                on = np.asarray(lb.matmul(x, qw))
+                monkeypatch.setenv("MLX_LOWBIT_CPU_LUT", "0")
+                assert (on != np.asarray(lb.matmul(x, qw))).any()
+    finally:
+        lb.set_num_threads(threads)
+
+
+def test_pair_lookup_keeps_nan_and_inf(isa):
+    """A NaN in x makes its whole row NaN, an Inf its row non-finite, as in
+    the dense product (0 x Inf is NaN), and other rows stay exact."""
+    k = 256
+    qw = weight(0, 40, k, 64)
+    x = np.asarray(make_x((3, k), mx.float32))
+    x[0, 5] = np.nan
+    x[1, 9] = np.inf
+    threads = lb.num_threads()
+    try:
+        lb.set_num_threads(1)
+        for rows in (x, x[:1], x[1:2]):
+            out = np.asarray(lb.matmul(mx.array(rows), qw))
+            with np.errstate(invalid="ignore", over="ignore"):
+                dense = rows.astype(np.float64) @ reference.dequantize(qw).T
+            assert np.array_equal(np.isnan(out), np.isnan(dense))
+            assert np.array_equal(np.isinf(out), np.isinf(dense))
+        assert_close(lb.matmul(mx.array(x[2:]), qw), expected(mx.array(x[2:]), qw), mx.float32)
+    finally:
+        lb.set_num_threads(threads)
+
+
 def test_table_lookup_copy_follows_the_weight(isa):
     """The repacked copy is cached per weight: a new weight of the same shape
     (possibly in the memory of a freed one) must not find the old copy, and

@@ -91,13 +91,25 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> idx;
   std::vector<float> lut_scales;
   LutWeight tl{};
-  if (lut) {
+  if (lut && int8) {
     idx.resize(lut_index_bytes(N, K, fmt));
     lut_scales.resize(lut_scale_count(N, K, gs));
     avx512_lut_kernels()->repack(a.w, idx.data(), lut_scales.data(), nullptr);
     tl = LutWeight{fmt, N, K, gs, idx.data(), lut_scales.data(), nullptr};
   }
+  const bool pairs = lut && !int8;
+  std::vector<uint32_t> pidx;
+  LutPairWeight tp{};
+  if (pairs) {
+    pidx.resize(lut_pair_words(N, K));
+    lut_scales.resize(lut_pair_scale_count(N, K, gs));
+    avx512_lut_kernels()->repack_pairs(a.w, pidx.data(), lut_scales.data());
+    tp = LutPairWeight{N, K, gs, pidx.data(), lut_scales.data()};
+  }
   auto product = [&] {
+    if (pairs) {
+      return avx512_lut_kernels()->gemv_pairs(tp, x.data(), M, out.data(), &serial);
+    }
     if (lut) {
       bool ok = true;
       for (int m = 0; m < M; ++m) {

@@ -100,6 +100,27 @@ struct LutWeight {
   const float* biases; // the same, or null
 };
 
+// The float-x ternary GEMV by table lookup (the same file): a copy of the
+// weight repacked once into one 4-bit index per 2 weights (c_0 + 3 c_1 of
+// their codes), 8 to a 32-bit word, 16 rows per 64-byte vector (a row per
+// lane), [group][16-row block][word][lane]; scales as float32,
+// [group][block][lane]. Groups a multiple of 16 weights.
+static constexpr int lut_pair_blocks(int N) {
+  return (N + 15) / 16;
+}
+static constexpr size_t lut_pair_words(int N, int K) {
+  return size_t(lut_pair_blocks(N)) * 16 * size_t(K / 16);
+}
+static constexpr size_t lut_pair_scale_count(int N, int K, int group_size) {
+  return size_t(lut_pair_blocks(N)) * 16 * size_t(K / group_size);
+}
+
+struct LutPairWeight {
+  int N, K, group_size;
+  const uint32_t* idx; // lut_pair_words(N, K)
+  const float* scales; // lut_pair_scale_count(N, K, group_size)
+};
+
 struct LutKernels {
   // Fills idx, scales and biases (sized as above; biases null or for a
   // binary weight) from a ternary or binary weight.
@@ -107,6 +128,12 @@ struct LutKernels {
   // out (N) = xscale * (xq @ W.T) for one int8 row; false if out of memory.
   bool (*gemv)(
       const LutWeight& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel);
+  // The pair copy of a ternary weight (lut_pair_* sizes).
+  void (*repack_pairs)(const PackedWeight& w, uint32_t* idx, float* scales);
+  // out (M, N) = x @ W.T for M float rows (M, K), fp32 sums; false if out
+  // of memory. Tables take M * K * 32 bytes.
+  bool (*gemv_pairs)(
+      const LutPairWeight& w, const float* x, int M, float* out, ParallelFor parallel);
 };
 
 // The table of each SIMD file, or null where that file was not compiled for

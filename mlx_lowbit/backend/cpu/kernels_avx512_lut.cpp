@@ -307,10 +307,149 @@ bool gemv(const LutWeight& w, const int8_t* xq, float xscale, float* out, Parall
   return true;
 }
 
+// Ternary with float x, by table lookup of pair sums. Per 2 activations
+// (x_0, x_1) a 16-float table holds the 9 sums t_0 x_0 + t_1 x_1 at index
+// c_0 + 3 c_1 (codes c = t + 1); vpermps looks up 16 rows' entries at once
+// from the low 4 bits of each lane. Per 32 weights (16 rows x 2) that is a
+// shift, a permute and an add, where decoding codes for an FMA costs a
+// broadcast, a shift, a permute and the FMA per 16 weights. The sums stay
+// fp32 (each entry rounded once, then fp32 adds), in another order than the
+// FMA kernel's.
+constexpr int kPairRows = 16;
+constexpr uint32_t kPairZeros = 0x44444444u; // every pair t = (0, 0): rows past N
+
+void repack_pairs(const PackedWeight& w, uint32_t* idx, float* scales) {
+  const int G = w.K / w.group_size, D = w.group_size / 16; // words per group
+  const int blocks = lut_pair_blocks(w.N);
+  for (size_t i = 0; i < lut_pair_words(w.N, w.K); ++i) {
+    idx[i] = kPairZeros;
+  }
+  std::memset(scales, 0, sizeof(float) * lut_pair_scale_count(w.N, w.K, w.group_size));
+  for (int n = 0; n < w.N; ++n) {
+    const int b = n / kPairRows, lane = n % kPairRows;
+    const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
+    for (int g = 0; g < G; ++g) {
+      const size_t s = size_t(n) * G + g;
+      scales[(size_t(g) * blocks + b) * kPairRows + lane] =
+          w.scales_f32 ? static_cast<const float*>(w.scales)[s]
+                       : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      for (int d = 0; d < D; ++d) {
+        const uint32_t word = row[(g * w.group_size + 16 * d) / lowbit::ternary::kPerWord];
+        uint32_t out = 0;
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t c0 = (word >> (4 * j)) & 3, c1 = (word >> (4 * j + 2)) & 3;
+          out |= (c0 + 3 * c1) << (4 * j);
+        }
+        idx[((size_t(g) * blocks + b) * D + d) * kPairRows + lane] = out;
+      }
+    }
+  }
+}
+
+struct PairJob {
+  const LutPairWeight* w;
+  int M;
+  const float* tables; // (M, K / 2, 16)
+  float* out;          // (M, blocks * 16)
+};
+
+constexpr int kPairBlocksPerPass = 4; // row blocks that share each table load
+
+// Rows [b0, b1) of 16-row blocks, every row of x: each index vector is
+// loaded once per pass and looked up in the M rows' tables (from L1).
+void pair_blocks(void* ctx, int b0, int b1) {
+  const PairJob& job = *static_cast<const PairJob*>(ctx);
+  const LutPairWeight& w = *job.w;
+  const int G = w.K / w.group_size, D = w.group_size / 16;
+  const int blocks = lut_pair_blocks(w.N);
+  const size_t row_tables = size_t(w.K / 2) * kPairRows, row_out = size_t(blocks) * kPairRows;
+  for (int m = 0; m < job.M; ++m) {
+    std::memset(
+        job.out + m * row_out + size_t(b0) * kPairRows, 0, sizeof(float) * (b1 - b0) * kPairRows);
+  }
+  // Groups outer: a group's tables (8 pairs x 64 bytes a word, per row of
+  // x) stay in L1 while every block of the thread passes over them.
+  for (int g = 0; g < G; ++g) {
+    for (int b = b0; b < b1; b += kPairBlocksPerPass) {
+      const int nb = b1 - b < kPairBlocksPerPass ? b1 - b : kPairBlocksPerPass;
+      const uint32_t* ib = w.idx + (size_t(g) * blocks + b) * D * kPairRows;
+      for (int m = 0; m < job.M; ++m) {
+        const float* tg = job.tables + m * row_tables + size_t(g) * (w.group_size / 2) * kPairRows;
+        __m512 acc[kPairBlocksPerPass][2];
+#pragma GCC unroll 4
+        for (int j = 0; j < kPairBlocksPerPass; ++j) {
+          acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+        }
+        for (int d = 0; d < D; ++d) {
+          __m512i iv[kPairBlocksPerPass];
+#pragma GCC unroll 4
+          for (int j = 0; j < kPairBlocksPerPass; ++j) {
+            iv[j] = j < nb ? _mm512_loadu_si512(ib + (size_t(j) * D + d) * kPairRows)
+                           : _mm512_set1_epi32(int(kPairZeros));
+          }
+          // Unrolled, so that the accumulators stay in registers.
+#pragma GCC unroll 8
+          for (int p = 0; p < 8; ++p) {
+            const __m512 t = _mm512_loadu_ps(tg + size_t(8 * d + p) * kPairRows);
+#pragma GCC unroll 4
+            for (int j = 0; j < kPairBlocksPerPass; ++j) {
+              acc[j][p & 1] = _mm512_add_ps(acc[j][p & 1], _mm512_permutexvar_ps(iv[j], t));
+              iv[j] = _mm512_srli_epi32(iv[j], 4);
+            }
+          }
+        }
+        for (int j = 0; j < nb; ++j) {
+          float* o = job.out + m * row_out + size_t(b + j) * kPairRows;
+          const __m512 s = _mm512_loadu_ps(w.scales + (size_t(g) * blocks + b + j) * kPairRows);
+          _mm512_storeu_ps(
+              o, _mm512_fmadd_ps(_mm512_add_ps(acc[j][0], acc[j][1]), s, _mm512_loadu_ps(o)));
+        }
+      }
+    }
+  }
+}
+
+bool gemv_pairs(const LutPairWeight& w, const float* x, int M, float* out, ParallelFor parallel) {
+  const int blocks = lut_pair_blocks(w.N);
+  const size_t row_tables = size_t(w.K / 2) * kPairRows, row_out = size_t(blocks) * kPairRows;
+  auto* tables = static_cast<float*>(std::malloc(sizeof(float) * M * row_tables));
+  auto* acc = static_cast<float*>(std::malloc(sizeof(float) * M * row_out));
+  if (!tables || !acc) {
+    std::free(tables);
+    std::free(acc);
+    return false;
+  }
+  // Entry c_0 + 3 c_1 of a pair's table is (c_0 - 1) x_0 + (c_1 - 1) x_1;
+  // entries 9..15 are never looked up.
+  alignas(64) float t0[kPairRows], t1[kPairRows];
+  for (int i = 0; i < kPairRows; ++i) {
+    t0[i] = i < 9 ? float(i % 3 - 1) : 0.0f;
+    t1[i] = i < 9 ? float(i / 3 - 1) : 0.0f;
+  }
+  const __m512 a = _mm512_load_ps(t0), c = _mm512_load_ps(t1);
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + size_t(m) * w.K;
+    for (int q = 0; q < w.K / 2; ++q) {
+      _mm512_storeu_ps(
+          tables + m * row_tables + size_t(q) * kPairRows,
+          _mm512_fmadd_ps(
+              c, _mm512_set1_ps(xm[2 * q + 1]), _mm512_mul_ps(a, _mm512_set1_ps(xm[2 * q]))));
+    }
+  }
+  PairJob job{&w, M, tables, acc};
+  parallel(blocks, &pair_blocks, &job);
+  for (int m = 0; m < M; ++m) {
+    std::memcpy(out + size_t(m) * w.N, acc + m * row_out, sizeof(float) * size_t(w.N));
+  }
+  std::free(tables);
+  std::free(acc);
+  return true;
+}
+
 } // namespace
 
 const LutKernels* avx512_lut_kernels() {
-  static const LutKernels table{&repack, &gemv};
+  static const LutKernels table{&repack, &gemv, &repack_pairs, &gemv_pairs};
   return &table;
 }
 

@@ -162,31 +162,36 @@ struct WeightOwner {
   std::weak_ptr<array::Data> packed, scales, biases; // biases: empty if none
 };
 
-// The repacked copy of one ternary or binary weight for the table-lookup GEMV, built at
-// its first M = 1 int8 product and kept while the weight's arrays live (the
-// file format and the QuantizedWeight stay as they are).
+// The repacked copy of one ternary or binary weight for a table-lookup GEMV, built at
+// its first such product and kept while the weight's arrays live (the
+// file format and the QuantizedWeight stay as they are): byte indices for
+// int8 x, or (`pairs`) the ternary pair indices for float x.
 struct LutCopy {
   WeightOwner owner;
   std::vector<uint8_t> idx;
+  std::vector<uint32_t> pair_idx;
   std::vector<float> scales, biases;
 };
 
 // Keyed by the arrays' data blocks and the addresses read (a view may start
 // inside a block); an entry whose weight was freed is dropped, so a block
 // reused for another weight never finds a stale copy.
-using LutKey =
-    std::tuple<const void*, const void*, const void*, const void*, const void*, int, int, int>;
+using LutKey = std::
+    tuple<const void*, const void*, const void*, const void*, const void*, int, int, int, bool>;
 
 std::shared_ptr<const LutCopy> lut_copy(
-    const cpu::LutKernels& lut, const cpu::PackedWeight& w, const WeightOwner& owner) {
+    const cpu::LutKernels& lut,
+    const cpu::PackedWeight& w,
+    const WeightOwner& owner,
+    bool pairs = false) {
   static std::mutex mutex;
   static std::map<LutKey, std::shared_ptr<LutCopy>> copies;
   auto packed = owner.packed.lock(), scales = owner.scales.lock(), biases = owner.biases.lock();
   if (!packed || !scales || (w.biases && !biases)) {
     return nullptr;
   }
-  const LutKey key{packed.get(), scales.get(), biases.get(), w.packed,
-                   w.scales,     w.N,          w.K,          w.group_size};
+  const LutKey key{packed.get(), scales.get(), biases.get(), w.packed, w.scales,
+                   w.N,          w.K,          w.group_size, pairs};
   std::lock_guard<std::mutex> lock(mutex);
   for (auto it = copies.begin(); it != copies.end();) {
     const WeightOwner& o = it->second->owner;
@@ -198,10 +203,16 @@ std::shared_ptr<const LutCopy> lut_copy(
   if (!copy) {
     auto c = std::make_shared<LutCopy>();
     c->owner = owner;
-    c->idx.resize(cpu::lut_index_bytes(w.N, w.K, w.format));
-    c->scales.resize(cpu::lut_scale_count(w.N, w.K, w.group_size));
-    c->biases.resize(w.biases ? c->scales.size() : 0);
-    lut.repack(w, c->idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
+    if (pairs) {
+      c->pair_idx.resize(cpu::lut_pair_words(w.N, w.K));
+      c->scales.resize(cpu::lut_pair_scale_count(w.N, w.K, w.group_size));
+      lut.repack_pairs(w, c->pair_idx.data(), c->scales.data());
+    } else {
+      c->idx.resize(cpu::lut_index_bytes(w.N, w.K, w.format));
+      c->scales.resize(cpu::lut_scale_count(w.N, w.K, w.group_size));
+      c->biases.resize(w.biases ? c->scales.size() : 0);
+      lut.repack(w, c->idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
+    }
     copy = std::move(c);
   }
   return copy;
@@ -246,6 +257,37 @@ bool try_lut_gemv(
   for (int m = 0; m < args.M; ++m) {
     const size_t x0 = size_t(m) * w.K, out0 = size_t(m) * w.N;
     if (!lut->gemv(tl, args.xq + x0, args.xscale[m], args.out + out0, args.parallel)) {
+      throw std::bad_alloc();
+    }
+  }
+  return true;
+}
+
+// The float-x ternary GEMV by pair lookup (x @ W.T, groups a multiple of
+// 16) where it was measured faster than the FMA kernels: at M = 1, and up
+// to M = kPairMaxM1 on one thread (Zen 4, 4096 x 4096, 2026-12-04: 0.6-0.8x
+// the FMA GEMV's / float GEMM's time; with two threads only M = 1 gained,
+// 0.7-0.8x: the GEMM scales over threads and this, bound by its permutes,
+// scaled 1.4x; docs/CPU_KERNELS.md). False where it does not apply.
+constexpr int kPairMaxM1 = 16;
+constexpr int kPairRowsPerPass = 8; // rows of x whose tables share a pass
+bool try_pair_gemv(
+    const cpu::LutKernels* lut, const cpu::MatmulArgs& args, const WeightOwner& owner) {
+  const cpu::PackedWeight& w = args.w;
+  const int max_m = cpu::num_threads() == 1 ? kPairMaxM1 : 1;
+  if (!lut || w.format != int(lowbit::Format::Ternary) || w.group_size % 16 != 0 ||
+      args.M > max_m || !lut_enabled()) {
+    return false;
+  }
+  auto copy = lut_copy(*lut, w, owner, /* pairs = */ true);
+  if (!copy) {
+    return false;
+  }
+  const cpu::LutPairWeight tp{w.N, w.K, w.group_size, copy->pair_idx.data(), copy->scales.data()};
+  for (int m = 0; m < args.M; m += kPairRowsPerPass) {
+    const int rows = std::min(kPairRowsPerPass, args.M - m);
+    if (!lut->gemv_pairs(
+            tp, args.x + size_t(m) * w.K, rows, args.out + size_t(m) * w.N, args.parallel)) {
       throw std::bad_alloc();
     }
   }
@@ -313,7 +355,7 @@ void matmul_simd(
     args.out = out_storage.data();
   }
   bool ok = !transpose   ? k.matmul_nn(args)
-            : !int8_rows ? k.matmul_nt(args)
+            : !int8_rows ? try_pair_gemv(lut, args, owner) || k.matmul_nt(args)
                          : try_lut_gemv(lut, args, owner) || k.matmul_nt_int8(args);
   if (ok && int8_rows) {
     ok = float_rows_over_int8(k, args, int(x_cols), int(out.shape(-1)));
