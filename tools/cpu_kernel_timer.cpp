@@ -13,9 +13,10 @@
 //     -o /tmp/cpu_kernel_timer
 //   /tmp/cpu_kernel_timer avx512 ternary 1 int8 [reps N K]
 //
-// `lut` in place of the ISA times the table-lookup GEMV (int8, ternary or
-// binary, one call per row of x as the backend makes them, weight repacked
-// once outside the timing); add kernels_avx512_lut.cpp and -mavx512vbmi.
+// `lut` in place of the ISA times the table-lookup GEMVs (ternary or binary;
+// int8: one call per row of x as the backend makes them; float: the nibble
+// lookup, all rows in one call), the weight repacked once outside the
+// timing; add kernels_avx512_lut.cpp and -mavx512vbmi.
 //
 // Only run it on a CPU that has the table's ISA (isa.cpp is not linked in).
 
@@ -97,18 +98,18 @@ int main(int argc, char** argv) {
     avx512_lut_kernels()->repack(a.w, idx.data(), lut_scales.data(), nullptr);
     tl = LutWeight{fmt, N, K, gs, idx.data(), lut_scales.data(), nullptr};
   }
-  const bool pairs = lut && !int8;
-  std::vector<uint32_t> pidx;
-  LutPairWeight tp{};
-  if (pairs) {
-    pidx.resize(lut_pair_words(N, K));
-    lut_scales.resize(lut_pair_scale_count(N, K, gs));
-    avx512_lut_kernels()->repack_pairs(a.w, pidx.data(), lut_scales.data());
-    tp = LutPairWeight{N, K, gs, pidx.data(), lut_scales.data()};
+  const bool nibbles = lut && !int8;
+  std::vector<uint32_t> nidx;
+  LutNibbleWeight tn{};
+  if (nibbles) {
+    nidx.resize(lut_nibble_words(N, K, fmt));
+    lut_scales.resize(lut_nibble_scale_count(N, K, gs));
+    avx512_lut_kernels()->repack_nibbles(a.w, nidx.data(), lut_scales.data(), nullptr);
+    tn = LutNibbleWeight{fmt, N, K, gs, nidx.data(), lut_scales.data(), nullptr};
   }
   auto product = [&] {
-    if (pairs) {
-      return avx512_lut_kernels()->gemv_pairs(tp, x.data(), M, out.data(), &serial);
+    if (nibbles) {
+      return avx512_lut_kernels()->gemv_nibbles(tn, x.data(), M, out.data(), &serial);
     }
     if (lut) {
       bool ok = true;

@@ -213,15 +213,16 @@ void run(const KernelTable& t, const Case& c, int M) {
     }
   t.matmul_nt(a);
   check("nt", c, M, out, ref);
-  if (lut && c.format == 0 && c.gs % 16 == 0) {
-    // The float-x pair-lookup GEMV over its repacked copy, all rows at once.
-    std::vector<uint32_t> idx(lut_pair_words(c.N, c.K));
-    std::vector<float> sc(lut_pair_scale_count(c.N, c.K, c.gs));
-    lut->repack_pairs(w.view, idx.data(), sc.data());
-    const LutPairWeight tp{c.N, c.K, c.gs, idx.data(), sc.data()};
+  if (lut && c.format < 2 && c.gs % 32 == 0) {
+    // The float-x nibble-lookup GEMV over its repacked copy, all rows at once.
+    std::vector<uint32_t> idx(lut_nibble_words(c.N, c.K, c.format));
+    std::vector<float> sc(lut_nibble_scale_count(c.N, c.K, c.gs)), bi(c.bias ? sc.size() : 0);
+    lut->repack_nibbles(w.view, idx.data(), sc.data(), c.bias ? bi.data() : nullptr);
+    const LutNibbleWeight tw{
+        c.format, c.N, c.K, c.gs, idx.data(), sc.data(), c.bias ? bi.data() : nullptr};
     std::fill(out.begin(), out.end(), -1.0f);
-    lut->gemv_pairs(tp, x.data(), M, out.data(), &two_chunks);
-    check("nt_pairs", c, M, out, ref);
+    lut->gemv_nibbles(tw, x.data(), M, out.data(), &two_chunks);
+    check("nt_nibbles", c, M, out, ref);
   }
   // int8
   a.xq = xq.data();

@@ -100,25 +100,30 @@ struct LutWeight {
   const float* biases; // the same, or null
 };
 
-// The float-x ternary GEMV by table lookup (the same file): a copy of the
-// weight repacked once into one 4-bit index per 2 weights (c_0 + 3 c_1 of
-// their codes), 8 to a 32-bit word, 16 rows per 64-byte vector (a row per
-// lane), [group][16-row block][word][lane]; scales as float32,
-// [group][block][lane]. Groups a multiple of 16 weights.
-static constexpr int lut_pair_blocks(int N) {
+// The float-x GEMV by table lookup (the same file): a copy of a ternary or
+// binary weight repacked once into 4-bit indices, each of 2 ternary weights
+// (c_0 + 3 c_1 of their codes) or of 4 binary ones (their sign bits as
+// stored), 8 to a 32-bit word, 16 rows per 64-byte vector (a row per lane),
+// [group][16-row block][word][lane]; scales (and binary biases) as float32,
+// [group][block][lane].
+static constexpr int lut_nibble_blocks(int N) {
   return (N + 15) / 16;
 }
-static constexpr size_t lut_pair_words(int N, int K) {
-  return size_t(lut_pair_blocks(N)) * 16 * size_t(K / 16);
+static constexpr int lut_nibble_weights(int format) {
+  return format == 1 ? 4 : 2; // lowbit::Format::Binary : Ternary
 }
-static constexpr size_t lut_pair_scale_count(int N, int K, int group_size) {
-  return size_t(lut_pair_blocks(N)) * 16 * size_t(K / group_size);
+static constexpr size_t lut_nibble_words(int N, int K, int format) {
+  return size_t(lut_nibble_blocks(N)) * 16 * size_t(K / (8 * lut_nibble_weights(format)));
+}
+static constexpr size_t lut_nibble_scale_count(int N, int K, int group_size) {
+  return size_t(lut_nibble_blocks(N)) * 16 * size_t(K / group_size);
 }
 
-struct LutPairWeight {
-  int N, K, group_size;
-  const uint32_t* idx; // lut_pair_words(N, K)
-  const float* scales; // lut_pair_scale_count(N, K, group_size)
+struct LutNibbleWeight {
+  int format, N, K, group_size;
+  const uint32_t* idx; // lut_nibble_words(N, K, format)
+  const float* scales; // lut_nibble_scale_count(N, K, group_size)
+  const float* biases; // the same, or null
 };
 
 struct LutKernels {
@@ -128,12 +133,13 @@ struct LutKernels {
   // out (N) = xscale * (xq @ W.T) for one int8 row; false if out of memory.
   bool (*gemv)(
       const LutWeight& w, const int8_t* xq, float xscale, float* out, ParallelFor parallel);
-  // The pair copy of a ternary weight (lut_pair_* sizes).
-  void (*repack_pairs)(const PackedWeight& w, uint32_t* idx, float* scales);
+  // The nibble copy of a ternary or binary weight (lut_nibble_* sizes;
+  // biases null or for a binary weight that has them).
+  void (*repack_nibbles)(const PackedWeight& w, uint32_t* idx, float* scales, float* biases);
   // out (M, N) = x @ W.T for M float rows (M, K), fp32 sums; false if out
-  // of memory. Tables take M * K * 32 bytes.
-  bool (*gemv_pairs)(
-      const LutPairWeight& w, const float* x, int M, float* out, ParallelFor parallel);
+  // of memory. Tables take M * K * 32 (ternary) or 16 (binary) bytes.
+  bool (*gemv_nibbles)(
+      const LutNibbleWeight& w, const float* x, int M, float* out, ParallelFor parallel);
 };
 
 // The table of each SIMD file, or null where that file was not compiled for

@@ -307,137 +307,198 @@ bool gemv(const LutWeight& w, const int8_t* xq, float xscale, float* out, Parall
   return true;
 }
 
-// Ternary with float x, by table lookup of pair sums. Per 2 activations
-// (x_0, x_1) a 16-float table holds the 9 sums t_0 x_0 + t_1 x_1 at index
-// c_0 + 3 c_1 (codes c = t + 1); vpermps looks up 16 rows' entries at once
-// from the low 4 bits of each lane. Per 32 weights (16 rows x 2) that is a
-// shift, a permute and an add, where decoding codes for an FMA costs a
-// broadcast, a shift, a permute and the FMA per 16 weights. The sums stay
-// fp32 (each entry rounded once, then fp32 adds), in another order than the
-// FMA kernel's.
-constexpr int kPairRows = 16;
-constexpr uint32_t kPairZeros = 0x44444444u; // every pair t = (0, 0): rows past N
+// Float x, by table lookup of nibble sums. A 4-bit index covers 2 ternary
+// weights (index c_0 + 3 c_1 of their codes c = t + 1) or 4 binary ones (its
+// bits are their signs, as stored); per 2 or 4 activations a 16-float table
+// holds the sum sum_k t_k x_k (ternary: 9 entries) or sum_k s_k x_k (binary:
+// all 16) of every index, and vpermps looks up 16 rows' entries at once from
+// the low 4 bits of each lane. Per index vector (16 rows x 2 or 4 weights)
+// that is a shift, a permute and an add, where decoding codes for an FMA
+// costs a broadcast, a shift, a permute and the FMA per 16 weights. The sums
+// stay fp32 (each entry rounded once, then fp32 adds), in another order than
+// the FMA kernel's.
+constexpr int kNibbleRows = 16;
+constexpr uint32_t kTernaryZeros = 0x44444444u; // every pair t = (0, 0): rows past N
 
-void repack_pairs(const PackedWeight& w, uint32_t* idx, float* scales) {
-  const int G = w.K / w.group_size, D = w.group_size / 16; // words per group
-  const int blocks = lut_pair_blocks(w.N);
-  for (size_t i = 0; i < lut_pair_words(w.N, w.K); ++i) {
-    idx[i] = kPairZeros;
+void repack_nibbles(const PackedWeight& w, uint32_t* idx, float* scales, float* biases) {
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  const int per_word = 8 * lut_nibble_weights(w.format);
+  const int G = w.K / w.group_size, D = w.group_size / per_word; // words per group
+  const int blocks = lut_nibble_blocks(w.N);
+  const size_t words = lut_nibble_words(w.N, w.K, w.format);
+  const size_t count = lut_nibble_scale_count(w.N, w.K, w.group_size);
+  for (size_t i = 0; i < words; ++i) {
+    idx[i] = binary ? 0 : kTernaryZeros;
   }
-  std::memset(scales, 0, sizeof(float) * lut_pair_scale_count(w.N, w.K, w.group_size));
+  std::memset(scales, 0, sizeof(float) * count);
+  if (biases) {
+    std::memset(biases, 0, sizeof(float) * count);
+  }
+  auto value = [&](const void* p, size_t s) {
+    return w.scales_f32 ? static_cast<const float*>(p)[s]
+                        : _cvtsh_ss(static_cast<const uint16_t*>(p)[s]);
+  };
   for (int n = 0; n < w.N; ++n) {
-    const int b = n / kPairRows, lane = n % kPairRows;
+    const int b = n / kNibbleRows, lane = n % kNibbleRows;
     const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
     for (int g = 0; g < G; ++g) {
-      const size_t s = size_t(n) * G + g;
-      scales[(size_t(g) * blocks + b) * kPairRows + lane] =
-          w.scales_f32 ? static_cast<const float*>(w.scales)[s]
-                       : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      const size_t s = size_t(n) * G + g, at = (size_t(g) * blocks + b) * kNibbleRows + lane;
+      scales[at] = value(w.scales, s);
+      if (biases) {
+        biases[at] = value(w.biases, s);
+      }
       for (int d = 0; d < D; ++d) {
-        const uint32_t word = row[(g * w.group_size + 16 * d) / lowbit::ternary::kPerWord];
         uint32_t out = 0;
-        for (int j = 0; j < 8; ++j) {
-          const uint32_t c0 = (word >> (4 * j)) & 3, c1 = (word >> (4 * j + 2)) & 3;
-          out |= (c0 + 3 * c1) << (4 * j);
+        if (binary) {
+          out = row[(g * w.group_size) / 32 + d]; // bit b = weight b: nibbles as they are
+        } else {
+          const uint32_t word = row[(g * w.group_size + 16 * d) / lowbit::ternary::kPerWord];
+          for (int j = 0; j < 8; ++j) {
+            const uint32_t c0 = (word >> (4 * j)) & 3, c1 = (word >> (4 * j + 2)) & 3;
+            out |= (c0 + 3 * c1) << (4 * j);
+          }
         }
-        idx[((size_t(g) * blocks + b) * D + d) * kPairRows + lane] = out;
+        idx[((size_t(g) * blocks + b) * D + d) * kNibbleRows + lane] = out;
       }
     }
   }
 }
 
-struct PairJob {
-  const LutPairWeight* w;
+struct NibbleJob {
+  const LutNibbleWeight* w;
   int M;
-  const float* tables; // (M, K / 2, 16)
+  const float* tables; // (M, K / weights per index, 16)
+  const float* xsum;   // (M, G), binary with biases only
   float* out;          // (M, blocks * 16)
 };
 
-constexpr int kPairBlocksPerPass = 4; // row blocks that share each table load
+constexpr int kNibbleBlocksPerPass = 4; // row blocks that share each table load
 
-// Rows [b0, b1) of 16-row blocks, every row of x: each index vector is
-// loaded once per pass and looked up in the M rows' tables (from L1).
-void pair_blocks(void* ctx, int b0, int b1) {
-  const PairJob& job = *static_cast<const PairJob*>(ctx);
-  const LutPairWeight& w = *job.w;
-  const int G = w.K / w.group_size, D = w.group_size / 16;
-  const int blocks = lut_pair_blocks(w.N);
-  const size_t row_tables = size_t(w.K / 2) * kPairRows, row_out = size_t(blocks) * kPairRows;
+// Rows [b0, b1) of 16-row blocks, every row of x.
+void nibble_blocks(void* ctx, int b0, int b1) {
+  const NibbleJob& job = *static_cast<const NibbleJob*>(ctx);
+  const LutNibbleWeight& w = *job.w;
+  const int per_index = lut_nibble_weights(w.format);
+  const int G = w.K / w.group_size, D = w.group_size / (8 * per_index);
+  const int blocks = lut_nibble_blocks(w.N);
+  const size_t row_tables = size_t(w.K / per_index) * kNibbleRows;
+  const size_t row_out = size_t(blocks) * kNibbleRows;
+  const uint32_t pad = w.format == int(lowbit::Format::Binary) ? 0 : kTernaryZeros;
   for (int m = 0; m < job.M; ++m) {
     std::memset(
-        job.out + m * row_out + size_t(b0) * kPairRows, 0, sizeof(float) * (b1 - b0) * kPairRows);
+        job.out + m * row_out + size_t(b0) * kNibbleRows, 0,
+        sizeof(float) * (b1 - b0) * kNibbleRows);
   }
-  // Groups outer: a group's tables (8 pairs x 64 bytes a word, per row of
+  // Groups outer: a group's tables (8 indices x 64 bytes a word, per row of
   // x) stay in L1 while every block of the thread passes over them.
   for (int g = 0; g < G; ++g) {
-    for (int b = b0; b < b1; b += kPairBlocksPerPass) {
-      const int nb = b1 - b < kPairBlocksPerPass ? b1 - b : kPairBlocksPerPass;
-      const uint32_t* ib = w.idx + (size_t(g) * blocks + b) * D * kPairRows;
+    for (int b = b0; b < b1; b += kNibbleBlocksPerPass) {
+      const int nb = b1 - b < kNibbleBlocksPerPass ? b1 - b : kNibbleBlocksPerPass;
+      const uint32_t* ib = w.idx + (size_t(g) * blocks + b) * D * kNibbleRows;
       for (int m = 0; m < job.M; ++m) {
-        const float* tg = job.tables + m * row_tables + size_t(g) * (w.group_size / 2) * kPairRows;
-        __m512 acc[kPairBlocksPerPass][2];
+        const float* tg = job.tables + m * row_tables + size_t(g) * 8 * D * kNibbleRows;
+        __m512 acc[kNibbleBlocksPerPass][2];
 #pragma GCC unroll 4
-        for (int j = 0; j < kPairBlocksPerPass; ++j) {
+        for (int j = 0; j < kNibbleBlocksPerPass; ++j) {
           acc[j][0] = acc[j][1] = _mm512_setzero_ps();
         }
         for (int d = 0; d < D; ++d) {
-          __m512i iv[kPairBlocksPerPass];
+          __m512i iv[kNibbleBlocksPerPass];
 #pragma GCC unroll 4
-          for (int j = 0; j < kPairBlocksPerPass; ++j) {
-            iv[j] = j < nb ? _mm512_loadu_si512(ib + (size_t(j) * D + d) * kPairRows)
-                           : _mm512_set1_epi32(int(kPairZeros));
+          for (int j = 0; j < kNibbleBlocksPerPass; ++j) {
+            iv[j] = j < nb ? _mm512_loadu_si512(ib + (size_t(j) * D + d) * kNibbleRows)
+                           : _mm512_set1_epi32(int(pad));
           }
           // Unrolled, so that the accumulators stay in registers.
 #pragma GCC unroll 8
           for (int p = 0; p < 8; ++p) {
-            const __m512 t = _mm512_loadu_ps(tg + size_t(8 * d + p) * kPairRows);
+            const __m512 t = _mm512_loadu_ps(tg + size_t(8 * d + p) * kNibbleRows);
 #pragma GCC unroll 4
-            for (int j = 0; j < kPairBlocksPerPass; ++j) {
+            for (int j = 0; j < kNibbleBlocksPerPass; ++j) {
               acc[j][p & 1] = _mm512_add_ps(acc[j][p & 1], _mm512_permutexvar_ps(iv[j], t));
               iv[j] = _mm512_srli_epi32(iv[j], 4);
             }
           }
         }
         for (int j = 0; j < nb; ++j) {
-          float* o = job.out + m * row_out + size_t(b + j) * kPairRows;
-          const __m512 s = _mm512_loadu_ps(w.scales + (size_t(g) * blocks + b + j) * kPairRows);
-          _mm512_storeu_ps(
-              o, _mm512_fmadd_ps(_mm512_add_ps(acc[j][0], acc[j][1]), s, _mm512_loadu_ps(o)));
+          float* o = job.out + m * row_out + size_t(b + j) * kNibbleRows;
+          const size_t at = (size_t(g) * blocks + b + j) * kNibbleRows;
+          __m512 r = _mm512_fmadd_ps(
+              _mm512_add_ps(acc[j][0], acc[j][1]), _mm512_loadu_ps(w.scales + at),
+              _mm512_loadu_ps(o));
+          if (job.xsum) { // binary bias: bias * sum x of the group
+            r = _mm512_fmadd_ps(
+                _mm512_loadu_ps(w.biases + at), _mm512_set1_ps(job.xsum[m * G + g]), r);
+          }
+          _mm512_storeu_ps(o, r);
         }
       }
     }
   }
 }
 
-bool gemv_pairs(const LutPairWeight& w, const float* x, int M, float* out, ParallelFor parallel) {
-  const int blocks = lut_pair_blocks(w.N);
-  const size_t row_tables = size_t(w.K / 2) * kPairRows, row_out = size_t(blocks) * kPairRows;
+// The 16-entry tables of one row of x: entry i of table q is the sum of
+// x_{qP + k} times weight k's value under index i (P weights an index).
+void build_nibble_tables(const float* x, int K, bool binary, float* tables) {
+  alignas(64) float v[4][kNibbleRows];
+  for (int i = 0; i < kNibbleRows; ++i) {
+    for (int k = 0; k < 4; ++k) {
+      if (binary) {
+        v[k][i] = (i >> k) & 1 ? 1.0f : -1.0f;
+      } else {
+        v[k][i] = k < 2 && i < 9 ? float((k == 0 ? i % 3 : i / 3) - 1) : 0.0f;
+      }
+    }
+  }
+  const __m512 v0 = _mm512_load_ps(v[0]), v1 = _mm512_load_ps(v[1]);
+  if (!binary) {
+    for (int q = 0; q < K / 2; ++q) {
+      _mm512_storeu_ps(
+          tables + size_t(q) * kNibbleRows,
+          _mm512_fmadd_ps(
+              v1, _mm512_set1_ps(x[2 * q + 1]), _mm512_mul_ps(v0, _mm512_set1_ps(x[2 * q]))));
+    }
+    return;
+  }
+  const __m512 v2 = _mm512_load_ps(v[2]), v3 = _mm512_load_ps(v[3]);
+  for (int q = 0; q < K / 4; ++q) {
+    const float* xq = x + 4 * q;
+    __m512 e = _mm512_mul_ps(v0, _mm512_set1_ps(xq[0]));
+    e = _mm512_fmadd_ps(v1, _mm512_set1_ps(xq[1]), e);
+    e = _mm512_fmadd_ps(v2, _mm512_set1_ps(xq[2]), e);
+    _mm512_storeu_ps(
+        tables + size_t(q) * kNibbleRows, _mm512_fmadd_ps(v3, _mm512_set1_ps(xq[3]), e));
+  }
+}
+
+bool gemv_nibbles(
+    const LutNibbleWeight& w, const float* x, int M, float* out, ParallelFor parallel) {
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  const int blocks = lut_nibble_blocks(w.N), G = w.K / w.group_size;
+  const size_t row_tables = size_t(w.K / lut_nibble_weights(w.format)) * kNibbleRows;
+  const size_t row_out = size_t(blocks) * kNibbleRows;
+  const bool bias = binary && w.biases;
   auto* tables = static_cast<float*>(std::malloc(sizeof(float) * M * row_tables));
-  auto* acc = static_cast<float*>(std::malloc(sizeof(float) * M * row_out));
+  auto* acc = static_cast<float*>(std::malloc(sizeof(float) * M * (row_out + G)));
   if (!tables || !acc) {
     std::free(tables);
     std::free(acc);
     return false;
   }
-  // Entry c_0 + 3 c_1 of a pair's table is (c_0 - 1) x_0 + (c_1 - 1) x_1;
-  // entries 9..15 are never looked up.
-  alignas(64) float t0[kPairRows], t1[kPairRows];
-  for (int i = 0; i < kPairRows; ++i) {
-    t0[i] = i < 9 ? float(i % 3 - 1) : 0.0f;
-    t1[i] = i < 9 ? float(i / 3 - 1) : 0.0f;
-  }
-  const __m512 a = _mm512_load_ps(t0), c = _mm512_load_ps(t1);
+  float* xsum = acc + M * row_out;
   for (int m = 0; m < M; ++m) {
     const float* xm = x + size_t(m) * w.K;
-    for (int q = 0; q < w.K / 2; ++q) {
-      _mm512_storeu_ps(
-          tables + m * row_tables + size_t(q) * kPairRows,
-          _mm512_fmadd_ps(
-              c, _mm512_set1_ps(xm[2 * q + 1]), _mm512_mul_ps(a, _mm512_set1_ps(xm[2 * q]))));
+    build_nibble_tables(xm, w.K, binary, tables + m * row_tables);
+    for (int g = 0; bias && g < G; ++g) {
+      __m512 s = _mm512_setzero_ps();
+      for (int k = g * w.group_size; k < (g + 1) * w.group_size; k += 16) {
+        s = _mm512_add_ps(s, _mm512_loadu_ps(xm + k));
+      }
+      xsum[m * G + g] = _mm512_reduce_add_ps(s);
     }
   }
-  PairJob job{&w, M, tables, acc};
-  parallel(blocks, &pair_blocks, &job);
+  NibbleJob job{&w, M, tables, bias ? xsum : nullptr, acc};
+  parallel(blocks, &nibble_blocks, &job);
   for (int m = 0; m < M; ++m) {
     std::memcpy(out + size_t(m) * w.N, acc + m * row_out, sizeof(float) * size_t(w.N));
   }
@@ -449,7 +510,7 @@ bool gemv_pairs(const LutPairWeight& w, const float* x, int M, float* out, Paral
 } // namespace
 
 const LutKernels* avx512_lut_kernels() {
-  static const LutKernels table{&repack, &gemv, &repack_pairs, &gemv_pairs};
+  static const LutKernels table{&repack, &gemv, &repack_nibbles, &gemv_nibbles};
   return &table;
 }
 

@@ -165,11 +165,11 @@ struct WeightOwner {
 // The repacked copy of one ternary or binary weight for a table-lookup GEMV, built at
 // its first such product and kept while the weight's arrays live (the
 // file format and the QuantizedWeight stay as they are): byte indices for
-// int8 x, or (`pairs`) the ternary pair indices for float x.
+// int8 x, or (`nibbles`) the 4-bit indices for float x.
 struct LutCopy {
   WeightOwner owner;
   std::vector<uint8_t> idx;
-  std::vector<uint32_t> pair_idx;
+  std::vector<uint32_t> nibble_idx;
   std::vector<float> scales, biases;
 };
 
@@ -183,7 +183,7 @@ std::shared_ptr<const LutCopy> lut_copy(
     const cpu::LutKernels& lut,
     const cpu::PackedWeight& w,
     const WeightOwner& owner,
-    bool pairs = false) {
+    bool nibbles = false) {
   static std::mutex mutex;
   static std::map<LutKey, std::shared_ptr<LutCopy>> copies;
   auto packed = owner.packed.lock(), scales = owner.scales.lock(), biases = owner.biases.lock();
@@ -191,7 +191,7 @@ std::shared_ptr<const LutCopy> lut_copy(
     return nullptr;
   }
   const LutKey key{packed.get(), scales.get(), biases.get(), w.packed, w.scales,
-                   w.N,          w.K,          w.group_size, pairs};
+                   w.N,          w.K,          w.group_size, nibbles};
   std::lock_guard<std::mutex> lock(mutex);
   for (auto it = copies.begin(); it != copies.end();) {
     const WeightOwner& o = it->second->owner;
@@ -203,10 +203,12 @@ std::shared_ptr<const LutCopy> lut_copy(
   if (!copy) {
     auto c = std::make_shared<LutCopy>();
     c->owner = owner;
-    if (pairs) {
-      c->pair_idx.resize(cpu::lut_pair_words(w.N, w.K));
-      c->scales.resize(cpu::lut_pair_scale_count(w.N, w.K, w.group_size));
-      lut.repack_pairs(w, c->pair_idx.data(), c->scales.data());
+    if (nibbles) {
+      c->nibble_idx.resize(cpu::lut_nibble_words(w.N, w.K, w.format));
+      c->scales.resize(cpu::lut_nibble_scale_count(w.N, w.K, w.group_size));
+      c->biases.resize(w.biases ? c->scales.size() : 0);
+      lut.repack_nibbles(
+          w, c->nibble_idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
     } else {
       c->idx.resize(cpu::lut_index_bytes(w.N, w.K, w.format));
       c->scales.resize(cpu::lut_scale_count(w.N, w.K, w.group_size));
@@ -263,31 +265,39 @@ bool try_lut_gemv(
   return true;
 }
 
-// The float-x ternary GEMV by pair lookup (x @ W.T, groups a multiple of
-// 16) where it was measured faster than the FMA kernels: at M = 1, and up
-// to M = kPairMaxM1 on one thread (Zen 4, 4096 x 4096, 2026-12-04: 0.6-0.8x
-// the FMA GEMV's / float GEMM's time; with two threads only M = 1 gained,
-// 0.7-0.8x: the GEMM scales over threads and this, bound by its permutes,
-// scaled 1.4x; docs/CPU_KERNELS.md). False where it does not apply.
-constexpr int kPairMaxM1 = 16;
-constexpr int kPairRowsPerPass = 8; // rows of x whose tables share a pass
-bool try_pair_gemv(
+// The float-x GEMV by nibble lookup (ternary or binary, x @ W.T) where it
+// was measured faster than the FMA kernels (Zen 4, 4096 x 4096, 2026-12-04,
+// docs/CPU_KERNELS.md): binary up to M = kNibbleMaxM1 (0.4-0.6x), ternary
+// at M = 1 and, on one thread, up to kNibbleMaxM1 (0.6-0.85x; with two
+// threads ternary M > 1 did not gain: the other kernels scale over threads
+// and this one, bound by its permutes, less). False where it does not apply.
+constexpr int kNibbleMaxM1 = 16;
+constexpr int kNibbleRowsPerPass = 8; // rows of x whose tables share a pass
+bool try_nibble_gemv(
     const cpu::LutKernels* lut, const cpu::MatmulArgs& args, const WeightOwner& owner) {
   const cpu::PackedWeight& w = args.w;
-  const int max_m = cpu::num_threads() == 1 ? kPairMaxM1 : 1;
-  if (!lut || w.format != int(lowbit::Format::Ternary) || w.group_size % 16 != 0 ||
-      args.M > max_m || !lut_enabled()) {
+  const bool ternary = w.format == int(lowbit::Format::Ternary);
+  const bool binary = w.format == int(lowbit::Format::Binary);
+  const int max_m = cpu::num_threads() == 1 || binary ? kNibbleMaxM1 : 1;
+  if (!lut || !(ternary || binary) || w.group_size % 32 != 0 || args.M > max_m || !lut_enabled()) {
     return false;
   }
-  auto copy = lut_copy(*lut, w, owner, /* pairs = */ true);
+  auto copy = lut_copy(*lut, w, owner, /* nibbles = */ true);
   if (!copy) {
     return false;
   }
-  const cpu::LutPairWeight tp{w.N, w.K, w.group_size, copy->pair_idx.data(), copy->scales.data()};
-  for (int m = 0; m < args.M; m += kPairRowsPerPass) {
-    const int rows = std::min(kPairRowsPerPass, args.M - m);
-    if (!lut->gemv_pairs(
-            tp, args.x + size_t(m) * w.K, rows, args.out + size_t(m) * w.N, args.parallel)) {
+  const cpu::LutNibbleWeight tw{
+      w.format,
+      w.N,
+      w.K,
+      w.group_size,
+      copy->nibble_idx.data(),
+      copy->scales.data(),
+      copy->biases.empty() ? nullptr : copy->biases.data()};
+  for (int m = 0; m < args.M; m += kNibbleRowsPerPass) {
+    const int rows = std::min(kNibbleRowsPerPass, args.M - m);
+    if (!lut->gemv_nibbles(
+            tw, args.x + size_t(m) * w.K, rows, args.out + size_t(m) * w.N, args.parallel)) {
       throw std::bad_alloc();
     }
   }
@@ -355,7 +365,7 @@ void matmul_simd(
     args.out = out_storage.data();
   }
   bool ok = !transpose   ? k.matmul_nn(args)
-            : !int8_rows ? try_pair_gemv(lut, args, owner) || k.matmul_nt(args)
+            : !int8_rows ? try_nibble_gemv(lut, args, owner) || k.matmul_nt(args)
                          : try_lut_gemv(lut, args, owner) || k.matmul_nt_int8(args);
   if (ok && int8_rows) {
     ok = float_rows_over_int8(k, args, int(x_cols), int(out.shape(-1)));
