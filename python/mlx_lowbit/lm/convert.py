@@ -54,7 +54,16 @@ def load_source(
     """``(model, tokenizer, config)`` from a ``.gguf`` file, a local mlx-lm
     model directory or a Hugging Face repository."""
     if str(source).endswith(".gguf"):
-        return from_gguf(source, dtype or mx.float16)
+        model, tokenizer, config = from_gguf(source, dtype or mx.float16)
+        if config["model_type"] == "bitnet" and config["hidden_act"] != "relu2":
+            # mlx-lm's bitnet model computes relu² whatever config.json says,
+            # so the directory would load there as another model.
+            raise ValueError(
+                f"[mlx_lowbit.lm.convert] {source}: a bitnet model with a "
+                f"{config['hidden_act']!r} feed-forward has no mlx-lm architecture (mlx-lm's "
+                "bitnet computes relu2); load it with lm.from_gguf instead."
+            )
+        return model, tokenizer, config
     model, tokenizer, config = load(source, return_config=True)
     if dtype is not None:
         lbnn.set_dtype(model, dtype)

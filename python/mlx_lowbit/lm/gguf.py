@@ -1,5 +1,5 @@
 # Copyright © 2026 mlx-lowbit contributors.
-"""Build an mlx-lm model (llama, qwen2, qwen3) and its tokenizer from a GGUF file."""
+"""Build an mlx-lm model (llama, qwen2, qwen3, bitnet) and its tokenizer from a GGUF file."""
 
 import importlib
 import importlib.util
@@ -16,11 +16,32 @@ from .gguf_read import dense_tensor, gguf_metadata, is_low_bit, low_bit_weight, 
 
 # general.architecture -> (mlx-lm model_type, rope_traditional). llama.cpp's
 # converter permutes the query and key rows of llama models only, so that
-# rotary embedding rotates adjacent pairs: mlx-lm's traditional rope.
-ARCHITECTURES = {"llama": ("llama", True), "qwen2": ("qwen2", False), "qwen3": ("qwen3", False)}
+# rotary embedding rotates adjacent pairs: mlx-lm's traditional rope. The
+# bitnet ones are llama.cpp's `bitnet` (1bitLLM's bitnet_b1_58) and
+# bitnet.cpp's `bitnet-25` (microsoft/bitnet-b1.58-2B-4T) and `bitnet-b1.58`:
+# mlx-lm's bitnet layout (a sub-norm before o_proj and before down_proj, tied
+# embeddings), rotate-half rope (llama.cpp's NEOX type; no converter permutes
+# their q/k rows).
+ARCHITECTURES = {
+    "llama": ("llama", True),
+    "qwen2": ("qwen2", False),
+    "qwen3": ("qwen3", False),
+    "bitnet": ("bitnet", False),
+    "bitnet-25": ("bitnet", False),
+    "bitnet-b1.58": ("bitnet", False),
+}
+# The feed-forward activation of each bitnet architecture, gating up_proj:
+# llama.cpp's build_bitnet uses SiLU (unless `<arch>.hidden_activation` says
+# otherwise), bitnet.cpp's build_bitnet_158 squared ReLU, which is what
+# mlx-lm's bitnet model computes.
+BITNET_ACTIVATIONS = {"bitnet": "silu", "bitnet-25": "relu2", "bitnet-b1.58": "relu2"}
+# Weights of BitNet projections are ternary and their activations were
+# trained rounded per token to int8 (W1.58A8), as lm.load keeps them.
+BITNET_ACTIVATION_BITS = 8
 
-# GGUF tensor name (inside a block) -> mlx-lm module path (the same in the
-# three architectures; qwen2 adds q/k/v biases, qwen3 the q/k norms).
+# GGUF tensor name (inside a block) -> mlx-lm module path (the same in every
+# architecture; qwen2 adds q/k/v biases, qwen3 the q/k norms, bitnet the
+# sub-norms).
 _BLOCK_NAMES = {
     "attn_q": "self_attn.q_proj",
     "attn_k": "self_attn.k_proj",
@@ -33,6 +54,8 @@ _BLOCK_NAMES = {
     "ffn_norm": "post_attention_layernorm",
     "attn_q_norm": "self_attn.q_norm",
     "attn_k_norm": "self_attn.k_norm",
+    "attn_sub_norm": "self_attn.attn_sub_norm",
+    "ffn_sub_norm": "mlp.ffn_sub_norm",
 }
 _TOP_NAMES = {
     "token_embd": "model.embed_tokens",
@@ -69,18 +92,22 @@ def from_gguf(
     path: Union[str, Path], dtype: Optional[mx.Dtype] = mx.float16
 ) -> Tuple[nn.Module, Any, Dict[str, Any]]:
     """An mlx-lm model, its tokenizer and its config from a GGUF file of
-    architecture llama, qwen2 or qwen3.
+    architecture llama, qwen2, qwen3 or bitnet (``bitnet``, ``bitnet-25``,
+    ``bitnet-b1.58``).
 
     TQ1_0 and TQ2_0 matrices become ternary ``LowBitLinear`` (or, for the
     embedding, ``LowBitEmbedding``) layers with group_size 256 and float16
-    scales, Q1_0 matrices binary ones with group_size 128: the file's values
-    exactly. Every other tensor is dense: F32, F16
+    scales, I2_S matrices (bitnet.cpp) ternary ones with one scale per row,
+    Q1_0 matrices binary ones with group_size 128: the file's values
+    exactly. The projections of a bitnet model must be ternary, and round
+    their activations per token to int8 (``activation_bits=8``), as BitNet
+    b1.58 was trained. Every other tensor is dense: F32, F16
     and BF16 as stored, every type the ``gguf`` package dequantizes (Q4_0,
     Q4_1, Q5_0, Q8_0, the K-quants, ...) in float32, then cast to ``dtype``.
 
     Args:
-        path (str or Path): The ``.gguf`` file (architecture ``llama``,
-          ``qwen2`` or ``qwen3``; byte-level BPE tokenizer).
+        path (str or Path): The ``.gguf`` file (an architecture of
+          :data:`ARCHITECTURES`).
         dtype (mx.Dtype or None): Dtype of the dense weights; ``None`` keeps
           each tensor's own (float32 for dequantized ones). Default:
           ``mx.float16``.
@@ -99,11 +126,22 @@ def from_gguf(
     where = f"[from_gguf] {path}"
     reader = open_gguf(path, where)
     metadata = gguf_metadata(reader)
-    weights, layers = _read_tensors(reader, dtype, where)
+    bitnet = ARCHITECTURES.get(metadata.get("general.architecture"), ("",))[0] == "bitnet"
+    weights, layers = _read_tensors(
+        reader, dtype, where, activation_bits=BITNET_ACTIVATION_BITS if bitnet else 0
+    )
     tied = "lm_head.weight" not in weights and "lm_head" not in layers
     config = gguf_config(metadata, tie_word_embeddings=tied, where=where)
     arch = importlib.import_module(f"mlx_lm.models.{config['model_type']}")
-    model = arch.Model(arch.ModelArgs.from_dict(config))
+    args = arch.ModelArgs.from_dict(config)
+    model = arch.Model(args)
+    if bitnet:
+        _check_bitnet_projections(model, layers, where)
+        if config["hidden_act"] == "silu":
+            from ._bitnet_silu import SiLUMLP
+
+            for block in model.layers:
+                block.mlp = SiLUMLP(args)
     if layers:
         model.update_modules(tree_unflatten(list(layers.items())))
     # The low-bit layers' own arrays go through load_weights too, so that
@@ -117,9 +155,10 @@ def from_gguf(
 
 
 def _read_tensors(
-    reader: Any, dtype: Optional[mx.Dtype], where: str
+    reader: Any, dtype: Optional[mx.Dtype], where: str, activation_bits: int = 0
 ) -> Tuple[Dict[str, mx.array], Dict[str, nn.Module]]:
-    """mlx-lm names -> dense weights, and module paths -> ternary layers."""
+    """mlx-lm names -> dense weights, and module paths -> low-bit layers
+    (those inside the blocks with ``activation_bits``)."""
     weights: Dict[str, mx.array] = {}
     layers: Dict[str, nn.Module] = {}
     for tensor in reader.tensors:
@@ -127,10 +166,11 @@ def _read_tensors(
         module_path = _module_path(base, where)
         if leaf == "weight" and is_low_bit(tensor):
             qw = low_bit_weight(tensor, where)
-            is_embedding = base == "token_embd"
-            layers[module_path] = (
-                LowBitEmbedding.from_qweight(qw) if is_embedding else LowBitLinear.from_qweight(qw)
-            )
+            if base == "token_embd":
+                layers[module_path] = LowBitEmbedding.from_qweight(qw)
+            else:
+                bits = activation_bits if base.startswith("blk.") else 0
+                layers[module_path] = LowBitLinear.from_qweight(qw, activation_bits=bits)
             continue
         value = dense_tensor(tensor, where)
         weights[f"{module_path}.{leaf}"] = value if dtype is None else value.astype(dtype)
@@ -142,10 +182,27 @@ def _read_tensors(
     return weights, layers
 
 
+def _check_bitnet_projections(model: nn.Module, layers: Dict[str, nn.Module], where: str) -> None:
+    """mlx-lm's bitnet model builds its projections as ``BitLinear``, which
+    holds packed ternary weights only: a projection the file stores in
+    another type has no place in it."""
+    from mlx_lm.models.bitlinear_layers import BitLinear
+
+    gguf_names = {v: k for k, v in _BLOCK_NAMES.items()}
+    for path, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(module, BitLinear) and path not in layers:
+            block, name = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", path).groups()
+            raise ValueError(
+                f"{where}: tensor 'blk.{block}.{gguf_names[name]}.weight' is not ternary; the "
+                "projections of a bitnet model must be TQ1_0, TQ2_0 or I2_S (mlx-lm's bitnet "
+                "architecture holds them packed)."
+            )
+
+
 def gguf_config(
     metadata: Dict[str, Any], tie_word_embeddings: bool, where: str = "[from_gguf]"
 ) -> Dict[str, Any]:
-    """The mlx-lm config (llama, qwen2 or qwen3) from GGUF metadata."""
+    """The mlx-lm config (llama, qwen2, qwen3 or bitnet) from GGUF metadata."""
     arch = metadata.get("general.architecture")
     if arch not in ARCHITECTURES:
         raise ValueError(
@@ -164,11 +221,13 @@ def gguf_config(
     head_dim = int(get("attention.key_length", hidden // n_heads))
     if int(get("rope.dimension_count", head_dim)) != head_dim:
         raise ValueError(f"{where}: partial rotary embeddings are not supported.")
-    if f"{arch}.rope.scaling.type" in metadata:
+    # llama.cpp's bitnet converter writes linear scaling by 1.0, which is none.
+    scaling = get("rope.scaling.type", "none")
+    if scaling != "none" and (scaling, float(get("rope.scaling.factor", 1.0))) != ("linear", 1.0):
         raise ValueError(f"{where}: rotary scaling is not supported.")
     if model_type == "qwen2" and head_dim != hidden // n_heads:
         raise ValueError(f"{where}: qwen2 with head_dim != hidden / heads is not supported.")
-    return {
+    config = {
         "model_type": model_type,
         "hidden_size": hidden,
         "num_hidden_layers": int(get("block_count")),
@@ -185,6 +244,15 @@ def gguf_config(
         "bos_token_id": _int(metadata.get("tokenizer.ggml.bos_token_id")),
         "eos_token_id": _int(metadata.get("tokenizer.ggml.eos_token_id")),
     }
+    if model_type == "bitnet":
+        activation = get("hidden_activation", BITNET_ACTIVATIONS[arch])
+        if activation not in ("silu", "relu2"):
+            raise ValueError(
+                f"{where}: '{arch}.hidden_activation' is {activation!r}; 'silu' and 'relu2' are "
+                "supported."
+            )
+        config["hidden_act"] = activation
+    return config
 
 
 def _int(value: Optional[mx.array]) -> Optional[int]:
