@@ -12,14 +12,32 @@ namespace lowbit {
 struct BinaryDecoder {
   // GEMV: rows per simdgroup (kernel_params.h says why).
   static constant constexpr const int kGemvRows = 8;
+  // GEMM: packed words of a row the tile stages at once (gemm.h): one
+  // 16-word window, since a K-iteration is one word.
+  static constant constexpr const int kGemmRing = 16;
 
   struct Block {
     uint word;
   };
 
-  // One block (a word) of row r; consecutive lanes read consecutive words.
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
-    out.word = r.words[block];
+  // GEMV: lane `lane` takes block (word) k0 / kKMultiple + lane of row r:
+  // the lanes of a simdgroup read 128 contiguous bytes. No per-row state and
+  // no table (the codebook decoder has both).
+  struct Stream {};
+  typedef ushort TableEntry;
+  static constant constexpr const int kTableEntries = 1;
+  LOWBIT_METAL_FUNC static void load_table(threadgroup TableEntry*, WeightRow, uint) {}
+  LOWBIT_METAL_FUNC static void load_step(
+      WeightRow r,
+      thread Stream&,
+      const threadgroup TableEntry*,
+      int k0,
+      ushort lane,
+      bool in_k,
+      thread Block& out) {
+    if (in_k) {
+      out.word = r.words[k0 / kKMultiple + int(lane)];
+    }
   }
 
   // x_k is pre-scaled by 2^-k, so the bit, masked in place, needs no shift.
@@ -42,9 +60,18 @@ struct BinaryDecoder {
     return sb.scale * (2.0f * part - xsum) + sb.bias * xsum;
   }
 
-  template <typename T>
-  LOWBIT_METAL_FUNC static void values8(WeightRow r, int k, ScaleBias sb, thread T* out) {
-    uint word = r.words[k / binary::kPerWord];
+  // The words of a row that hold weights [k, k_end) (multiples of
+  // kKMultiple): [first_word(k), end_word(k_end)).
+  LOWBIT_METAL_FUNC static int first_word(int k, int /* index_bits */) {
+    return k / binary::kPerWord;
+  }
+  LOWBIT_METAL_FUNC static int end_word(int k_end, int /* index_bits */) {
+    return ceil_div(k_end, binary::kPerWord);
+  }
+
+  template <typename T, typename Row>
+  LOWBIT_METAL_FUNC static void values8(Row r, int k, ScaleBias sb, thread T* out) {
+    uint word = word_at(r, k / binary::kPerWord);
     int base = k % binary::kPerWord;
     T plus = T(sb.bias + sb.scale);
     T minus = T(sb.bias - sb.scale);

@@ -15,20 +15,41 @@ namespace lowbit {
 struct TernaryDecoder {
   // GEMV: rows per simdgroup (kernel_params.h says why).
   static constant constexpr const int kGemvRows = 4;
+  // GEMM: packed words of a row the tile stages at once (gemm.h): one
+  // 16-word window. A K-iteration is 2 words from an even word, and windows
+  // start on even words too (rows hold an even number), so it never needs
+  // two.
+  static constant constexpr const int kGemmRing = 16;
   static constant constexpr const int kWordsPerBlock = kKMultiple / ternary::kPerWord;
 
   struct Block {
     uint words[kWordsPerBlock];
   };
 
-  // One block (2 words) of row r: one 64-bit load. Rows hold K / 16 words,
-  // an even number, and eval_gpu binds `packed` kBindingAlignment-aligned,
-  // so the load is 8-byte aligned.
-  LOWBIT_METAL_FUNC static void load_lane(WeightRow r, int block, thread Block& out) {
+  // GEMV: lane `lane` takes block k0 / kKMultiple + lane of row r, 2 words
+  // in one 64-bit load: the lanes of a simdgroup read 256 contiguous bytes.
+  // Rows hold K / 16 words, an even number, and eval_gpu binds `packed`
+  // kBindingAlignment-aligned, so the load is 8-byte aligned. No per-row
+  // state and no table (the codebook decoder has both).
+  struct Stream {};
+  typedef ushort TableEntry;
+  static constant constexpr const int kTableEntries = 1;
+  LOWBIT_METAL_FUNC static void load_table(threadgroup TableEntry*, WeightRow, uint) {}
+  LOWBIT_METAL_FUNC static void load_step(
+      WeightRow r,
+      thread Stream&,
+      const threadgroup TableEntry*,
+      int k0,
+      ushort lane,
+      bool in_k,
+      thread Block& out) {
     static_assert(kWordsPerBlock == 2, "a block is one uint2");
-    uint2 w = *(const device uint2*)(r.words + block * kWordsPerBlock);
-    out.words[0] = w.x;
-    out.words[1] = w.y;
+    if (in_k) {
+      int block = k0 / kKMultiple + int(lane);
+      uint2 w = *(const device uint2*)(r.words + block * kWordsPerBlock);
+      out.words[0] = w.x;
+      out.words[1] = w.y;
+    }
   }
 
   // What x_k of the block is multiplied by before dot8: 4^-(k % 16), so the
@@ -54,10 +75,19 @@ struct TernaryDecoder {
     return sb.scale * (part - xsum);
   }
 
+  // The words of a row that hold weights [k, k_end) (multiples of
+  // kKMultiple): [first_word(k), end_word(k_end)).
+  LOWBIT_METAL_FUNC static int first_word(int k, int /* index_bits */) {
+    return k / ternary::kPerWord;
+  }
+  LOWBIT_METAL_FUNC static int end_word(int k_end, int /* index_bits */) {
+    return ceil_div(k_end, ternary::kPerWord);
+  }
+
   // Weights k .. k + 7 of the row (k a multiple of 8) as +-scale or 0.
-  template <typename T>
-  LOWBIT_METAL_FUNC static void values8(WeightRow r, int k, ScaleBias sb, thread T* out) {
-    uint word = r.words[k / ternary::kPerWord];
+  template <typename T, typename Row>
+  LOWBIT_METAL_FUNC static void values8(Row r, int k, ScaleBias sb, thread T* out) {
+    uint word = word_at(r, k / ternary::kPerWord);
     int base = k % ternary::kPerWord;
     T plus = T(sb.scale);
     T minus = T(-sb.scale);

@@ -38,8 +38,9 @@ template <typename T, int BM, int BN>
       sum[e] += slot[int(tid) + e * kFixupThreads];
     }
   }
-  const int m0 = (t % p.tiles_m) * BM;
-  const int n0 = (t / p.tiles_m) * BN;
+  const TileCoord at = tile_coord(p, t);
+  const int m0 = at.m * BM;
+  const int n0 = at.n * BN;
   LOWBIT_UNROLL
   for (int e = 0; e < kPerThread; ++e) {
     int i = int(tid) + e * kFixupThreads;

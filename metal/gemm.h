@@ -2,11 +2,13 @@
 //
 // GEMM (prefill): out (M, N) = x (M, K) @ w^T by BM x BN tiles. Per
 // K-iteration (kGemmBK weights) the threadgroup stages the x tile (in x's
-// dtype) and the decoded weight tile (GemmWeight<T>) in threadgroup memory,
-// then WM x WN simdgroups multiply-accumulate 8x8
-// fragments into float accumulators. What a threadgroup computes (a whole
-// tile, a K-slice of one, or a stream-K range over several) comes from
-// work_split.h; partial tiles go to an fp32 workspace that fixup.h sums.
+// dtype) and the decoded weight tile (GemmWeight<T>, decoded from packed
+// words staged a window of 16 at a time, stage_packed) in threadgroup
+// memory, then WM x WN simdgroups multiply-accumulate 8x8 fragments into
+// float accumulators. What a threadgroup computes (a whole tile, a K-slice
+// of one, or a stream-K range over several) and where its tile is
+// (tile_coord's swizzled order) come from work_split.h; partial tiles go to
+// an fp32 workspace that fixup.h sums.
 #pragma once
 
 #include "metal/utils.h"
@@ -41,31 +43,10 @@ struct GemmTile {
   static constant constexpr const int kLdW = BK + 16 / int(sizeof(W));
 };
 
-// Eight consecutive decoded weights of a tile row (kChunk) in as few
-// 16-byte threadgroup stores as they fill: one for 2-byte types, two for
-// float. A thread's chunk covers 4 (or 8) consecutive banks and the 4 chunks
-// of a row tile it, so a simdgroup's 8 rows x 4 chunks take the
-// conflict-free number of wavefronts (the scalar stores they replace took 4
-// per store).
-template <int Bytes>
-struct Chunk8;
-template <>
-struct Chunk8<2> {
-  template <typename T>
-  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
-    uint2 lo = as_type<uint2>(vec<T, 4>(v[0], v[1], v[2], v[3]));
-    uint2 hi = as_type<uint2>(vec<T, 4>(v[4], v[5], v[6], v[7]));
-    *(threadgroup uint4*)dst = uint4(lo.x, lo.y, hi.x, hi.y);
-  }
-};
-template <>
-struct Chunk8<4> {
-  template <typename T>
-  LOWBIT_METAL_FUNC static void store(threadgroup T* dst, thread const T* v) {
-    *(threadgroup vec<T, 4>*)dst = vec<T, 4>(v[0], v[1], v[2], v[3]);
-    *(threadgroup vec<T, 4>*)(dst + 4) = vec<T, 4>(v[4], v[5], v[6], v[7]);
-  }
-};
+// The decoded chunks of a tile row go in with Chunk8 (utils.h): a thread's
+// chunk covers 4 (or 8) consecutive banks and the 4 chunks of a row tile it,
+// so a simdgroup's 8 rows x 4 chunks take the conflict-free number of
+// wavefronts (the scalar stores they replaced took 4 per store).
 
 template <int TM, int TN>
 struct Accumulators {
@@ -94,12 +75,100 @@ LOWBIT_METAL_FUNC void load_x_tile(
   }
 }
 
+// The packed words of the weight tile are staged in threadgroup memory, a
+// ring of Decoder::kGemmRing (16 or 32) words per row, filled in 16-word
+// windows that sit on 64-byte lines of the buffer (window a of a row is its
+// words [16 a - phase, 16 a - phase + 16), phase = the row's first word's
+// place in its line), clipped to the words of the group's K range. A window
+// is loaded once, by 16 consecutive lanes, for every K-iteration that reads
+// it (8 for ternary, 16 for binary, about 16 v / c for a codebook); before,
+// each K-iteration's decode read its own 4-8 bytes per row, so a simdgroup
+// touched 8 rows' lines for 64 bytes.
+//
+// Word w of row r sits at slot r * kGemmRing + ((w % kGemmRing) ^
+// ring_swizzle(r)). Rows r and r + 1 use different halves of the 32 banks
+// (ring 16: by the row stride; ring 32: by bit 4), so a store of two rows'
+// windows (ring 16) or one row's two windows (ring 32) by 32 lanes is
+// conflict-free; and the rows of one parity among the 8 rows a simdgroup
+// decodes XOR by distinct even values, so their reads of one or two
+// consecutive words hit distinct banks.
+template <int Ring>
+LOWBIT_METAL_FUNC int ring_swizzle(int r) {
+  return (Ring == 2 * kLineWords ? kLineWords * (r % 2) : 0) + 2 * ((r / 2) % 4);
+}
+
+// The last window (index) the ring holds once K-iteration j is staged, for
+// a row at `phase`: the one holding j's last word, or, while the segment's
+// first windows are still in the ring, the last of them (the start stages
+// as many windows as the ring holds, so a short row or K range is loaded in
+// one go).
+template <typename Decoder>
+LOWBIT_METAL_FUNC int staged_top(int j, int wlo, int phase, int c) {
+  constexpr int kWindows = Decoder::kGemmRing / kLineWords;
+  const int last = Decoder::end_word((j + 1) * kGemmBK, c) - 1;
+  return imax((wlo + phase) / kLineWords + kWindows - 1, (last + phase) / kLineWords);
+}
+
+// Stages what K-iteration j reads and the ring does not hold yet (after
+// K-iteration `prev`, or, when prev < 0, from the segment's first window):
+// at most one window after a K-iteration (an iteration's words span at most
+// two windows, and the ring holds the two), the ring's worth at the start.
+// Words outside the segment's [wlo, whi) are not read.
+template <typename Tile, typename Decoder, int BN>
+LOWBIT_METAL_FUNC void stage_packed(
+    WeightSource src,
+    MatmulParams p,
+    int n0,
+    int prev,
+    int j,
+    int wlo,
+    int whi,
+    threadgroup uint32_t* ring,
+    uint tid) {
+  constexpr int R = Decoder::kGemmRing;
+  const int c = p.w.index_bits;
+  // R lanes per row: ring 16, two rows per simdgroup access (different bank
+  // halves); ring 32, one row's two windows.
+  static_assert((BN * R) % Tile::kThreads == 0, "every thread runs every pass");
+  for (int i = int(tid); i < BN * R; i += Tile::kThreads) {
+    const int r = i / R;
+    const int n = n0 + r;
+    if (n < p.w.N) {
+      const WeightRow row = row_of(src, p.w, n);
+      const int phase = row.phase % kLineWords;
+      const int top = staged_top<Decoder>(j, wlo, phase, c);
+      const int from =
+          prev < 0 ? (wlo + phase) / kLineWords : staged_top<Decoder>(prev, wlo, phase, c) + 1;
+      const int window = from + (i % R) / kLineWords;
+      const int w = window * kLineWords - phase + i % kLineWords;
+      if (window <= top && w >= wlo && w < whi) {
+        ring[r * R + ((w % R) ^ ring_swizzle<R>(r))] = row.words[w];
+      }
+    }
+    // Lanes skip words outside the range; this keeps a simdgroup's passes
+    // apart, one load and one store each, as the GPU runs them (and as the
+    // emulator's cost model, which counts accesses between collectives,
+    // then sees them).
+    simdgroup_barrier(mem_flags::mem_none);
+  }
+}
+
 // Weight rows [n0, n0 + BN) (zeros past N), columns [k0, k0 + BK), decoded
-// kChunk at a time; the group's scale (and bias) is read once per chunk.
+// kChunk at a time from the staged words; the group's scale (and bias) is
+// read once per chunk. whi: the end of the staged range (a codebook index
+// reads its following word only below it).
 template <typename Tile, typename Decoder, typename T, int BN, int BK>
 LOWBIT_METAL_FUNC void decode_w_tile(
-    WeightSource src, MatmulParams p, int n0, int k0, threadgroup T* ws, uint tid) {
+    WeightSource src,
+    MatmulParams p,
+    int n0,
+    int k0,
+    const threadgroup uint32_t* ring,
+    int whi,
+    threadgroup T* ws,
+    uint tid) {
   // T here is Tile::W.
+  constexpr int R = Decoder::kGemmRing;
   constexpr int kChunksPerRow = BK / kChunk;
   for (int i = int(tid); i < BN * kChunksPerRow; i += Tile::kThreads) {
     int r = i / kChunksPerRow;
@@ -108,11 +177,13 @@ LOWBIT_METAL_FUNC void decode_w_tile(
     T v[kChunk];
     if (n < p.w.N) {
       ScaleBias sb = load_scale_bias(src, p.w, n, k / p.w.group_size);
-      Decoder::template values8<T>(row_of(src, p.w, n), k, sb, v);
+      const StagedRow row = {ring + r * R,   0,           R - 1, ring_swizzle<R>(r), whi,
+                             p.w.index_bits, src.codebook};
+      Decoder::template values8<T>(row, k, sb, v);
     } else {
       LOWBIT_UNROLL
-      for (int j = 0; j < kChunk; ++j) {
-        v[j] = T(0.0f);
+      for (int jj = 0; jj < kChunk; ++jj) {
+        v[jj] = T(0.0f);
       }
     }
     Chunk8<int(sizeof(T))>::store(ws + r * Tile::kLdW + (k - k0), v);
@@ -229,6 +300,7 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
   // are kLd * sizeof(T) = 80 or 144 bytes, multiples of 16).
   threadgroup uint4 xs4[BM * Tile::kLd * int(sizeof(T)) / 16];
   threadgroup uint4 ws4[BN * Tile::kLdW * int(sizeof(typename Tile::W)) / 16];
+  threadgroup uint32_t ring[BN * Decoder::kGemmRing];
   threadgroup T* xs = (threadgroup T*)xs4;
   threadgroup typename Tile::W* ws = (threadgroup typename Tile::W*)ws4;
 
@@ -245,8 +317,12 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
 
   for (int j = 0; j < segments; ++j) {
     const Segment seg = segment_of(p, g, j);
-    const int m0 = (seg.tile % p.tiles_m) * BM;
-    const int n0 = (seg.tile / p.tiles_m) * BN;
+    const TileCoord at = tile_coord(p, seg.tile);
+    const int m0 = at.m * BM;
+    const int n0 = at.n * BN;
+    const int c = p.w.index_bits;
+    const int wlo = Decoder::first_word(seg.k_begin * BK, c);
+    const int whi = Decoder::end_word(seg.k_end * BK, c);
     Accumulators<Tile::TM, Tile::TN> acc;
     LOWBIT_UNROLL
     for (int i = 0; i < Tile::TM; ++i) {
@@ -255,12 +331,22 @@ template <lowbit::Schedule S, typename Decoder, typename T, int BM, int BN, int 
         acc.frag[i][jj] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
       }
     }
+    // The first K-iteration's windows; after that, each K-iteration stages
+    // the next one's while the simdgroups multiply (the ring's words are
+    // read only before the first barrier of a K-iteration).
+    if (seg.k_begin < seg.k_end) {
+      stage_packed<Tile, Decoder, BN>(src, p, n0, -1, seg.k_begin, wlo, whi, ring, tid);
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
     for (int it = seg.k_begin; it < seg.k_end; ++it) {
       const int k0 = it * BK;
       load_x_tile<Tile, T, BM, BK>(x, p, m0, k0, xs, tid);
-      decode_w_tile<Tile, Decoder, typename Tile::W, BN, BK>(src, p, n0, k0, ws, tid);
+      decode_w_tile<Tile, Decoder, typename Tile::W, BN, BK>(src, p, n0, k0, ring, whi, ws, tid);
       threadgroup_barrier(mem_flags::mem_threadgroup);
       multiply_tiles<Tile, T, BK>(xs, ws, sm, sn, fc, acc);
+      if (it + 1 < seg.k_end) {
+        stage_packed<Tile, Decoder, BN>(src, p, n0, it, it + 1, wlo, whi, ring, tid);
+      }
       threadgroup_barrier(mem_flags::mem_threadgroup);
     }
     if (seg.slot < 0) {

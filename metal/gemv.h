@@ -5,10 +5,11 @@
 // kGemvSimdgroups * Decoder::kGemvRows output rows and MR rows of x. Per step
 // of kGemvStepK weights it stages x once, as float, with coalesced 4-wide
 // loads, in threadgroup memory; then lane l of every simdgroup takes block
-// l of the step (kKMultiple weights) of each of its rows, so a simdgroup's
-// weight loads are contiguous across lanes. A lane decodes each weight once
-// and uses it for all MR rows of x; each x value it reads (pre-scaled once,
-// Decoder::prescale) serves all its rows. Sums are fp32, scales are applied
+// l of the step (kKMultiple weights) of each of its rows
+// (Decoder::load_step), so a simdgroup's weight loads are contiguous across
+// lanes. A lane decodes each weight once and uses it for all MR rows of x;
+// each x value it reads (pre-scaled once, Decoder::prescale) serves all its
+// rows. Sums are fp32, scales are applied
 // once per block, and simd_sum joins the lanes; lane r stores row r.
 #pragma once
 
@@ -46,6 +47,7 @@ template <typename Decoder, typename T, int MR>
   static_assert(kGemvStepK == kGemvThreads * 4, "one 4-wide x load per thread and row per step");
   typedef typename Decoder::Block Block;
   threadgroup float xs[MR * kGemvRowFloats];
+  threadgroup typename Decoder::TableEntry table[Decoder::kTableEntries];
 
   const MatmulParams p = params;
   const WeightParams w = p.w;
@@ -66,6 +68,10 @@ template <typename Decoder, typename T, int MR>
     wrow[r] = row_of(src, w, imin(n0 + r, w.N - 1));
   }
   const device T* xrow = x + size_t(m0) * size_t(w.K);
+  // The codebook's patterns, if any; the first step's barriers order these
+  // stores before every read.
+  Decoder::load_table(table, wrow[0], tid);
+  typename Decoder::Stream stream[R];
 
   float acc[MR][R];
   LOWBIT_UNROLL
@@ -96,15 +102,24 @@ template <typename Decoder, typename T, int MR>
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const int b = k0 / kKMultiple + int(lane);
-    if (!active || b >= blocks) {
+    if (!active) {
       continue;
     }
+    // Every lane loads (the codebook's lanes share words by simd_shuffle);
+    // lanes past K then stop.
+    const int b = k0 / kKMultiple + int(lane);
+    const bool in_k = b < blocks;
     Block wb[R];
+    LOWBIT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      Decoder::load_step(wrow[r], stream[r], table, k0, lane, in_k, wb[r]);
+    }
+    if (!in_k) {
+      continue;
+    }
     ScaleBias sb[R];
     LOWBIT_UNROLL
     for (int r = 0; r < R; ++r) {
-      Decoder::load_lane(wrow[r], b, wb[r]);
       sb[r] = load_scale_bias(src, w, imin(n0 + r, w.N - 1), b * kKMultiple / w.group_size);
     }
     float part[MR][R];

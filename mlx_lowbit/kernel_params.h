@@ -66,6 +66,9 @@ LOWBIT_CONST int kDequantizeThreads = 256;
 LOWBIT_CONST int kBindingAlignment = 16;
 // Weights one dequantize thread writes (one decoder chunk).
 LOWBIT_CONST int kChunk = 8;
+// Dequantize: a threadgroup writes weights [x * kDequantizeK, ...) of row y,
+// so the grid is ceil(K / kDequantizeK) x N.
+LOWBIT_CONST int kDequantizeK = kDequantizeThreads * kChunk;
 
 // The weight's arrays as the kernels index them (docs/FORMATS.md).
 struct WeightParams {
@@ -83,8 +86,8 @@ struct MatmulParams {
   WeightParams w;
   int M;
   // GEMM: tiles_m x tiles_n output tiles of BM x BN, each iters_per_tile
-  // K-iterations of kGemmBK. Tile t covers rows (t % tiles_m) * BM and
-  // columns (t / tiles_m) * BN: consecutive threadgroups share a weight tile.
+  // K-iterations of kGemmBK. Tile t sits where tile_coord (work_split.h)
+  // puts it, in panels of 2^swizzle_log tile rows.
   int tiles_m;
   int tiles_n;
   int iters_per_tile;
@@ -97,10 +100,15 @@ struct MatmulParams {
   // [sk_tiles, tiles) get one threadgroup each (hybrid), after them.
   int sk_tiles;
   int sk_groups;
+  // Tile rows per panel of the tile order, log2 (the planner's choice).
+  int swizzle_log;
 };
 
 LOWBIT_FUNC int imin(int a, int b) {
   return a < b ? a : b;
+}
+LOWBIT_FUNC int imax(int a, int b) {
+  return a > b ? a : b;
 }
 LOWBIT_FUNC int ceil_div(int a, int b) {
   return (a + b - 1) / b;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -67,6 +68,38 @@ int64_t sk_cost(int tiles, int iters, int groups) {
   }
   int64_t peers = std::min<int64_t>((iters + per - 1) / std::max<int64_t>(per, 1) + 1, groups);
   return makespan + C::kFixupStartup + C::kFixupPerPeer * peers;
+}
+
+// Bits per weight a GEMM reads of the weight (packed, scales, biases).
+double weight_bits(const MatmulProblem& pr) {
+  const FormatSpec& f = pr.spec;
+  double packed = f.format == Format::Ternary  ? 2.0
+                  : f.format == Format::Binary ? 1.0
+                                               : double(f.index_bits) / f.vector_size;
+  double per_group = (pr.scales_f32 ? 32.0 : 16.0) * (pr.has_bias ? 2 : 1);
+  return packed + per_group / f.group_size;
+}
+
+// log2 of the tile rows per panel of the tile order (work_split.h
+// tile_coord). The F tiles in flight at once, as a panel P tile rows tall,
+// read P x tiles (BM rows of x) and F / P weight tiles (BN rows of the
+// weight) per K step; the sum is least at P = sqrt(F x weight bytes / x
+// bytes), rounded to a power of two, and a panel need not be taller than
+// tiles_m. Half-precision x at 2 bits per weight over a 64 x 64 tile and 80
+// groups gives P = 4.
+int choose_swizzle_log(
+    const MatmulProblem& pr, const TileConfig& tile, const MatmulParams& p, int groups) {
+  int tiles = lowbit::tiles_of(p);
+  int in_flight = std::clamp(groups / std::max(p.split_k, 1), 1, tiles);
+  double x_bytes = double(tile.bm) * mx::size_of(pr.dtype);
+  double w_bytes = double(tile.bn) * weight_bits(pr) / 8.0;
+  double panel = std::sqrt(in_flight * w_bytes / x_bytes);
+  int log = panel <= 1.0 ? 0 : int(std::lround(std::log2(panel)));
+  int tallest = 0; // ceil(log2(tiles_m)): one panel, the whole of M
+  while ((1 << tallest) < p.tiles_m) {
+    ++tallest;
+  }
+  return std::min(log, tallest);
 }
 
 Schedule choose_schedule(int M, int tiles, int iters, int groups) {
@@ -312,6 +345,7 @@ DispatchPlan plan_matmul(const MatmulProblem& pr, const ScheduleRequest& request
     case Schedule::Auto:
       throw std::logic_error("[plan_matmul] unresolved auto schedule.");
   }
+  p.swizzle_log = choose_swizzle_log(pr, plan.tile, p, groups);
   add_gemm(plan, pr);
   return plan;
 }
@@ -321,14 +355,9 @@ DispatchPlan plan_dequantize(
   MatmulProblem pr{spec, has_bias, scales_f32, dtype, 0, N, K};
   DispatchPlan plan;
   plan.params = base_params(pr);
-  int64_t chunks = int64_t(N) * (K / lowbit::kChunk);
-  if (chunks > INT_MAX) {
-    throw std::invalid_argument(
-        "[plan_dequantize] The weight has too many elements for the GPU kernel.");
-  }
   plan.launches.push_back(
       {dequantize_kernel_name(spec, dtype),
-       {lowbit::ceil_div(int(chunks), lowbit::kDequantizeThreads), 1, 1},
+       {lowbit::ceil_div(K, lowbit::kDequantizeK), N, 1},
        {lowbit::kDequantizeThreads, 1, 1},
        {{LOWBIT_BUFFER_PACKED, BufferRole::Packed, false},
         {LOWBIT_BUFFER_SCALES, BufferRole::Scales, false},

@@ -14,6 +14,32 @@ LOWBIT_FUNC int tiles_of(MatmulParams p) {
   return p.tiles_m * p.tiles_n;
 }
 
+// Where tile t is: row m (of BM rows of out) and column n (of BN). The tile
+// order (threadgroup order, for data-parallel and split-K groups; the order
+// stream-K groups walk) is swizzled: panels of 2^swizzle_log tile rows, one
+// after another, each walked down its rows first, then across. Threadgroups
+// that run at the same time then cover a block of tiles about as tall as a
+// panel, so they share both x tiles (one per tile row) and weight tiles (one
+// per tile column) in the cache, instead of one weight tile and as many x
+// tiles as groups (one tall panel) or the reverse (panels of one row). Only
+// positions change: the slot arithmetic below works on tile indices.
+struct TileCoord {
+  int m;
+  int n;
+};
+LOWBIT_FUNC TileCoord tile_coord(MatmulParams p, int t) {
+  const int height = 1 << p.swizzle_log;
+  const int panel_tiles = height * p.tiles_n;
+  const int panel = t / panel_tiles;
+  const int u = t - panel * panel_tiles;
+  // The last panel may be shorter.
+  const int rows = imin(height, p.tiles_m - panel * height);
+  TileCoord c;
+  c.m = panel * height + u % rows;
+  c.n = u / rows;
+  return c;
+}
+
 // Stream-K. The sk_tiles * iters K-iterations (tile-major) are split so that
 // group g runs [sk_begin(g), sk_begin(g + 1)): sizes differ by at most one.
 LOWBIT_FUNC int sk_total(MatmulParams p) {

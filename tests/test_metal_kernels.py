@@ -249,3 +249,65 @@ def test_dequantize_kernel(f, dtype):
     # fp32 first).
     tol = {mx.float32: 1e-7, mx.float16: 1e-3, mx.bfloat16: 8e-3}[dtype]
     assert np.all(np.abs(got - ref) <= tol * np.abs(ref) + 1e-7)
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+def test_dequantize_kernel_long_rows(f):
+    # K = 2112: two threadgroups per row (kDequantizeK = 2048 weights each),
+    # the second a partial one that starts inside a group of 96.
+    qw = make_weight(f, 3, 2112, 96)
+    out = metal_dequantize(qw, mx.float16)
+    ref = reference.dequantize(qw)
+    got = np.asarray(out.astype(mx.float32), dtype=np.float64)
+    assert np.all(np.abs(got - ref) <= 1e-3 * np.abs(ref) + 1e-7)
+
+
+# Codebook (v, c): the GEMV keeps tables of up to 8 (v = 8) or 12 bits
+# (v = 16) in threadgroup memory and reads larger ones (v16 c13, c16) from
+# device memory; c = 4 and 8 divide 32, the others make indices straddle
+# words; c = v makes a step of 1024 weights a full 32-word window.
+CODEBOOK_VC = [(16, 4), (16, 7), (16, 12), (16, 13), (16, 16), (8, 4), (8, 5), (8, 7), (8, 8)]
+
+
+def random_codebook_weight(n, k, gs, v, c, seed=0):
+    """Uniformly random indices and codebook, so every table entry is used."""
+    rng = np.random.default_rng(seed)
+    _, scales, _, codebook, indices = reference.random_exact_weight(
+        rng, "codebook", n, k, gs, vector_size=v, index_bits=c
+    )
+    return lb.QuantizedWeight(
+        fmt="codebook",
+        group_size=gs,
+        packed=_ext.pack_codebook(mx.array(indices), v, c),
+        scales=mx.array(scales),
+        codebook=mx.array(codebook),
+        vector_size=v,
+        index_bits=c,
+    )
+
+
+@pytest.mark.parametrize("v,c", CODEBOOK_VC, ids=[f"v{v}c{c}" for v, c in CODEBOOK_VC])
+def test_codebook_index_widths(v, c):
+    # K = 2080: three GEMV steps, the last with one block (lanes past K);
+    # N = 21: rows start at every phase of the GEMV's 32-word windows.
+    qw = random_codebook_weight(21, 2080, 32, v, c)
+    for schedule, m in [("gemv", 1), ("gemv", 3), ("dataparallel", 9)]:
+        x = make_x((m, 2080), mx.float16)
+        assert_close(metal_matmul(x, qw, schedule), ref_product(x, qw), mx.float16, schedule)
+    got = np.asarray(metal_dequantize(qw, mx.float16).astype(mx.float32), dtype=np.float64)
+    ref = reference.dequantize(qw)
+    assert np.all(np.abs(got - ref) <= 1e-3 * np.abs(ref) + 1e-7)
+
+
+@pytest.mark.parametrize("f", FORMATS, ids=format_id)
+@pytest.mark.parametrize(
+    "schedule,opts", [("dataparallel", {}), ("splitk", {"split_k": 2}), ("streamk", {})]
+)
+def test_swizzled_tile_order(f, schedule, opts):
+    # 3 x 10 tiles on 40 cores: panels of 2 tile rows for every format (the
+    # planner's choice, test_planner.py), the last one a single row.
+    qw = make_weight(f, 320, 64, 32)
+    x = make_x((96, 64), mx.float16)
+    assert metal_plan(x, qw, schedule, gpu_cores=40, **opts)["params"]["swizzle_log"] == 1
+    out = metal_matmul(x, qw, schedule, gpu_cores=40, **opts)
+    assert_close(out, ref_product(x, qw), mx.float16, schedule)

@@ -79,6 +79,50 @@ def test_every_iteration_runs_exactly_once(m, n, k, schedule, cores):
 
 
 @pytest.mark.parametrize("m,n,k,schedule,cores", SPLIT_CASES)
+def test_every_tile_has_one_place(m, n, k, schedule, cores):
+    """The swizzled tile order (work_split.h tile_coord) puts the tiles the
+    planner counts on every (tile row, tile column) once."""
+    p = plan(m, n, k, schedule, cores=cores)
+    prm = p["params"]
+    expected = {(i, j) for i in range(prm["tiles_m"]) for j in range(prm["tiles_n"])}
+    assert sorted(p["work"]["tiles"]) == sorted(expected)
+
+
+def test_tile_order_walks_panels():
+    """Panels of 2^s tile rows, one after another, each walked down its rows
+    and then across; the last panel may be shorter. Every shape and log."""
+    for tiles_m in range(1, 10):
+        for tiles_n in range(1, 8):
+            for log in range(0, 5):
+                coords = _ext.metal_tile_coords(tiles_m, tiles_n, log)
+                height = 1 << log
+                expected = []
+                for top in range(0, tiles_m, height):
+                    rows = min(height, tiles_m - top)
+                    expected += [(top + i, j) for j in range(tiles_n) for i in range(rows)]
+                assert [tuple(c) for c in coords] == expected, (tiles_m, tiles_n, log)
+
+
+@pytest.mark.parametrize(
+    "m,n,k,cores,tile,log",
+    [
+        # 64 x 64 tiles, 80 groups: sqrt(80 x (64 x 2.5 / 8) / (64 x 2)) = 3.5 -> 4 rows.
+        (4096, 4096, 4096, 40, 64, 2),
+        # 20 groups: sqrt(20 x 20 / 128) = 1.8 -> 2 rows.
+        (512, 4096, 4096, 10, 64, 1),
+        # One tile row: a panel need not be taller.
+        (20, 4096, 4096, 40, 32, 0),
+        # 24 tiles in flight, 32 x 32: sqrt(24 x 10 / 64) = 1.9 -> 2 rows of 3.
+        (96, 256, 64, 40, 32, 1),
+    ],
+)
+def test_swizzle_follows_the_traffic_model(m, n, k, cores, tile, log):
+    p = plan(m, n, k, "dataparallel", cores=cores)
+    assert p["tile"][0] == tile
+    assert p["params"]["swizzle_log"] == log
+
+
+@pytest.mark.parametrize("m,n,k,schedule,cores", SPLIT_CASES)
 def test_partial_tiles_meet_in_the_fixup(m, n, k, schedule, cores):
     """A tile run by one threadgroup is stored whole; a split tile's partials
     go to workspace slots that the fix-up sums in K order."""
@@ -216,11 +260,11 @@ def test_params_struct_layout():
     each, in kernel_params.h's order."""
     p = plan(20, 40, 160, "splitk", split_k=2)
     gemm = p["launches"][0]
-    fields = struct.unpack("<16i", gemm["params"])
+    fields = struct.unpack("<17i", gemm["params"])
     n, k, group, words, index_bits, has_bias, scales_f32 = fields[:7]
     assert (n, k, group, words, index_bits, has_bias, scales_f32) == (40, 160, 32, 10, 0, 0, 0)
-    m, tiles_m, tiles_n, iters, schedule, fixup, split_k, sk_tiles, sk_groups = fields[7:]
-    assert (m, tiles_m, tiles_n, iters, schedule, fixup, split_k) == (20, 1, 2, 5, 1, 0, 2)
+    m, tiles_m, tiles_n, iters, schedule, fixup, split_k, sk_tiles, sk_groups, swz = fields[7:]
+    assert (m, tiles_m, tiles_n, iters, schedule, fixup, split_k, swz) == (20, 1, 2, 5, 1, 0, 2, 0)
 
 
 def test_tile_overrides():
@@ -279,7 +323,10 @@ def test_dequantize_plan():
     p = _ext.metal_dequantize_plan("codebook", 32, 16, 12, False, False, mx.bfloat16, N=7, K=96)
     (launch,) = p["launches"]
     assert launch["kernel"] == "lowbit_dequantize_codebook_v16_bfloat16"
-    assert launch["grid"][0] * launch["threadgroup"][0] >= 7 * 96 // 8
+    # A threadgroup per row and kDequantizeK (2048) weights, kChunk (8) per thread.
+    assert tuple(launch["grid"]) == (1, 7, 1) and tuple(launch["threadgroup"]) == (256, 1, 1)
+    p = _ext.metal_dequantize_plan("ternary", 32, 0, 0, False, False, mx.float16, N=3, K=4128)
+    assert tuple(p["launches"][0]["grid"]) == (3, 3, 1)
 
 
 def test_bad_plan_arguments():

@@ -297,7 +297,8 @@ def metal_profile(
     Returns:
         list: One dict per launch, as ``runner.run_sequence(profile=...)``
         fills it (kernel, threadgroups, barriers, tg_accesses, tg_wavefronts,
-        tg_ideal, device: {slot: requested, useful, lines, accesses}).
+        tg_ideal, threadgroup: {array: accesses, wavefronts, ideal}, device:
+        {slot: requested, useful, lines, accesses}).
     """
     plan = metal_plan(x, qw, schedule, split_k=split_k, gpu_cores=gpu_cores, **tile_overrides)
     n, k = qw.shape
@@ -308,24 +309,25 @@ def metal_profile(
         "out": mx.zeros((m, n), dtype=x.dtype),
         "workspace": np.zeros(max(plan["workspace_floats"], 4), dtype=np.float32),
     }
-    fmt, dtype = _ext.metal_kernel_tokens(qw.fmt, qw.vector_size, x.dtype)
-    text = (
-        '#include "metal/instantiate.h"\n'
-        f"instantiate_format_dtype({fmt}, {dtype})\n"
-        f"instantiate_fixups({dtype})\n"
-    )
+    return _profile(plan, buffers, x.dtype, qw)
+
+
+def metal_dequantize_profile(
+    qw: QuantizedWeight, dtype: mx.Dtype = mx.float16
+) -> List[Dict[str, Any]]:
+    """The cost model's measurements of the dequantize kernel on ``qw``
+    (one launch; as :func:`metal_profile`)."""
+    n, k = qw.shape
+    plan = _ext.metal_dequantize_plan(**_plan_fields(qw), dtype=dtype, N=n, K=k)
+    buffers = {**_weight_buffers(qw), "out": mx.zeros((n, k), dtype=dtype)}
+    return _profile(plan, buffers, dtype, qw)
+
+
+def _profile(plan, buffers, dtype: mx.Dtype, qw: QuantizedWeight) -> List[Dict[str, Any]]:
+    # The profile build of this format and dtype alone (as sanitizer runs).
+    source, name = _source(dtype, qw, "profile")
     launches: List[Dict[str, Any]] = []
-    _run(
-        plan,
-        buffers,
-        ["out"],
-        text,
-        f"lowbit_{fmt}_{dtype}.metal",
-        "profile",
-        "fixed",
-        0,
-        profile=launches,
-    )
+    _run(plan, buffers, ["out"], source, name, "profile", "fixed", 0, profile=launches)
     return launches
 
 

@@ -32,6 +32,7 @@ nb::dict params_dict(const lowbit::MatmulParams& p) {
   d["split_k"] = p.split_k;
   d["sk_tiles"] = p.sk_tiles;
   d["sk_groups"] = p.sk_groups;
+  d["swizzle_log"] = p.swizzle_log;
   d["fixup"] = lb::fixup_name(lb::FixUp(p.fixup));
   return d;
 }
@@ -57,9 +58,15 @@ nb::dict work_dict(const lowbit::MatmulParams& p) {
     }
     fixups.append(slots);
   }
+  nb::list tiles;
+  for (int t = 0; t < lowbit::tiles_of(p); ++t) {
+    lowbit::TileCoord c = lowbit::tile_coord(p, t);
+    tiles.append(nb::make_tuple(c.m, c.n));
+  }
   nb::dict d;
   d["groups"] = groups;
   d["fixups"] = fixups;
+  d["tiles"] = tiles;
   d["workspace_slots"] = lowbit::workspace_slots(p);
   return d;
 }
@@ -121,8 +128,26 @@ void init_metal(nb::module_& m) {
             dict: ``schedule`` (resolved), ``tile`` (bm, bn, bk, wm, wn),
             ``params``, ``launches`` (kernel, grid, threadgroup, buffers
             {slot: role}, params bytes), ``workspace_floats``, and with
-            ``with_work`` the per-threadgroup segments and fix-up slots.
+            ``with_work`` the per-threadgroup segments and fix-up slots and
+            each tile's (tile row, tile column) (``work_split.h``).
       )pbdoc");
+
+  m.def(
+      "metal_tile_coords",
+      [](int tiles_m, int tiles_n, int swizzle_log) {
+        lowbit::MatmulParams p{};
+        p.tiles_m = tiles_m;
+        p.tiles_n = tiles_n;
+        p.swizzle_log = swizzle_log;
+        nb::list tiles;
+        for (int t = 0; t < lowbit::tiles_of(p); ++t) {
+          lowbit::TileCoord c = lowbit::tile_coord(p, t);
+          tiles.append(nb::make_tuple(c.m, c.n));
+        }
+        return tiles;
+      },
+      "tiles_m"_a, "tiles_n"_a, "swizzle_log"_a,
+      "(tile row, tile column) of each GEMM tile index under work_split.h's tile_coord.");
 
   m.def(
       "metal_dequantize_plan",

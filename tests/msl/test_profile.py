@@ -54,3 +54,6 @@ def test_bank_conflicts_and_barriers(stride, wavefronts):
     # A store and a load per threadgroup, each 1 wavefront ideally.
     assert launch["tg_accesses"] == 4 and launch["tg_ideal"] == 4
     assert launch["tg_wavefronts"] == 4 * wavefronts
+    # The same, per threadgroup allocation (this kernel has one).
+    (per_array,) = launch["threadgroup"].values()
+    assert per_array == {"accesses": 4, "wavefronts": 4 * wavefronts, "ideal": 4}

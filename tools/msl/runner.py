@@ -404,9 +404,11 @@ def run_sequence(
         profile: with sanitizer="profile", a list that receives one dict per launch: kernel,
             threadgroups, barriers (completed threadgroup barriers, summed over threadgroups),
             tg_accesses / tg_wavefronts / tg_ideal (simdgroup accesses to threadgroup memory,
-            the wavefronts their bank conflicts cost, the conflict-free count), and device:
-            {slot: {requested, useful, lines, accesses}} (bytes the lanes asked for, distinct
-            bytes among them, distinct 64-byte lines touched, simdgroup accesses).
+            the wavefronts their bank conflicts cost, the conflict-free count), threadgroup:
+            {allocation name: {accesses, wavefronts, ideal}} (the same per kernel-scope array
+            or [[threadgroup(i)]] buffer), and device: {slot: {requested, useful, lines,
+            accesses}} (bytes the lanes asked for, distinct bytes among them, distinct 64-byte
+            lines touched, simdgroup accesses).
 
     Returns:
         key -> the buffer's contents after the last launch, of the input's type, dtype and shape.

@@ -8,7 +8,8 @@ Per kernel launch of the plan eval_gpu would encode, run under the emulator's
   in one access over the 64-byte lines that access touched (1.0 ideal);
 - x traffic: 64-byte lines of x over lines of the weight's arrays;
 - threadgroup memory: wavefronts that bank conflicts cost over the
-  conflict-free count (1.0 ideal);
+  conflict-free count (1.0 ideal), the GEMV's copy of the codebook on its
+  own (its pattern lookups are random);
 - barriers per threadgroup;
 - decode instructions per weight: arithmetic LLVM instructions of the
   decoder's GEMV inner step (``Decoder::dot8``, 8 weights) compiled at -O1,
@@ -27,13 +28,16 @@ import mlx.core as mx
 
 from .. import _ext
 from ..ops import quantize
-from ..testing import metal_profile, source_root
+from ..testing import metal_dequantize_profile, metal_profile, source_root
 
 # Slots of kernel_params.h (LOWBIT_BUFFER_*). The weight's streamed arrays
 # are packed, scales and biases; the codebook is a small table that stays in
 # cache (its gathers are reported on their own).
 X_SLOT, PACKED_SLOT, SCALES_SLOT, CODEBOOK_SLOT, OUT_SLOT, WORKSPACE_SLOT = 0, 1, 2, 4, 5, 6
 STREAMED_SLOTS = (1, 2, 3)
+# The GEMV's threadgroup copy of the codebook (metal/gemv.h): its pattern
+# lookups are random, so their bank conflicts are reported on their own.
+TABLE_ARRAY = "table"
 
 # (label, format, options): the formats the table covers.
 FORMATS = [
@@ -43,19 +47,25 @@ FORMATS = [
     ("codebook v8 c5", "codebook", {"vector_size": 8, "index_bits": 5}),
 ]
 
-# (schedule, M, N, K, dtype, options): every kernel family (GEMV MR = 1, 2,
-# 4; the GEMM per schedule, with its fix-up where tiles are split; the float
-# weight tile of bfloat16), small enough to emulate in seconds, large enough
-# for steady state (K spans two GEMV staging steps; GEMM tiles are whole).
+# (schedule, M, N, K, dtype, options): every matmul kernel family (GEMV MR =
+# 1, 2, 4; the GEMM per schedule, with its fix-up where tiles are split; the
+# float weight tile of bfloat16), small enough to emulate in seconds, large enough
+# for steady state (K spans four GEMV staging steps, and is a typical layer
+# width: a row's loads can use whole lines only where the row starts and
+# ends on one, and at K = 2048 a codebook v8 c5 row is 160 bytes; GEMM tiles
+# are whole).
 SHAPES = [
-    ("gemv", 1, 64, 2048, mx.float16, {}),
-    ("gemv", 2, 64, 2048, mx.float16, {}),
-    ("gemv", 4, 64, 2048, mx.float16, {}),
+    ("gemv", 1, 64, 4096, mx.float16, {}),
+    ("gemv", 2, 64, 4096, mx.float16, {}),
+    ("gemv", 4, 64, 4096, mx.float16, {}),
     ("dataparallel", 32, 64, 256, mx.float16, {}),
     ("dataparallel", 32, 64, 256, mx.bfloat16, {}),
     ("splitk", 32, 64, 256, mx.float16, {"split_k": 2}),
     ("streamk", 32, 64, 256, mx.float16, {"gpu_cores": 1}),
 ]
+# The dequantize kernel: (N, K, dtype), one threadgroup per row (K is one
+# kDequantizeK range).
+DEQUANTIZE_SHAPE = (16, 2048, mx.float16)
 
 _ARITH = re.compile(
     r"=\s+(?:nnan |ninf |nsz |arcp |contract |afn |reassoc |fast |nuw |nsw |exact |disjoint )*"
@@ -153,6 +163,7 @@ def _ratio(a: float, b: float) -> Optional[float]:
 def summarize(launch: Dict[str, Any]) -> Dict[str, Any]:
     """The derived figures of one profiled launch."""
     dev = launch["device"]
+    tg = launch["threadgroup"]
 
     def coalescing(slots) -> Optional[float]:
         useful = sum(dev[s]["useful"] for s in slots if s in dev)
@@ -170,8 +181,16 @@ def summarize(launch: Dict[str, Any]) -> Dict[str, Any]:
         "codebook coalescing": coalescing([CODEBOOK_SLOT]),
         "out coalescing": coalescing([OUT_SLOT]),
         "workspace coalescing": coalescing([WORKSPACE_SLOT]),
-        "x / weight traffic": _ratio(x_lines, weight_lines),
-        "bank conflict factor": _ratio(launch["tg_wavefronts"], launch["tg_ideal"]),
+        "x / weight traffic": _ratio(x_lines, weight_lines) if X_SLOT in dev else None,
+        "bank conflict factor": _ratio(
+            sum(t["wavefronts"] for a, t in tg.items() if a != TABLE_ARRAY),
+            sum(t["ideal"] for a, t in tg.items() if a != TABLE_ARRAY),
+        ),
+        "table bank conflict factor": (
+            _ratio(tg[TABLE_ARRAY]["wavefronts"], tg[TABLE_ARRAY]["ideal"])
+            if TABLE_ARRAY in tg
+            else None
+        ),
         "barriers / threadgroup": _ratio(launch["barriers"], launch["threadgroups"]),
     }
 
@@ -180,7 +199,7 @@ def model(shapes: List[Tuple[str, int, int, int, Any, Dict[str, int]]] = SHAPES)
     """The cost model of every format's kernels at `shapes`."""
     rows = []
     for label, fmt, opts in FORMATS:
-        w = mx.random.normal((64, 2048), key=mx.random.key(0))
+        w = mx.random.normal((64, 4096), key=mx.random.key(0))
         token = _ext.metal_kernel_tokens(fmt, opts.get("vector_size", 0), mx.float16)[0]
         ops = decode_ops_per_weight(token)
         for schedule, m, n, k, dtype, extra in shapes:
@@ -192,6 +211,11 @@ def model(shapes: List[Tuple[str, int, int, int, Any, Dict[str, int]]] = SHAPES)
                 if schedule == "gemv":
                     row["decode ops / weight"] = ops
                 rows.append(row)
+        n, k, dtype = DEQUANTIZE_SHAPE
+        for launch in metal_dequantize_profile(quantize(w[:n, :k], fmt, 64, **opts), dtype):
+            row = {"format": label, "schedule": "dequantize", "M": None, "N": n, "K": k}
+            row.update(summarize(launch))
+            rows.append(row)
     return {"rows": rows, "mlx_qdot_ops_per_weight": mlx_qdot_ops_per_weight()}
 
 
@@ -208,6 +232,7 @@ def markdown(result: Dict[str, Any]) -> str:
         "workspace coalescing",
         "x / weight traffic",
         "bank conflict factor",
+        "table bank conflict factor",
         "barriers / threadgroup",
         "decode ops / weight",
     ]

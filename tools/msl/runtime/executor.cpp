@@ -424,12 +424,14 @@ void run_launch(const Launch& launch, std::vector<Buffer>& buffers) {
                   threadgroup_state(tg));
     }
 
-    std::vector<std::pair<const void*, unsigned long>> tg_memory;
+    std::vector<TgMemory> tg_memory;
     for (auto& a : g_tg_static)
-      tg_memory.push_back({a.ptr, a.size});
+      tg_memory.push_back({a.ptr, a.size, a.name});
     for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot)
       if (tg_buffers[slot])
-        tg_memory.push_back({tg_buffers[slot], launch.threadgroup_bytes[slot]});
+        tg_memory.push_back(
+            {tg_buffers[slot], launch.threadgroup_bytes[slot],
+             "[[threadgroup(" + std::to_string(slot) + ")]]"});
     profile_end_threadgroup(tg, tg_memory);
     for (auto& a : g_tg_static)
       std::free(a.ptr);

@@ -3,7 +3,10 @@
 // callbacks instead of its runtime, so every load and store of the kernel
 // reports its address, size and call site. Per threadgroup, the accesses of
 // one simdgroup are grouped by site and by how often each lane reached it
-// (the k-th execution of a load by every lane is one simdgroup access), then
+// since its last simd collective or barrier (the k-th execution of a load by
+// every lane between the same two synchronisations is one simdgroup access;
+// counting from the last one keeps lanes that skipped a load in a branch in
+// step with the others), then
 // measured: device accesses as bytes requested vs distinct 64-byte lines
 // touched, per buffer slot; threadgroup accesses as wavefronts (the most
 // distinct 4-byte words one of the 32 banks must serve) vs the ideal.
@@ -16,7 +19,7 @@
 #include <cstring>
 #include <map>
 #include <set>
-#include <unordered_map>
+#include <tuple>
 
 #include "runtime.h"
 
@@ -30,6 +33,7 @@ struct Access {
   const void* site;
   uintptr_t addr;
   unsigned size;
+  unsigned long long syncs; // Lane::syncs when it ran
 };
 
 std::vector<std::vector<Access>> g_logs; // by thread index in the threadgroup
@@ -37,7 +41,12 @@ thread_local uintptr_t t_stack_lo = 0, t_stack_hi = 0;
 
 struct Range {
   uintptr_t lo, hi;
-  int slot; // device buffer slot, or -1 for threadgroup memory
+  int slot;         // device buffer slot, or -1 for threadgroup memory
+  std::string name; // threadgroup memory: the allocation's
+};
+
+struct TgStats {
+  unsigned long long accesses = 0, wavefronts = 0, ideal = 0;
 };
 
 struct SlotStats {
@@ -49,6 +58,7 @@ struct LaunchStats {
   unsigned long long threadgroups = 0, barriers = 0;
   std::map<int, SlotStats> device;
   unsigned long long tg_accesses = 0, tg_wavefronts = 0, tg_ideal = 0;
+  std::map<std::string, TgStats> tg; // by allocation
 };
 
 std::vector<LaunchStats> g_stats;
@@ -78,7 +88,7 @@ inline void record(const void* addr, unsigned size, const void* site) {
   if (a >= t_stack_lo && a < t_stack_hi)
     return; // thread-private (registers on a GPU)
   if (lane->index < g_logs.size())
-    g_logs[lane->index].push_back({site, a, size});
+    g_logs[lane->index].push_back({site, a, size, lane->syncs});
 }
 
 const Range* find(const std::vector<Range>& ranges, uintptr_t a) {
@@ -97,29 +107,30 @@ void profile_begin_launch(const std::string& kernel, const __msl_bindings& b) {
   for (int slot = 0; slot < __MSL_MAX_BINDINGS; ++slot)
     if (b.buffer_bound[slot] && b.buffers[slot])
       g_device.push_back(
-          {uintptr_t(b.buffers[slot]), uintptr_t(b.buffers[slot]) + b.buffer_sizes[slot], slot});
+          {uintptr_t(b.buffers[slot]), uintptr_t(b.buffers[slot]) + b.buffer_sizes[slot], slot,
+           ""});
 }
 
 void profile_begin_threadgroup(unsigned threads) {
   g_logs.assign(threads, {});
 }
 
-void profile_end_threadgroup(
-    const Threadgroup& tg, const std::vector<std::pair<const void*, unsigned long>>& tg_memory) {
+void profile_end_threadgroup(const Threadgroup& tg, const std::vector<TgMemory>& tg_memory) {
   LaunchStats& st = g_stats.back();
   st.threadgroups += 1;
   st.barriers += tg.generation.load();
   std::vector<Range> shared;
   for (auto& m : tg_memory)
-    shared.push_back({uintptr_t(m.first), uintptr_t(m.first) + m.second, -1});
+    shared.push_back({uintptr_t(m.start), uintptr_t(m.start) + m.bytes, -1, m.name});
   for (unsigned s = 0; s * kSimdWidth < g_logs.size(); ++s) {
-    // (site, k) -> the k-th access of every lane at that site.
-    std::map<std::pair<const void*, unsigned>, std::vector<Access>> groups;
+    // (site, syncs, k) -> the k-th access of every lane at that site after
+    // the same number of synchronisations.
+    std::map<std::tuple<const void*, unsigned long long, unsigned>, std::vector<Access>> groups;
     for (unsigned l = s * kSimdWidth; l < std::min<size_t>(g_logs.size(), (s + 1) * kSimdWidth);
          ++l) {
-      std::unordered_map<const void*, unsigned> seen;
+      std::map<std::pair<const void*, unsigned long long>, unsigned> seen;
       for (const Access& a : g_logs[l])
-        groups[{a.site, seen[a.site]++}].push_back(a);
+        groups[{a.site, a.syncs, seen[{a.site, a.syncs}]++}].push_back(a);
     }
     for (auto& [key, accesses] : groups) {
       if (const Range* r = find(g_device, accesses[0].addr)) {
@@ -135,7 +146,7 @@ void profile_end_threadgroup(
         ss.useful += bytes.size();
         ss.lines += lines.size();
         ss.accesses += 1;
-      } else if (find(shared, accesses[0].addr)) {
+      } else if (const Range* r = find(shared, accesses[0].addr)) {
         std::set<uintptr_t> words;
         for (const Access& a : accesses)
           for (unsigned i = 0; i < a.size; i += 4)
@@ -143,9 +154,15 @@ void profile_end_threadgroup(
         unsigned per_bank[32] = {};
         for (uintptr_t w : words)
           per_bank[w % 32] += 1;
+        unsigned wavefronts = *std::max_element(per_bank, per_bank + 32);
+        unsigned ideal = unsigned((words.size() + 31) / 32);
         st.tg_accesses += 1;
-        st.tg_wavefronts += *std::max_element(per_bank, per_bank + 32);
-        st.tg_ideal += (words.size() + 31) / 32;
+        st.tg_wavefronts += wavefronts;
+        st.tg_ideal += ideal;
+        TgStats& ts = st.tg[r->name];
+        ts.accesses += 1;
+        ts.wavefronts += wavefronts;
+        ts.ideal += ideal;
       }
     }
   }
@@ -173,6 +190,14 @@ void profile_write(const char* path) {
           first ? "" : ", ", slot, ss.requested, ss.useful, ss.lines, ss.accesses);
       first = false;
     }
+    std::fprintf(f, "}, \"threadgroup\": {");
+    first = true;
+    for (auto& [name, ts] : st.tg) {
+      std::fprintf(
+          f, "%s\"%s\": {\"accesses\": %llu, \"wavefronts\": %llu, \"ideal\": %llu}",
+          first ? "" : ", ", name.c_str(), ts.accesses, ts.wavefronts, ts.ideal);
+      first = false;
+    }
     std::fprintf(f, "}}");
   }
   std::fprintf(f, "\n]\n");
@@ -183,8 +208,7 @@ void profile_write(const char* path) {
 
 void profile_begin_launch(const std::string&, const __msl_bindings&) {}
 void profile_begin_threadgroup(unsigned) {}
-void profile_end_threadgroup(
-    const Threadgroup&, const std::vector<std::pair<const void*, unsigned long>>&) {}
+void profile_end_threadgroup(const Threadgroup&, const std::vector<TgMemory>&) {}
 void profile_write(const char*) {}
 
 #endif

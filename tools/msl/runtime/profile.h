@@ -2,7 +2,6 @@
 #pragma once
 
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "runtime.h"
@@ -11,9 +10,14 @@ namespace mslrt {
 
 void profile_begin_launch(const std::string& kernel, const __msl_bindings& bindings);
 void profile_begin_threadgroup(unsigned threads);
-// tg_memory: (start, bytes) of every threadgroup allocation of the threadgroup.
-void profile_end_threadgroup(
-    const Threadgroup& tg, const std::vector<std::pair<const void*, unsigned long>>& tg_memory);
+// One threadgroup allocation: a kernel-scope array (its name) or a
+// [[threadgroup(i)]] buffer.
+struct TgMemory {
+  const void* start;
+  unsigned long bytes;
+  std::string name;
+};
+void profile_end_threadgroup(const Threadgroup& tg, const std::vector<TgMemory>& tg_memory);
 void profile_write(const char* path);
 
 } // namespace mslrt

@@ -60,6 +60,10 @@ struct Lane {
   unsigned lane;
   unsigned index;
   unsigned local[3];
+  // Simd collectives and threadgroup barriers this lane has passed: the
+  // lanes of a simdgroup run the same code between two of them, which the
+  // cost model needs to tell one simdgroup access from the next.
+  unsigned long long syncs = 0;
 };
 extern thread_local Lane* t_lane;
 

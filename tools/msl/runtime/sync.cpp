@@ -178,6 +178,7 @@ extern "C" const void* __msl_rt_simd_collective(
   s.cv.wait(lk, [&] { return s.epoch != epoch; });
   *active_mask = s.result_mask[buffer];
   *lane = L->lane;
+  L->syncs += 1;
   return s.scratch[buffer];
 }
 
@@ -216,4 +217,5 @@ extern "C" void __msl_rt_threadgroup_barrier(unsigned /*flags*/, const __msl_sit
   } else {
     tg.cv.wait(lk, [&] { return tg.generation.load(std::memory_order_relaxed) != generation; });
   }
+  L->syncs += 1;
 }
