@@ -38,6 +38,14 @@ constexpr int kRowsPerBlock = 64;
 constexpr int kTableBytes = 256; // per quad: low plane, high plane
 constexpr int kOffset = 508;     // 4 * 127: makes every entry non-negative
 
+// Entry s of a weight's scales or biases (float16 or float32, as stored);
+// 0 for a weight without that array.
+float stored(const PackedWeight& w, const void* p, size_t s) {
+  return p == nullptr   ? 0.0f
+         : w.scales_f32 ? static_cast<const float*>(p)[s]
+                        : _cvtsh_ss(static_cast<const uint16_t*>(p)[s]);
+}
+
 void repack_ternary(const PackedWeight& w, uint8_t* idx, float* scales) {
   const int G = w.K / w.group_size, Q = w.group_size / 4;
   const int blocks = lut_row_blocks(w.N);
@@ -49,9 +57,7 @@ void repack_ternary(const PackedWeight& w, uint8_t* idx, float* scales) {
     const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
     for (int g = 0; g < G; ++g) {
       const size_t s = size_t(n) * G + g;
-      scales[(size_t(g) * blocks + b) * kRowsPerBlock + i] =
-          w.scales_f32 ? static_cast<const float*>(w.scales)[s]
-                       : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      scales[(size_t(g) * blocks + b) * kRowsPerBlock + i] = stored(w, w.scales, s);
       uint8_t* dst = idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock + pos;
       for (int q = 0; q < Q; ++q) {
         const int k = g * w.group_size + 4 * q;
@@ -121,12 +127,9 @@ void repack_binary(const PackedWeight& w, uint8_t* idx, float* scales, float* bi
     const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
     for (int g = 0; g < G; ++g) {
       const size_t s = size_t(n) * G + g, d = (size_t(g) * blocks + b) * kRowsPerBlock + i;
-      scales[d] = w.scales_f32 ? static_cast<const float*>(w.scales)[s]
-                               : _cvtsh_ss(static_cast<const uint16_t*>(w.scales)[s]);
+      scales[d] = stored(w, w.scales, s);
       if (biases) {
-        biases[d] = w.biases == nullptr ? 0.0f
-                    : w.scales_f32      ? static_cast<const float*>(w.biases)[s]
-                                        : _cvtsh_ss(static_cast<const uint16_t*>(w.biases)[s]);
+        biases[d] = stored(w, w.biases, s);
       }
       uint8_t* dst = idx + (size_t(g) * blocks + b) * Q * kRowsPerBlock + pos;
       for (int q = 0; q < Q; ++q) {
@@ -334,18 +337,14 @@ void repack_nibbles(const PackedWeight& w, uint32_t* idx, float* scales, float* 
   if (biases) {
     std::memset(biases, 0, sizeof(float) * count);
   }
-  auto value = [&](const void* p, size_t s) {
-    return w.scales_f32 ? static_cast<const float*>(p)[s]
-                        : _cvtsh_ss(static_cast<const uint16_t*>(p)[s]);
-  };
   for (int n = 0; n < w.N; ++n) {
     const int b = n / kNibbleRows, lane = n % kNibbleRows;
     const uint32_t* row = w.packed + size_t(n) * w.words_per_row;
     for (int g = 0; g < G; ++g) {
       const size_t s = size_t(n) * G + g, at = (size_t(g) * blocks + b) * kNibbleRows + lane;
-      scales[at] = value(w.scales, s);
+      scales[at] = stored(w, w.scales, s);
       if (biases) {
-        biases[at] = value(w.biases, s);
+        biases[at] = stored(w, w.biases, s);
       }
       for (int d = 0; d < D; ++d) {
         uint32_t out = 0;

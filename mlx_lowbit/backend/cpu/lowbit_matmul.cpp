@@ -203,17 +203,17 @@ std::shared_ptr<const LutCopy> lut_copy(
   if (!copy) {
     auto c = std::make_shared<LutCopy>();
     c->owner = owner;
+    c->scales.resize(
+        nibbles ? cpu::lut_nibble_scale_count(w.N, w.K, w.group_size)
+                : cpu::lut_scale_count(w.N, w.K, w.group_size));
+    c->biases.resize(w.biases ? c->scales.size() : 0);
+    float* biases_out = w.biases ? c->biases.data() : nullptr;
     if (nibbles) {
       c->nibble_idx.resize(cpu::lut_nibble_words(w.N, w.K, w.format));
-      c->scales.resize(cpu::lut_nibble_scale_count(w.N, w.K, w.group_size));
-      c->biases.resize(w.biases ? c->scales.size() : 0);
-      lut.repack_nibbles(
-          w, c->nibble_idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
+      lut.repack_nibbles(w, c->nibble_idx.data(), c->scales.data(), biases_out);
     } else {
       c->idx.resize(cpu::lut_index_bytes(w.N, w.K, w.format));
-      c->scales.resize(cpu::lut_scale_count(w.N, w.K, w.group_size));
-      c->biases.resize(w.biases ? c->scales.size() : 0);
-      lut.repack(w, c->idx.data(), c->scales.data(), w.biases ? c->biases.data() : nullptr);
+      lut.repack(w, c->idx.data(), c->scales.data(), biases_out);
     }
     copy = std::move(c);
   }

@@ -414,14 +414,14 @@ def distill_model(
     # Cast for the training passes: the teacher for good; the student's
     # parameters but the low-bit layers' (which cast their own products)
     # inside each pass, so that the float32 ones are what the optimizer sees.
-    lowbit = {
-        path
-        for path, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
-        if isinstance(m, FakeQuantLinear)
-    }
     cast_keys = []
     if compute_dtype != mx.float32:
         _cast(teacher, {k: compute_dtype for k in _float_dtypes(teacher)})
+        lowbit = {
+            path
+            for path, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+            if isinstance(m, FakeQuantLinear)
+        }
         cast_keys = [k for k in _float_dtypes(model) if k.rsplit(".", 1)[0] not in lowbit]
 
     def held_kl() -> float:
